@@ -1,0 +1,21 @@
+"""ISM vs CGM emission-line ratios of z = 4-6 galaxies (JWST NIRSpec IFU, NIRCam, ALMA).
+
+Run:  snakemake --cores all          (the default analysis, on the SYNTHETIC mock survey)
+      snakemake --report report.html (provenance report after a run)
+"""
+
+import os
+
+
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/mock.smk"
+
+
+rule all:
+    """Everything the default analysis produces."""
+    default_target: True
+    input:
+        mock_products() if MOCK else [],

@@ -1,0 +1,170 @@
+"""Emission lines, NIRSpec gratings and their line-spread function.
+
+Every module of the project takes line names, rest wavelengths and grating
+properties from here, so there is one place that defines them.
+
+Line names (used in tables, FITS extension names and config) are
+``OII3728`` (the [O II] 3726,3729 doublet sum), ``HB``, ``OIII4959``,
+``OIII5007``, ``NII6548``, ``HA``, ``NII6583``, ``SII6716``, ``SII6731`` and
+``CII`` ([C II] 158 um, ALMA).
+
+Rest wavelengths are vacuum (NIRSpec convention), from SPEC section 0.
+
+Resolving power
+---------------
+The NIRSpec M gratings (G235M, G395M) rise roughly linearly from R ~ 700 at
+the blue end of their range to R ~ 1300 at the red end, G395H from ~1900 to
+~3600 (SPEC section 5; a linear approximation of the JDox "NIRSpec Dispersers
+and Filters" resolution curves).  The LSF is taken as a Gaussian of
+FWHM = lambda / R.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: speed of light [km/s]
+C_KMS = 299792.458
+
+#: rest frequency of [C II] 158 um [GHz]
+CII_REST_GHZ = 1900.5369
+
+#: Rest-frame vacuum wavelengths [Angstrom] of the individual transitions.
+TRANSITIONS = {
+    "OII3726": 3727.092,
+    "OII3729": 3729.875,
+    "HB": 4862.683,
+    "OIII4959": 4960.295,
+    "OIII5007": 5008.240,
+    "NII6548": 6549.86,
+    "HA": 6564.61,
+    "NII6583": 6585.27,
+    "SII6716": 6718.29,
+    "SII6731": 6732.67,
+}
+
+#: The optical lines reported by the project and the transitions they are
+#: made of, with the flux fraction each transition carries.  ``OII3728`` is
+#: the doublet sum with [O II] 3726/3729 = 1 (SPEC section 5).
+LINES = {
+    "OII3728": (("OII3726", 0.5), ("OII3729", 0.5)),
+    "HB": (("HB", 1.0),),
+    "OIII4959": (("OIII4959", 1.0),),
+    "OIII5007": (("OIII5007", 1.0),),
+    "NII6548": (("NII6548", 1.0),),
+    "HA": (("HA", 1.0),),
+    "NII6583": (("NII6583", 1.0),),
+    "SII6716": (("SII6716", 1.0),),
+    "SII6731": (("SII6731", 1.0),),
+}
+
+#: Flux-weighted effective rest wavelength of each reported line [Angstrom].
+LINE_WAVELENGTHS = {
+    name: sum(TRANSITIONS[t] * w for t, w in parts) for name, parts in LINES.items()
+}
+
+#: Fixed flux ratios tied in the fit: ``line -> (reference line, ratio)``.
+TIED_RATIOS = {
+    "OIII4959": ("OIII5007", 1.0 / 3.0),
+    "NII6548": ("NII6583", 1.0 / 3.0),
+}
+
+#: All line names, in wavelength order, plus the ALMA line.
+OPTICAL_LINES = tuple(LINES)
+ALL_LINES = OPTICAL_LINES + ("CII",)
+
+
+@dataclass(frozen=True)
+class Grating:
+    """A NIRSpec IFU grating/filter setting.
+
+    Attributes
+    ----------
+    name : str
+        Lower-case name used in file names and tables (``g235m``).
+    wmin_um, wmax_um : float
+        Wavelength coverage of the stage-3 cube [micron].
+    dlam_um : float
+        Channel width of the stage-3 cube [micron] (pipeline default
+        sampling for the IFU).
+    r_blue, r_red : float
+        Resolving power at ``wmin_um`` and ``wmax_um``; linear in between.
+    """
+
+    name: str
+    wmin_um: float
+    wmax_um: float
+    dlam_um: float
+    r_blue: float
+    r_red: float
+
+    @property
+    def label(self) -> str:
+        """Upper-case label used in FITS extension names (``G235M``)."""
+        return self.name.upper()
+
+    def resolving_power(self, wavelength_um):
+        """Resolving power R(lambda) (linear between the band edges)."""
+        w = np.asarray(wavelength_um, dtype=float)
+        frac = (w - self.wmin_um) / (self.wmax_um - self.wmin_um)
+        return self.r_blue + (self.r_red - self.r_blue) * np.clip(frac, 0.0, 1.0)
+
+    def lsf_sigma_kms(self, wavelength_um):
+        """Gaussian sigma of the line-spread function [km/s]."""
+        return C_KMS / self.resolving_power(wavelength_um) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+    def wavelength_grid(self) -> np.ndarray:
+        """Channel centres [micron] of the stage-3 cube."""
+        n = int(np.floor((self.wmax_um - self.wmin_um) / self.dlam_um)) + 1
+        return self.wmin_um + self.dlam_um * np.arange(n)
+
+    def covers(self, wavelength_um, margin_um: float = 0.0):
+        """True where ``wavelength_um`` lies inside the coverage minus ``margin_um``."""
+        w = np.asarray(wavelength_um, dtype=float)
+        return (w >= self.wmin_um + margin_um) & (w <= self.wmax_um - margin_um)
+
+
+#: The gratings the project knows.  Coverage and channel widths follow the
+#: JWST pipeline's default IFU cube sampling (G235M/F170LP, G395M/F290LP,
+#: G395H/F290LP).
+GRATINGS = {
+    "g235m": Grating("g235m", 1.66, 3.07, 0.00106, 700.0, 1300.0),
+    "g395m": Grating("g395m", 2.87, 5.10, 0.00179, 700.0, 1300.0),
+    "g395h": Grating("g395h", 2.87, 5.14, 0.000665, 1900.0, 3600.0),
+}
+
+
+def get_grating(name: str) -> Grating:
+    """Return the :class:`Grating` called ``name`` (case-insensitive)."""
+    try:
+        return GRATINGS[name.lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown grating {name!r}: use one of {', '.join(GRATINGS)}"
+        ) from None
+
+
+def observed_wavelength_um(line: str, z: float) -> float:
+    """Observed (vacuum) wavelength [micron] of ``line`` at redshift ``z``."""
+    return LINE_WAVELENGTHS[line] * (1.0 + z) * 1e-4
+
+
+def lines_in_grating(grating: str | Grating, z: float, margin_um: float = 0.01) -> list[str]:
+    """Optical lines whose every transition lies inside the grating coverage.
+
+    ``margin_um`` keeps a line window clear of the band edge.
+    """
+    g = grating if isinstance(grating, Grating) else get_grating(grating)
+    out = []
+    for name, parts in LINES.items():
+        waves = [TRANSITIONS[t] * (1.0 + z) * 1e-4 for t, _ in parts]
+        if all(g.covers(w, margin_um) for w in waves):
+            out.append(name)
+    return out
+
+
+def cii_observed_ghz(z: float) -> float:
+    """Observed frequency [GHz] of [C II] 158 um at redshift ``z``."""
+    return CII_REST_GHZ / (1.0 + z)

@@ -1,0 +1,320 @@
+"""Readers for the workflow's inputs, with one-line errors, and atomic writes.
+
+Every reader checks what the later stages rely on and raises
+:class:`InputError` with a single line naming the galaxy, the file and the
+fix.  Writers go through :func:`atomic_path` so that an interrupted job never
+leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+
+import warnings
+
+if TYPE_CHECKING:  # pandas is imported lazily: the mock writers do not need it
+    import pandas as pd
+
+#: Columns every sample table must have (SPEC section 0).
+REQUIRED_SAMPLE_COLUMNS = (
+    "id",
+    "z",
+    "logmstar",
+    "ra",
+    "dec",
+    "cube_g235m",
+    "image",
+    "image_filter",
+    "image_psf_fwhm",
+    "ifu_psf_fwhm",
+    "merger",
+)
+
+#: Optional columns and their defaults.
+OPTIONAL_SAMPLE_COLUMNS = {
+    "cube_g395m": "",
+    "cube_g395h": "",
+    "alma_cube": "",
+    "components": "",
+    "exclude_region": "",
+}
+
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class InputError(ValueError):
+    """Bad input: the message is one line naming the galaxy, the file and the fix."""
+
+    def __init__(self, galaxy, path, problem, fix):
+        self.galaxy, self.path, self.problem, self.fix = galaxy, path, problem, fix
+        where = f"galaxy {galaxy}" if galaxy else "input"
+        super().__init__(f"{where}: {path}: {problem} -- fix: {fix}")
+
+
+# --------------------------------------------------------------------------
+# atomic output
+# --------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is not
+    created, so a killed or failed job never leaves a half-written output.
+    The temporary name keeps the final suffix so that writers which infer the
+    format from the extension (astropy, matplotlib, pandas) still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix="".join(path.suffixes) or ".tmp", dir=path.parent
+    )
+    os.close(fd)
+    os.unlink(tmp)  # writers that refuse to overwrite (astropy) need no file there
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_table(df: pd.DataFrame, path, comment: str | None = None) -> None:
+    """Write ``df`` as CSV atomically, with an optional ``#`` comment header."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:  # noqa: SIM117
+            if comment:
+                for line in comment.strip().splitlines():
+                    fh.write(f"# {line}\n")
+            df.to_csv(fh, index=False, float_format="%.10g", lineterminator="\n")
+
+
+def read_table(path) -> pd.DataFrame:
+    """Read a CSV written by :func:`write_table` (``#`` lines are comments)."""
+    import pandas as pd
+
+    return pd.read_csv(path, comment="#")
+
+
+# --------------------------------------------------------------------------
+# sample table
+# --------------------------------------------------------------------------
+def parse_components(text: str) -> list[tuple[float, float]]:
+    """Parse ``"ra_a,dec_a;ra_b,dec_b"`` (degrees) into a list of (ra, dec)."""
+    out = []
+    for part in str(text).split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        ra, dec = (float(v) for v in part.split(","))
+        out.append((ra, dec))
+    return out
+
+
+def check_sample_table(df: pd.DataFrame, path="sample table") -> pd.DataFrame:
+    """Check a sample table and fill optional columns; raise :class:`InputError`.
+
+    Relative file paths are kept as written (relative to the working
+    directory, like every path Snakemake sees).
+    """
+    missing = [c for c in REQUIRED_SAMPLE_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(
+            None, path, f"missing column(s) {', '.join(missing)}",
+            "add them (see README, 'Sample table for real data')",
+        )
+    df = df.copy()
+    for col, default in OPTIONAL_SAMPLE_COLUMNS.items():
+        if col not in df.columns:
+            df[col] = default
+        df[col] = df[col].fillna(default).astype(str)
+    df["id"] = df["id"].astype(str)
+    for gid in df["id"]:
+        if not _ID_PATTERN.match(gid) or ".." in gid:
+            raise InputError(
+                gid, path, f"sample id {gid!r} contains characters not allowed in file names",
+                "use letters, digits, '_', '-', '.', '+' only (no spaces, '/' or '..')",
+            )
+    dup = df["id"][df["id"].duplicated()].tolist()
+    if dup:
+        raise InputError(dup[0], path, f"duplicate sample id {dup[0]!r}", "make every id unique")
+    df["merger"] = df["merger"].map(_as_bool)
+    for _, row in df.iterrows():
+        if not (row["cube_g395m"] or row["cube_g395h"]):
+            raise InputError(
+                row["id"], path, "no cube_g395m or cube_g395h given",
+                "give the G395M (or G395H) cube path",
+            )
+        if row["merger"] and len(parse_components(row["components"])) != 2:
+            raise InputError(
+                row["id"], path, "merger without two component positions",
+                "set components to 'ra_a,dec_a;ra_b,dec_b' in degrees",
+            )
+    return df.set_index("id", drop=False)
+
+
+def _as_bool(v) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    s = str(v).strip().lower()
+    if s in ("true", "1", "yes", "y", "t"):
+        return True
+    if s in ("false", "0", "no", "n", "f", "", "nan"):
+        return False
+    raise ValueError(f"not a boolean: {v!r}")
+
+
+def read_sample_table(path) -> pd.DataFrame:
+    """Read a tab-separated sample table (SPEC section 0) and check it."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise InputError(None, path, "sample table not found", "set `samples:` to an existing TSV file or to 'mock'")
+    df = pd.read_csv(path, sep="\t", dtype={"id": str}, keep_default_na=False, comment="#")
+    return check_sample_table(df, path)
+
+
+def galaxy_gratings(row) -> list[str]:
+    """Gratings present for one sample row, G235M first, then G395M or G395H."""
+    out = ["g235m"]
+    out.append("g395h" if row["cube_g395h"] else "g395m")
+    return out
+
+
+def reference_grating(row) -> str:
+    """The grating whose grid carries the masks (G395H where present, else G395M)."""
+    return "g395h" if row["cube_g395h"] else "g395m"
+
+
+# --------------------------------------------------------------------------
+# FITS readers
+# --------------------------------------------------------------------------
+_MJYSR = u.MJy / u.sr
+
+
+def _quiet_wcs(header, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(header, **kw)
+
+
+def _open(path, galaxy, what):
+    if not Path(path).is_file():
+        raise InputError(galaxy, path, f"{what} not found", "check the path in the sample table")
+    try:
+        return fits.open(path, memmap=False)
+    except OSError as exc:
+        raise InputError(galaxy, path, f"not a readable FITS file ({exc})", "re-download or regenerate it") from None
+
+
+def _check_unit(galaxy, path, header, ext, expected):
+    bunit = header.get("BUNIT")
+    try:
+        unit = u.Unit(bunit) if bunit else None
+    except ValueError:
+        unit = None
+    if unit is None or unit != expected:
+        raise InputError(
+            galaxy, path, f"extension {ext} has BUNIT={bunit!r}, expected {expected.to_string()}",
+            f"convert the data to {expected.to_string()} and set BUNIT",
+        )
+
+
+@dataclass
+class Cube:
+    """A NIRSpec IFU stage-3 cube held in memory.
+
+    ``sci`` and ``err`` are (n_wave, ny, nx) arrays in MJy/sr, ``wave_um`` the
+    channel centres in micron, ``wcs`` the celestial WCS, ``pixar_sr`` the
+    spaxel solid angle.
+    """
+
+    path: str
+    sci: np.ndarray
+    err: np.ndarray
+    dq: np.ndarray | None
+    wave_um: np.ndarray
+    wcs: WCS
+    pixar_sr: float
+    header: fits.Header
+
+    @property
+    def valid_spaxels(self) -> np.ndarray:
+        """Spaxels with at least one finite SCI value and positive ERR."""
+        good = np.isfinite(self.sci) & np.isfinite(self.err) & (self.err > 0)
+        return good.any(axis=0)
+
+
+def read_cube(path, galaxy=None) -> Cube:
+    """Read a NIRSpec ``_s3d.fits`` cube (SCI, ERR in MJy/sr, optional DQ)."""
+    with _open(path, galaxy, "cube") as hdul:
+        names = [h.name for h in hdul]
+        for ext in ("SCI", "ERR"):
+            if ext not in names:
+                raise InputError(galaxy, path, f"no {ext} extension", "give the stage-3 _s3d.fits cube (PRIMARY, SCI, ERR, DQ)")
+        hdr = hdul["SCI"].header
+        for ext in ("SCI", "ERR"):
+            _check_unit(galaxy, path, hdul[ext].header, ext, _MJYSR)
+        sci = np.asarray(hdul["SCI"].data, dtype=float)
+        err = np.asarray(hdul["ERR"].data, dtype=float)
+        dq = np.asarray(hdul["DQ"].data) if "DQ" in names else None
+        if sci.ndim != 3 or err.shape != sci.shape:
+            raise InputError(galaxy, path, f"SCI has shape {sci.shape}, ERR {err.shape}; expected matching 3-D cubes", "give the stage-3 _s3d.fits cube")
+        w3 = _quiet_wcs(hdr)
+        if w3.naxis != 3 or not w3.has_spectral or w3.wcs.spec < 0:
+            raise InputError(galaxy, path, "SCI WCS has no spectral axis", "give a cube whose third WCS axis is WAVE in micron")
+        spec = w3.sub([w3.wcs.spec + 1])
+        n = sci.shape[0]
+        wave = spec.pixel_to_world_values(np.arange(n))
+        wave = np.asarray(wave, dtype=float) * u.Unit(spec.wcs.cunit[0]).to(u.um)
+        celestial = w3.celestial
+        pixar = hdr.get("PIXAR_SR")
+        if pixar is None:
+            scales = celestial.proj_plane_pixel_scales()
+            pixar = float((scales[0] * scales[1]).to_value(u.sr))
+        if dq is not None:
+            sci = np.where(dq & 1, np.nan, sci)  # DO_NOT_USE
+        bad = ~(np.isfinite(sci) & np.isfinite(err))
+        if np.all(bad):
+            raise InputError(galaxy, path, "cube has no valid spaxels (all SCI/ERR NaN)", "check the reduction; the cube is empty")
+        good_err = err[~bad]
+        if np.any(good_err <= 0):
+            raise InputError(galaxy, path, "ERR <= 0 where SCI is valid", "give a positive error cube (or flag those voxels NaN/DQ)")
+        sci[bad] = np.nan
+        err[bad] = np.nan
+        return Cube(str(path), sci, err, dq, wave, celestial, float(pixar), hdr)
+
+
+@dataclass
+class Image:
+    """A continuum image (SCI in MJy/sr) with its celestial WCS."""
+
+    path: str
+    data: np.ndarray
+    wcs: WCS
+    header: fits.Header
+
+
+def read_image(path, galaxy=None) -> Image:
+    """Read a NIRCam ``_i2d``-style (or HST) image: SCI extension in MJy/sr with WCS."""
+    with _open(path, galaxy, "image") as hdul:
+        names = [h.name for h in hdul]
+        hdu = hdul["SCI"] if "SCI" in names else hdul[0]
+        if hdu.data is None or hdu.data.ndim != 2:
+            raise InputError(galaxy, path, "no 2-D SCI image", "give the _i2d.fits image with a SCI extension")
+        _check_unit(galaxy, path, hdu.header, hdu.name, _MJYSR)
+        wcs = _quiet_wcs(hdu.header)
+        if not wcs.has_celestial or wcs.naxis != 2:
+            raise InputError(galaxy, path, "image has no celestial WCS", "give an image with RA/Dec WCS keywords")
+        return Image(str(path), np.asarray(hdu.data, dtype=float), wcs, hdu.header)

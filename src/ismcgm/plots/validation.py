@@ -1,0 +1,93 @@
+"""Validation figure: recovery of the injected CGM - ISM shifts on the mock survey.
+
+Input is a recovery table with columns :data:`RECOVERY_COLUMNS`, one row per
+ratio (several rows per ratio, e.g. from repeated mock realisations, are
+drawn side by side).  Left panel: per ratio the injected shift (open
+square), the true shift in the actual masks (black bar) and the measured
+shift with its +-1 sigma_med (thick) and +-2 sigma_med (thin) error bars.
+Right panel: the pull, (measured - true) / sigma_med, with the +-2 band;
+points outside 2 sigma are red.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from ismcgm.plots.fig3_ratios import RATIO_LABELS, save_figure
+from ismcgm.ratios import RATIOS
+
+#: Columns expected in the recovery table.
+RECOVERY_COLUMNS = (
+    "ratio",
+    "injected_shift",
+    "true_shift",
+    "measured_shift",
+    "sigma_med",
+    "pull",
+    "within_2sigma",
+)
+
+
+def _positions(recovery_df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """x position of every row: ratio index plus a small offset per repeat."""
+    present = list(pd.unique(recovery_df["ratio"]))
+    order = [r for r in RATIOS if r in present] + [r for r in present if r not in RATIOS]
+    index = recovery_df["ratio"].map({r: i for i, r in enumerate(order)}).to_numpy(float)
+    repeat = recovery_df.groupby("ratio").cumcount().to_numpy(float)
+    count = recovery_df.groupby("ratio")["ratio"].transform("size").to_numpy(float)
+    offset = np.where(count > 1, (repeat - (count - 1) / 2) * 0.5 / np.maximum(count, 1), 0.0)
+    return index + offset, order
+
+
+def plot_recovery(recovery_df: pd.DataFrame, pdf, png, synthetic: bool = True) -> None:
+    """Injected, true and measured shift per ratio, and the pulls.
+
+    Parameters
+    ----------
+    recovery_df : pandas.DataFrame
+        Columns :data:`RECOVERY_COLUMNS`.
+    pdf, png : str or path-like
+        Output files.
+    synthetic : bool
+        Label the figure "SYNTHETIC MOCK DATA" (recovery runs on the mock
+        survey, so True by default).
+    """
+    missing = [c for c in RECOVERY_COLUMNS if c not in recovery_df.columns]
+    if missing:
+        raise ValueError(f"recovery table lacks the columns {missing}")
+    df = recovery_df.reset_index(drop=True)
+    x, order = _positions(df)
+    ok = df["within_2sigma"].astype("boolean").fillna(False).to_numpy(bool)
+    sig = df["sigma_med"].to_numpy(float)
+    meas = df["measured_shift"].to_numpy(float)
+
+    fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    ax.axhline(0.0, color="0.7", lw=0.8)
+    ax.errorbar(x, meas, yerr=2 * sig, fmt="none", ecolor="0.6", elinewidth=0.8, capsize=2)
+    ax.errorbar(x, meas, yerr=sig, fmt="o", color="tab:blue", elinewidth=2, ms=5, zorder=3)
+    ax.plot(x, df["injected_shift"], "s", mfc="none", mec="tab:orange", ms=9, mew=1.5, zorder=4)
+    ax.plot(x, df["true_shift"], "_", color="k", ms=16, mew=2, zorder=5)
+    ax.set_xticks(range(len(order)), [RATIO_LABELS.get(r, r) for r in order], rotation=30)
+    ax.set_ylabel(r"$\Delta$ log ratio (CGM $-$ ISM) [dex]")
+    ax.legend(
+        handles=[
+            Line2D([], [], ls="", marker="s", mfc="none", mec="tab:orange", label="injected"),
+            Line2D([], [], ls="", marker="_", color="k", ms=12, mew=2, label="true (masks)"),
+            Line2D([], [], ls="-", marker="o", color="tab:blue", label=r"measured $\pm1,2\sigma_{\rm med}$"),
+        ],
+        fontsize=8,
+        loc="best",
+    )
+
+    axp.axhspan(-2, 2, color="0.9", zorder=0)
+    axp.axhline(0.0, color="0.5", lw=0.8)
+    axp.scatter(x[ok], df["pull"].to_numpy(float)[ok], color="tab:blue", zorder=3, label=r"$|$pull$|\leq 2$")
+    axp.scatter(x[~ok], df["pull"].to_numpy(float)[~ok], color="tab:red", zorder=3, label="outside 2$\\sigma$")
+    axp.set_xticks(range(len(order)), [RATIO_LABELS.get(r, r) for r in order], rotation=30)
+    axp.set_ylabel(r"pull = (measured $-$ true) / $\sigma_{\rm med}$")
+    axp.legend(fontsize=8, loc="best")
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    save_figure(fig, pdf, png, synthetic)

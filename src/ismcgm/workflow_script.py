@@ -1,0 +1,47 @@
+"""Glue for the thin scripts under ``workflow/scripts/``.
+
+:func:`run` sends logging to the rule's log file, runs the script body and,
+on bad input, prints the one-line error (galaxy, file, fix), removes any
+output that may have been written and exits non-zero, so that a failed job
+never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+
+from .io import InputError
+
+
+def _remove_outputs(snakemake) -> None:
+    for path in snakemake.output:
+        if os.path.isfile(path):
+            os.unlink(path)
+
+
+def run(snakemake, main) -> None:
+    """Run ``main()`` for a Snakemake ``script:`` with logging and clean failure."""
+    log = snakemake.log[0] if len(snakemake.log) else None
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log:
+        os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
+        handlers.append(logging.FileHandler(log, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        handlers=handlers, force=True)
+    logging.captureWarnings(True)
+    try:
+        main()
+    except (InputError, ValueError) as exc:
+        _remove_outputs(snakemake)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if log:
+            with open(log, "a") as fh:
+                traceback.print_exc(file=fh)
+        print(f"ERROR: {message}", file=sys.stderr)
+        sys.exit(1)
+    except BaseException:
+        _remove_outputs(snakemake)
+        raise

@@ -1,0 +1,53 @@
+"""Shared fixtures: the repository, a runner for Snakemake, and one end-to-end
+run of the small test config (tests/config/test.yaml) shared by the tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = REPO / "tests" / "config" / "test.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def run_snakemake(workdir, *args, configfiles=(TEST_CONFIG,), check=True, env=None):
+    """Run the workflow in ``workdir``; returns the CompletedProcess."""
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    for cf in configfiles:
+        cmd += ["--configfile", str(cf)]
+    cmd += list(args)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def e2e(tmp_path_factory):
+    """Workdir after one full run of the test config (``--cores 2``)."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    run_snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def test_mock_cfg():
+    """The test config's ``mock:`` section with the schema defaults filled."""
+    import yaml
+
+    from ismcgm.workflow_config import check_config
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    override = yaml.safe_load(TEST_CONFIG.read_text())
+    for k, v in override.items():
+        if isinstance(v, dict):
+            cfg.setdefault(k, {}).update(v)
+        else:
+            cfg[k] = v
+    check_config(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    return cfg["mock"]

@@ -1,0 +1,82 @@
+"""The SYNTHETIC mock survey (SPEC section 14): written in the real file
+formats, with its truth, deterministically from the `mock:` config section."""
+
+
+localrules:
+    mock_samples,
+    mock_truth_json,
+
+
+rule mock_cube:
+    """One NIRSpec IFU stage-3 cube of one mock galaxy."""
+    output:
+        f"{RESULTS}/mock/{{id}}/{{id}}_{{grating}}_s3d.fits",
+    params:
+        plan=mock_plan("cube"),
+    log:
+        f"{RESULTS}/logs/mock/{{id}}_{{grating}}_cube.log",
+    script:
+        "../scripts/mock_cube.py"
+
+
+rule mock_truth:
+    """Noiseless truth maps of one mock galaxy (each IFU grid and the ALMA grid)."""
+    output:
+        f"{RESULTS}/mock/{{id}}/{{id}}_truth.fits",
+    params:
+        plan=mock_plan("truth"),
+    log:
+        f"{RESULTS}/logs/mock/{{id}}_truth.log",
+    script:
+        "../scripts/mock_truth.py"
+
+
+rule mock_image:
+    """The continuum image (NIRCam F277W/F444W or HST F125W) of one mock galaxy."""
+    output:
+        f"{RESULTS}/mock/{{id}}/{{id}}_{{filter}}_i2d.fits",
+    wildcard_constraints:
+        filter="f277w|f444w|f125w",
+    params:
+        plan=mock_plan("image"),
+    log:
+        f"{RESULTS}/logs/mock/{{id}}_{{filter}}_image.log",
+    script:
+        "../scripts/mock_image.py"
+
+
+rule mock_alma:
+    """The ALMA [C II] cube of one mock galaxy (beam-correlated noise)."""
+    output:
+        f"{RESULTS}/mock/{{id}}/{{id}}_cii_cube.fits",
+    params:
+        plan=mock_plan("alma"),
+    log:
+        f"{RESULTS}/logs/mock/{{id}}_alma.log",
+    script:
+        "../scripts/mock_alma.py"
+
+
+rule mock_samples:
+    """The sample table of the mock survey, in the format a real user writes."""
+    output:
+        f"{RESULTS}/mock/samples.tsv",
+    params:
+        table=SAMPLES.to_dict(orient="records") if MOCK else [],
+    log:
+        f"{RESULTS}/logs/mock/samples.log",
+    script:
+        "../scripts/mock_samples.py"
+
+
+rule mock_truth_json:
+    """The injected parameters of every mock galaxy (truth; used by tests and validation only)."""
+    output:
+        f"{RESULTS}/mock/truth.json",
+    params:
+        plans=list(PLANS.values()),
+        mock=config["mock"],
+    log:
+        f"{RESULTS}/logs/mock/truth_json.log",
+    script:
+        "../scripts/mock_truth_json.py"
