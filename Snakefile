@@ -12,6 +12,7 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/mock.smk"
+include: "workflow/rules/masks.smk"
 
 
 rule all:
@@ -19,3 +20,7 @@ rule all:
     default_target: True
     input:
         mock_products() if MOCK else [],
+        f"{RESULTS}/tables/alignment.csv",
+        expand(f"{RESULTS}/tables/{{variant}}/regions.csv", variant=VARIANTS),
+        expand(f"{RESULTS}/figures/{{variant}}/fig1_masks.pdf", variant=VARIANTS),
+        [all_spectra(v) for v in VARIANTS],

@@ -62,3 +62,69 @@ def mock_products():
     for gid in GALAXIES:
         out += list(smock.product_paths(PLANS[gid], f"{RESULTS}/mock").values())
     return out
+
+
+def row_dict(gid):
+    """Sample row of galaxy ``gid`` as a plain dict."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in SAMPLES.loc[gid].items()}
+
+
+def sample_row(wildcards):
+    """The galaxy's sample row (a ``params`` value: edits to the table trigger reruns)."""
+    return row_dict(wildcards.id)
+
+
+def mask_params(wildcards):
+    """Parameters of the mask variant, with its name."""
+    return {"name": wildcards.variant, **config["masks"][wildcards.variant]}
+
+
+def image_path(wildcards):
+    return SAMPLES.loc[wildcards.id, "image"]
+
+
+def reference_cube_of(gid):
+    row = SAMPLES.loc[gid]
+    return row[f"cube_{sio.reference_grating(row)}"]
+
+
+def reference_cube(wildcards):
+    return reference_cube_of(wildcards.id)
+
+
+def alignment_cube(wildcards):
+    from ismcgm.masks import alignment_grating
+
+    row = SAMPLES.loc[wildcards.id]
+    return row[f"cube_{alignment_grating(row)}"]
+
+
+def exclude_region(wildcards):
+    """The galaxy's exclude_region file, if any (an input so edits trigger a rerun)."""
+    path = SAMPLES.loc[wildcards.id, "exclude_region"]
+    return [path] if path else []
+
+
+def components_of(gid):
+    """Component names of a galaxy: ``<id>`` or ``<id>_a``, ``<id>_b``."""
+    return [f"{gid}_a", f"{gid}_b"] if SAMPLES.loc[gid, "merger"] else [gid]
+
+
+def region_names(gid):
+    """(component, region, mask extension) triples of a galaxy."""
+    if SAMPLES.loc[gid, "merger"]:
+        return [(f"{gid}_{s.lower()}", r, f"{r}_{s}") for s in "AB" for r in ("ISM", "CGM")]
+    return [(gid, r, r) for r in ("ISM", "CGM")]
+
+
+def spectra_of(variant, gid, grating):
+    """Spectrum files of one galaxy and grating (one per component and region)."""
+    return [f"{RESULTS}/spectra/{variant}/{c}_{r}_{grating}.fits" for c, r, _ in region_names(gid)]
+
+
+def all_spectra(variant):
+    return [s for gid in GALAXIES for g in gratings_of(gid) for s in spectra_of(variant, gid, g)]
+
+
+MERGERS = [g for g in GALAXIES if SAMPLES.loc[g, "merger"]]
+SINGLES = [g for g in GALAXIES if not SAMPLES.loc[g, "merger"]]

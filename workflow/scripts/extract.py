@@ -1,0 +1,23 @@
+"""Spectra of every region of one galaxy in one grating (SPEC 4): the cube is read once."""
+
+from ismcgm import extract, masks
+from ismcgm.io import read_cube, read_table
+from ismcgm.workflow_script import run
+
+
+def main():
+    row = snakemake.params.row
+    gid, grating, variant = row["id"], snakemake.wildcards.grating, snakemake.wildcards.variant
+    cube = read_cube(snakemake.input.cube, gid)
+    mask_dict, mask_wcs, _ = masks.read_masks(snakemake.input.masks)
+    align = read_table(snakemake.input.alignment).set_index("grating").loc[grating]
+    cube_wcs = masks.shifted_wcs(cube.wcs, align["shift_ra_arcsec"], align["shift_dec_arcsec"])
+    spectra = extract.region_spectra(cube, mask_dict, mask_wcs, cube_wcs)
+    for (component, region, ext), path in zip(snakemake.params.regions, snakemake.output):
+        wave, flux, err, nspax = spectra[ext]
+        meta = {"ID": gid, "COMPONENT": component, "REGION": region, "GRATING": grating,
+                "Z": row["z"], "VARIANT": variant, "NSPAX": nspax}
+        extract.write_spectrum(path, wave, flux, err, meta)
+
+
+run(snakemake, main)

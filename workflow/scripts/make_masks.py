@@ -1,0 +1,28 @@
+"""ISM and CGM masks of one galaxy for one mask variant (SPEC 2-3)."""
+
+import pandas as pd
+
+from ismcgm import masks
+from ismcgm.io import read_cube, read_image, read_table, write_table
+from ismcgm.workflow_script import run
+
+
+def main():
+    row = snakemake.params.row
+    gid = row["id"]
+    image = read_image(snakemake.input.image, gid)
+    cube = read_cube(snakemake.input.cube, gid)
+    shift = read_table(snakemake.input.alignment).iloc[0]
+    aligned = masks.shifted_wcs(cube.wcs, shift["shift_ra_arcsec"], shift["shift_dec_arcsec"])
+    result = masks.make_masks(image, cube, aligned, row, snakemake.params.mask)
+    rows = []
+    for component, region, ext in snakemake.params.components:
+        info = result["info"][ext]
+        rows.append({"id": gid, "component": component, "region": region, "n_spaxels": info["n_spaxels"],
+                     "area_arcsec2": info["area_arcsec2"], "r_cgm_kpc": info["r_cgm_kpc"]})
+    meta = {"ID": gid, "Z": row["z"], "SHIFTRA": shift["shift_ra_arcsec"], "SHIFTDEC": shift["shift_dec_arcsec"]}
+    masks.write_masks(snakemake.output.masks, result, meta=meta)
+    write_table(pd.DataFrame(rows), snakemake.output.regions)
+
+
+run(snakemake, main)
