@@ -13,6 +13,8 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/mock.smk"
 include: "workflow/rules/masks.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/stats.smk"
 
 
 rule all:
@@ -24,3 +26,8 @@ rule all:
         expand(f"{RESULTS}/tables/{{variant}}/regions.csv", variant=VARIANTS),
         expand(f"{RESULTS}/figures/{{variant}}/fig1_masks.pdf", variant=VARIANTS),
         [all_spectra(v) for v in VARIANTS],
+        expand(f"{RESULTS}/tables/{{variant}}/{{t}}.csv", variant=VARIANTS,
+               t=["line_fluxes", "grating_overlap", "ratios", "statistics", "mass_trend"]),
+        expand(f"{RESULTS}/figures/{{variant}}/{{f}}.pdf", variant=VARIANTS,
+               f=["fig2_spectra", "fig3_ratios", "fig4_d11"]),
+        expand(f"{RESULTS}/validation/{{variant}}/summary.json", variant=VARIANTS) if MOCK else [],

@@ -225,3 +225,16 @@ def read_spectrum(path) -> Spectrum:
     flux = u.Quantity(t["flux"]).to_value(FLAMBDA_UNIT)
     err = u.Quantity(t["err"]).to_value(FLAMBDA_UNIT)
     return Spectrum(np.asarray(wave, float), np.asarray(flux, float), np.asarray(err, float), meta)
+
+
+def sum_region(sci: np.ndarray, mask: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """NaN-aware sum of a (perturbed) SCI cube over ``mask``, in F_lambda.
+
+    The flux part of the extraction, for Monte Carlo realisations drawn on
+    the cube (``mc.level: cube``): NaN spaxels are excluded per channel; a
+    channel with no valid spaxel is NaN.
+    """
+    s = np.asarray(sci)[:, np.asarray(mask, dtype=bool)]
+    good = np.isfinite(s)
+    flux = np.where(good, s, 0.0).sum(axis=1)
+    return np.where(good.any(axis=1), flux * factor, np.nan)

@@ -196,7 +196,7 @@ def _plan_galaxy(cfg: dict, index: int, gid: str, roles: dict) -> dict:
     shifts = {k: float(cfg["cgm_minus_ism_dex"][k] + cfg["scatter_dex"] * normals[k]) for k in normals}
 
     ha_ism = 10 ** (-16.9 + 0.6 * (logm - 10.0))  # intrinsic ISM Hα, erg/s/cm2
-    cgm_frac = float(rng.uniform(0.25, 0.45))  # CGM/ISM intrinsic Hα
+    cgm_frac = float(rng.uniform(0.35, 0.6))  # CGM/ISM intrinsic Hα
     intrinsic = {
         "ISM": _region_fluxes(ha_ism, ism, {k: 0.0 for k in shifts}),
         "CGM": _region_fluxes(ha_ism * cgm_frac, ism, shifts),
@@ -386,7 +386,7 @@ def ifu_geometry(plan):
 
 def _err_spectrum_flambda(grating: ins.Grating, wave_um, scale):
     """Per-spaxel 1σ noise [erg/s/cm2/A]: flat, rising towards the band edges."""
-    e0 = 6.0e-22 * scale
+    e0 = 2.5e-22 * scale
     edge = 0.08
     shape = 1.0 + 1.5 * np.exp(-(wave_um - grating.wmin_um) / edge) + 1.5 * np.exp(-(grating.wmax_um - wave_um) / edge)
     return e0 * shape

@@ -428,6 +428,28 @@ def compute_ratio(line_fluxes: pd.DataFrame, name: str) -> pd.DataFrame:
     return out
 
 
+#: Header comment of ``ratios.csv``.
+TABLE_COMMENT = (
+    "ISM and CGM line ratios (SPEC 7) from dust-corrected fluxes (BALMER: observed Ha/Hb).\n"
+    "log_value = log10(ratio); log_err linear propagation of the 1-sigma flux errors;\n"
+    "limit: none | upper (numerator limit) | lower (denominator limit) | undefined (both or missing)."
+)
+
+#: Grating preference for lines measured in two gratings (SPEC 5: use G395M).
+GRATING_PREFERENCE = ("g395m", "g395h", "g235m")
+
+
+def preferred_grating(line_fluxes: pd.DataFrame) -> pd.DataFrame:
+    """Keep one row per component, region and line: G395M (or G395H) over G235M.
+
+    Hβ and [O III] fall in both gratings at 5.0 < z < 5.3; SPEC 5 uses G395M.
+    """
+    rank = line_fluxes["grating"].map({g: i for i, g in enumerate(GRATING_PREFERENCE)})
+    order = line_fluxes.assign(_rank=rank).sort_values("_rank", kind="stable")
+    keep = order.drop_duplicates(["component", "region", "line"], keep="first")
+    return keep.drop(columns="_rank").sort_index()
+
+
 def compute_ratios(
     line_fluxes: pd.DataFrame, samples: pd.DataFrame, ratios: tuple[str, ...] = RATIOS
 ) -> pd.DataFrame:

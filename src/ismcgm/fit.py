@@ -1,0 +1,1432 @@
+"""Tied-kinematics emission-line fitting of one grating's 1-D spectrum.
+
+This module implements the line model of SPEC section 5 and two fitters that
+share it:
+
+``method="fast"``
+    Variable projection.  For a given velocity offset ``v`` and intrinsic
+    dispersion ``sigma`` (per kinematic component) the line amplitudes and the
+    continuum coefficients enter the model linearly and are eliminated by
+    weighted linear least squares (the continuum, which does not depend on
+    ``v`` and ``sigma``, is projected out of the data once).  The remaining
+    two (or four) nonlinear parameters are found by a grid scan of the
+    projected chi^2 (shared by all realisations) and a batched, damped Newton
+    refinement with the analytic gradient and Hessian of the projected
+    chi^2 (Golub & Pereyra 1973).  Gaussians are evaluated only within
+    7 sigma of their centres.  Everything is vectorised over the Monte Carlo
+    realisations with numpy.
+``method="lmfit"``
+    The reference: :class:`lmfit.Minimizer` (MINPACK ``leastsq``) on all
+    parameters at once (``v``, ``sigma``, one amplitude per free line, the
+    continuum coefficients), one realisation after the other, with the
+    model evaluated on all fitted channels.  It starts from the same grid
+    scan, so both fitters look for the same minimum.
+
+Both minimise the same chi^2 with the same bounds; ``bench/fit_speed.py``
+and ``tests/test_fit.py`` check that they agree.
+
+The model
+---------
+All lines of :func:`ismcgm.instrument.lines_in_grating` share one velocity
+offset ``v`` [km/s] with respect to the systemic redshift ``z`` and one
+intrinsic dispersion ``sigma`` [km/s].  A transition of rest wavelength
+``lam0`` is a Gaussian centred at ``lam0 (1 + z) (1 + v/c)`` whose
+observed dispersion is ``sqrt(sigma**2 + sigma_LSF**2)`` [km/s], with the
+instrumental ``sigma_LSF`` of :meth:`ismcgm.instrument.Grating.lsf_sigma_kms`
+evaluated at the systemic observed wavelength ``lam0 (1 + z)`` (this keeps the
+LSF independent of ``v``; the difference is of order ``v/c``).  The Gaussian
+is integrated over each channel (differences of the normal CDF at the channel
+edges, which lie half-way between channel centres) and divided by the channel
+width, so the model is an F_lambda and ``sum(model_line * dlam) == flux`` for
+a line inside the spectrum.
+
+Fixed ratios (:data:`ismcgm.instrument.TIED_RATIOS` and the [O II] doublet
+weights of :data:`ismcgm.instrument.LINES`) tie lines into groups with one
+free amplitude each: [O II] 3726/3729 = 1, [O III] 4959 = 5007/3,
+[N II] 6548 = 6583/3.  Amplitudes are not bounded, so a line flux may be
+negative in a noisy realisation; this keeps Monte Carlo medians and upper
+limits unbiased.
+
+The continuum is a Legendre polynomial of order ``cont_order`` (default 1) in
+every fitting window.  Windows extend ``+-window_kms`` (default 3000 km/s)
+around each transition at the systemic redshift; overlapping windows merge,
+and only channels inside windows are fitted.  Channels whose flux is not
+finite or whose error is not finite and positive are left out.
+
+With ``n_components=2`` a second kinematic component (own ``v2``,
+``sigma2`` and line amplitudes, same ratios) is added; the reported line
+flux is the sum of both.  Components are reported in order of increasing
+``sigma`` (component 1 is the narrower one).
+
+Fluxes are in the units of ``flux`` times Angstrom, i.e. erg/s/cm^2 for an
+F_lambda in erg/s/cm^2/A.  Internally the spectrum is divided by the median
+error, so values of 1e-20 cause no numerical trouble.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numpy.polynomial import legendre
+from scipy.special import ndtr
+
+from . import instrument
+
+__all__ = [
+    "FitResult",
+    "fit_spectra",
+    "line_model",
+    "channel_edges_um",
+    "three_channel_flux",
+    "DEFAULT_WINDOW_KMS",
+    "DEFAULT_V_BOUNDS",
+    "DEFAULT_SIGMA_BOUNDS",
+    "DEFAULT_V_SCAN_KMS",
+    "DEFAULT_SIGMA_SCAN_KMS",
+]
+
+#: Half-width [km/s] of the fitting window around every transition.
+DEFAULT_WINDOW_KMS = 3000.0
+
+#: Allowed range of the velocity offsets [km/s].
+DEFAULT_V_BOUNDS = (-1000.0, 1000.0)
+
+#: Allowed range of the intrinsic dispersions [km/s].
+DEFAULT_SIGMA_BOUNDS = (1.0, 1000.0)
+
+#: Half-range [km/s] of the velocity grid of the starting-point scan.
+DEFAULT_V_SCAN_KMS = 500.0
+
+#: Range [km/s] of the (logarithmic) dispersion grid of the starting-point scan.
+DEFAULT_SIGMA_SCAN_KMS = (10.0, 500.0)
+
+_C = instrument.C_KMS
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+#: Relative ridge added to the (Jacobi-scaled) normal equations; it only
+#: matters for columns without data (a line in a gap), which then get 0.
+_RIDGE = 1e-10
+#: Convergence tolerances of the lmfit reference (MINPACK ``leastsq``); tighter
+#: than lmfit's defaults (1.5e-8) so that the reference is converged to well
+#: below 1% of the flux errors also for faint lines.
+_LMFIT_TOL = {"ftol": 1e-10, "xtol": 1e-10}
+#: Realisations fitted together by the fast fitter (bounds the memory use).
+_CHUNK = 256
+
+
+# ---------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------
+
+
+def channel_edges_um(wave_um):
+    """Channel edges [micron] for channel centres ``wave_um``.
+
+    Edges lie half-way between neighbouring centres; the outer edges are half
+    a channel beyond the first and last centre.
+
+    Parameters
+    ----------
+    wave_um : array_like, shape (n_wave,)
+        Increasing channel centres.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_wave + 1,)
+    """
+    w = np.asarray(wave_um, dtype=float)
+    if w.ndim != 1 or w.size < 2:
+        raise ValueError("wave_um must be a 1-D array of at least two channels")
+    if np.any(np.diff(w) <= 0):
+        raise ValueError("wave_um must be strictly increasing")
+    mid = 0.5 * (w[1:] + w[:-1])
+    return np.concatenate([[w[0] - (mid[0] - w[0])], mid, [w[-1] + (w[-1] - mid[-1])]])
+
+
+def _line_groups(lines):
+    """Group ``lines`` by the fixed flux ratios.
+
+    Returns
+    -------
+    groups : list of str
+        Name of the free amplitude of each group (the reference line).
+    members : dict
+        ``line -> (group index, flux of the line per unit group amplitude)``.
+    """
+    groups, members = [], {}
+    for line in lines:
+        ref, ratio = instrument.TIED_RATIOS.get(line, (line, 1.0))
+        if ref not in groups:
+            groups.append(ref)
+        members[line] = (groups.index(ref), ratio)
+    return groups, members
+
+
+@dataclass(frozen=True)
+class _Transitions:
+    """The transitions of the model, flattened.
+
+    Every transition belongs to one line group (one free amplitude) and
+    carries the fraction ``weight`` of the group amplitude.
+    """
+
+    rest_A: np.ndarray  # (n_trans,)
+    lsf_kms: np.ndarray  # (n_trans,) instrumental sigma at the systemic wavelength
+    to_group: np.ndarray  # (n_trans, n_groups): flux per unit group amplitude
+
+    @property
+    def group(self):
+        """Group index of every transition, shape (n_trans,)."""
+        return np.argmax(self.to_group != 0, axis=1)
+
+    @property
+    def weight(self):
+        """Flux of every transition per unit group amplitude, shape (n_trans,)."""
+        return self.to_group[np.arange(self.rest_A.size), self.group]
+
+
+def _transitions(lines, z, grating):
+    groups, members = _line_groups(lines)
+    rest, rows = [], []
+    for line in lines:
+        gidx, ratio = members[line]
+        for name, frac in instrument.LINES[line]:
+            rest.append(instrument.TRANSITIONS[name])
+            row = np.zeros(len(groups))
+            row[gidx] = ratio * frac
+            rows.append(row)
+    rest = np.asarray(rest)
+    lsf = np.asarray(grating.lsf_sigma_kms(rest * (1.0 + z) * 1e-4), dtype=float)
+    return groups, members, _Transitions(rest, lsf, np.asarray(rows))
+
+
+def _centres_widths(theta_c, z, rest_A, lsf_kms):
+    """Observed centres [A], dispersions [km/s] and dispersions [A] of transitions.
+
+    ``theta_c`` (n, 2) holds ``(v, sigma)``; the results have shape (n, n_trans).
+    """
+    v = theta_c[:, 0:1]
+    sig = theta_c[:, 1:2]
+    mu = rest_A * (1.0 + z) * (1.0 + v / _C)
+    sobs = np.sqrt(sig * sig + lsf_kms * lsf_kms)
+    return mu, sobs, mu * sobs / _C
+
+
+def _edge_cdf(edges_A, theta, z, rest_A, lsf_kms, order=0):
+    """Normal CDF of every transition at the channel edges, and its derivatives.
+
+    Parameters
+    ----------
+    edges_A : ndarray, shape (m + 1,) or (n, m + 1)
+        Channel edges [A] of a contiguous block of channels (the same for
+        every batch element, or one block per element).
+    theta : ndarray, shape (n, 2)
+        ``(v, sigma)`` [km/s] per batch element.
+    z : float
+        Systemic redshift.
+    rest_A, lsf_kms : ndarray, shape (n_trans,)
+        Rest wavelengths [A] and instrumental sigma [km/s] of the transitions.
+    order : {0, 1, 2}
+        Highest order of the derivatives with respect to ``v`` and
+        ``q = sigma**2`` to return (``q`` keeps them regular at ``sigma = 0``).
+
+    Returns
+    -------
+    list of ndarray, each of shape (n, m + 1, n_trans)
+        ``[cdf]``, plus ``d/dv, d/dq`` for ``order >= 1``, plus
+        ``d2/dv2, d2/dvdq, d2/dq2`` for ``order == 2``.
+    """
+    mu, sobs, sw = _centres_widths(theta, z, rest_A, lsf_kms)
+    edges = edges_A if edges_A.ndim == 2 else edges_A[None, :]
+    x = edges[:, :, None] - mu[:, None, :]
+    x /= sw[:, None, :]
+    out = [ndtr(x)]
+    if order == 0:
+        return out
+    # x = (e - mu) / s with mu = mu0 (1 + v/c), s = mu S / c, S = sqrt(q + lsf^2):
+    # x_v = -(m + x s_v) / s and x_q = -x s_q / s with m = d mu / dv, and
+    # d F(x) = phi(x) dx, d2 F = phi(x) (d2x - x dx dx)
+    m = rest_A * (1.0 + z) / _C
+    b0 = (m / sw)[:, None, :]  # m / s
+    b1 = (m * sobs / (_C * sw))[:, None, :]  # s_v / s
+    aq = (mu / (2.0 * _C * sobs * sw))[:, None, :]  # s_q / s
+    xx = x * x
+    phi = np.exp(-0.5 * xx)
+    phi *= _INV_SQRT_2PI
+    x_v = x * b1
+    x_v += b0
+    x_v *= -1.0
+    f_v = phi * x_v
+    f_q = phi * x
+    f_q *= -aq
+    out += [f_v, f_q]
+    if order == 1:
+        return out
+    c_vq = (m / (2.0 * _C * sobs * sw))[:, None, :]  # s_vq / s
+    c_qq = (-mu / (4.0 * _C * sobs**3 * sw))[:, None, :]  # s_qq / s
+    f_vv = x * x_v
+    f_vv += 2.0 * b1
+    f_vv *= -f_v
+    f_vq = (xx - 1.0) * x_v
+    f_vq *= aq
+    f_vq += x * (aq * b1 - c_vq)
+    f_vq *= phi
+    f_qq = (2.0 - xx) * (aq * aq) - c_qq
+    f_qq *= x
+    f_qq *= phi
+    out += [f_vv, f_vq, f_qq]
+    return out
+
+
+def _profiles(edges_A, theta, z, trans):
+    """Channel-integrated unit-flux Gaussians, shape (n, m, n_trans) [1/A].
+
+    ``edges_A`` (m + 1,) are contiguous channel edges, ``theta`` (n, 2) holds
+    ``(v, sigma)`` [km/s].  Each value is the mean flux density over the
+    channel of a line of unit flux.
+    """
+    cdf = _edge_cdf(edges_A, theta, z, trans.rest_A, trans.lsf_kms)[0]
+    return np.diff(cdf, axis=1) / np.diff(edges_A)[None, :, None]
+
+
+def line_model(wave_um, z, grating, fluxes, velocity_kms=0.0, sigma_kms=50.0):
+    """Emission-line model (no continuum) on the channels ``wave_um``.
+
+    This is the line part of the model that :func:`fit_spectra` fits, handy to
+    build synthetic spectra and to plot fits.
+
+    Parameters
+    ----------
+    wave_um : array_like, shape (n_wave,)
+        Channel centres [micron].
+    z : float
+        Systemic redshift.
+    grating : str or ismcgm.instrument.Grating
+        Grating, for the line-spread function.
+    fluxes : dict
+        ``line name -> flux`` (e.g. erg/s/cm^2).  The tied ratios are *not*
+        imposed here: give every line you want in the model.
+    velocity_kms, sigma_kms : float
+        Velocity offset and intrinsic dispersion [km/s].
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_wave,)
+        Flux density [flux units per A].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ismcgm import fit, instrument
+    >>> wave = instrument.get_grating("g395m").wavelength_grid()
+    >>> model = fit.line_model(wave, 5.0, "g395m", {"HA": 1e-17})
+    >>> dlam = np.diff(fit.channel_edges_um(wave)) * 1e4
+    >>> bool(np.isclose(np.sum(model * dlam), 1e-17))
+    True
+    """
+    g = grating if isinstance(grating, instrument.Grating) else instrument.get_grating(grating)
+    lines = list(fluxes)
+    unknown = [name for name in lines if name not in instrument.LINES]
+    if unknown:
+        raise ValueError(f"unknown line name(s) {unknown}: use {', '.join(instrument.LINES)}")
+    rest, weight = [], []
+    for name in lines:
+        for tname, frac in instrument.LINES[name]:
+            rest.append(instrument.TRANSITIONS[tname])
+            weight.append(frac * fluxes[name])
+    rest = np.asarray(rest)
+    trans = _Transitions(rest, g.lsf_sigma_kms(rest * (1.0 + z) * 1e-4), np.eye(rest.size))
+    edges_A = channel_edges_um(wave_um) * 1e4
+    theta = np.array([[float(velocity_kms), float(sigma_kms)]])
+    prof = _profiles(edges_A, theta, z, trans)[0]
+    return prof @ np.asarray(weight, dtype=float)
+
+
+# ---------------------------------------------------------------------------
+# the fitting problem: windows, transitions, design matrices
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A merged fitting window: a contiguous block of fitted channels."""
+
+    start: int  # first fitted channel (index into the fitted channels)
+    stop: int
+    edges_A: np.ndarray  # (stop - start + 1,)
+    trans: np.ndarray  # indices of the transitions inside the window
+    lo_A: float
+    hi_A: float
+
+    @property
+    def centre_A(self):
+        return 0.5 * (self.lo_A + self.hi_A)
+
+    @property
+    def halfwidth_A(self):
+        return 0.5 * (self.hi_A - self.lo_A)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """Everything of the linearised model that does not depend on the data.
+
+    The linear parameters are ordered as the line-group amplitudes of
+    component 1, those of component 2, then the continuum coefficients of
+    every window.  A transition's Gaussian is evaluated in its own window.
+    """
+
+    z: float
+    grating: instrument.Grating
+    lines: list
+    groups: list
+    members: dict
+    trans: _Transitions
+    n_components: int
+    cont_order: int
+    fit_chan: np.ndarray  # indices of the fitted channels in the input grid
+    segments: tuple
+    cont_basis: np.ndarray  # (n_fit, n_cont)
+
+    @property
+    def n_groups(self):
+        return len(self.groups)
+
+    @property
+    def n_line_cols(self):
+        return self.n_groups * self.n_components
+
+    @property
+    def n_cont(self):
+        return self.cont_basis.shape[1]
+
+    def line_columns(self, theta):
+        """Design-matrix columns of the line amplitudes on all fitted channels.
+
+        Parameters
+        ----------
+        theta : ndarray, shape (n, 2 * n_components)
+            ``(v1, sigma1, v2, sigma2)`` [km/s].
+
+        Returns
+        -------
+        ndarray, shape (n, n_fit, n_components * n_groups)
+            Flux density per unit group amplitude [1/A].
+        """
+        n, k = theta.shape[0], self.n_groups
+        cols = np.zeros((n, self.fit_chan.size, self.n_line_cols))
+        for c in range(self.n_components):
+            for seg in self.segments:
+                t = seg.trans
+                cdf = _edge_cdf(
+                    seg.edges_A, theta[:, 2 * c : 2 * c + 2], self.z,
+                    self.trans.rest_A[t], self.trans.lsf_kms[t],
+                )[0]
+                prof = np.diff(cdf, axis=1) / np.diff(seg.edges_A)[:, None]
+                cols[:, seg.start : seg.stop, c * k : (c + 1) * k] = prof @ self.trans.to_group[t]
+        return cols
+
+
+def _windows(trans_obs_A, window_kms, lo_A, hi_A):
+    """Merged fitting windows ``[(lo, hi), ...]`` [A] around the transitions."""
+    half = trans_obs_A * window_kms / _C
+    order = np.argsort(trans_obs_A)
+    wins = []
+    for lo, hi in zip((trans_obs_A - half)[order], (trans_obs_A + half)[order]):
+        lo, hi = max(lo, lo_A), min(hi, hi_A)
+        if hi <= lo:
+            continue
+        if wins and lo <= wins[-1][1]:
+            wins[-1][1] = max(wins[-1][1], hi)
+        else:
+            wins.append([lo, hi])
+    return [tuple(w) for w in wins]
+
+
+def _build_problem(wave_um, valid, z, grating, lines, n_components, cont_order, window_kms):
+    """Fitting windows, transitions and continuum basis of a spectrum.
+
+    Windows with fewer than ``cont_order + 2`` channels valid in every
+    realisation are dropped.
+    """
+    groups, members, trans = _transitions(lines, z, grating)
+    edges_A = channel_edges_um(wave_um) * 1e4
+    wave_A = np.asarray(wave_um, dtype=float) * 1e4
+    trans_obs = trans.rest_A * (1.0 + z)
+    segments, fit_chan, blocks = [], [], []
+    n_done = 0
+    for lo, hi in _windows(trans_obs, window_kms, edges_A[0], edges_A[-1]):
+        chan = np.flatnonzero((wave_A >= lo) & (wave_A <= hi))
+        if np.count_nonzero(valid[chan]) < cont_order + 2:
+            continue
+        t = np.flatnonzero((trans_obs >= lo) & (trans_obs <= hi))
+        seg = _Segment(n_done, n_done + chan.size, edges_A[chan[0] : chan[-1] + 2], t, lo, hi)
+        segments.append(seg)
+        fit_chan.append(chan)
+        blocks.append(legendre.legvander((wave_A[chan] - seg.centre_A) / seg.halfwidth_A, cont_order))
+        n_done += chan.size
+    if not segments:
+        raise ValueError(f"no valid channels around the lines {lines} at z={z:.4f} in {grating.name}")
+    n_per = cont_order + 1
+    basis = np.zeros((n_done, n_per * len(segments)))
+    for i, (seg, block) in enumerate(zip(segments, blocks)):
+        basis[seg.start : seg.stop, i * n_per : (i + 1) * n_per] = block
+    return _Problem(
+        z=z,
+        grating=grating,
+        lines=list(lines),
+        groups=groups,
+        members=members,
+        trans=trans,
+        n_components=n_components,
+        cont_order=cont_order,
+        fit_chan=np.concatenate(fit_chan),
+        segments=tuple(segments),
+        cont_basis=basis,
+    )
+
+
+def _group_coverage(problem, valid_fit, min_channels=3):
+    """True for every line group with data near at least one of its transitions.
+
+    A group counts as covered when at least ``min_channels`` valid channels
+    lie within ``+-max(3 sigma_LSF, 300 km/s)`` of one of its transitions.
+    """
+    covered = np.zeros(problem.n_groups, dtype=bool)
+    for seg in problem.segments:
+        centres = 0.5 * (seg.edges_A[1:] + seg.edges_A[:-1])
+        ok = valid_fit[seg.start : seg.stop]
+        for t in seg.trans:
+            mu = problem.trans.rest_A[t] * (1.0 + problem.z)
+            half = mu * max(3.0 * problem.trans.lsf_kms[t], 300.0) / _C
+            if np.count_nonzero(ok & (np.abs(centres - mu) <= half)) >= min_channels:
+                covered |= problem.trans.to_group[t] != 0
+    return covered
+
+
+# ---------------------------------------------------------------------------
+# the data side
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Data:
+    y: np.ndarray  # (n_real, n_fit) flux / scale, 0 where invalid
+    w: np.ndarray  # (n_real, n_fit) scale / err, 0 where invalid
+    scale: float  # physical flux density per internal unit
+
+
+def _prepare(wave_um, flux, err, z, grating, lines, n_components, cont_order, window_kms):
+    """Check the inputs and set up the problem and the scaled data."""
+    wave_um = np.asarray(wave_um, dtype=float)
+    flux = np.asarray(flux, dtype=float)
+    err = np.asarray(err, dtype=float)
+    if flux.ndim == 1:
+        flux = flux[None, :]
+    if flux.ndim != 2 or flux.shape[1] != wave_um.size:
+        raise ValueError(
+            f"flux must have shape (n_wave,) or (n_real, n_wave) with n_wave={wave_um.size}, "
+            f"got {flux.shape}"
+        )
+    if err.shape != wave_um.shape:
+        raise ValueError(f"err must have shape {wave_um.shape}, got {err.shape}")
+    good_err = np.isfinite(err) & (err > 0)
+    finite = np.isfinite(flux) & good_err
+    if not np.any(finite):
+        raise ValueError("spectrum has no valid channel (flux all NaN or err <= 0 everywhere)")
+    empty = np.flatnonzero(~finite.any(axis=1))
+    if empty.size:
+        raise ValueError(f"realisation(s) {empty.tolist()} have no valid channel (all NaN)")
+    problem = _build_problem(
+        wave_um, finite.all(axis=0), z, grating, lines, n_components, cont_order, window_kms
+    )
+    ok = finite[:, problem.fit_chan]
+    scale = float(np.median(err[problem.fit_chan][ok.any(axis=0)]))
+    y = np.where(ok, flux[:, problem.fit_chan] / scale, 0.0)
+    w = np.where(ok, scale / np.where(good_err, err, 1.0)[problem.fit_chan], 0.0)
+    return problem, _Data(y=y, w=w, scale=scale)
+
+
+def _inv_normal(gram):
+    """Inverse of batched normal matrices, Jacobi-scaled, with a tiny ridge.
+
+    The ridge only matters for a column without data (a line in a gap of
+    the spectrum), whose amplitude then comes out as 0.
+    """
+    d = np.sqrt(np.abs(np.einsum("...ii->...i", gram)))
+    d[d == 0] = 1.0
+    dd = d[..., :, None] * d[..., None, :]
+    return np.linalg.inv(gram / dd + _RIDGE * np.eye(gram.shape[-1])) / dd
+
+
+def _dense_linear(problem, data, theta):
+    """Best linear parameters and chi^2 at ``theta`` on all fitted channels.
+
+    Straightforward weighted least squares with the full design matrix; the
+    reference for :class:`_Projected` and the start of the lmfit fitter.
+
+    Returns
+    -------
+    beta : ndarray, shape (n, n_line_cols + n_cont)
+    chi2 : ndarray, shape (n,)
+    """
+    n = theta.shape[0]
+    cont = np.broadcast_to(problem.cont_basis, (n,) + problem.cont_basis.shape)
+    aw = np.concatenate([problem.line_columns(theta), cont], axis=2) * data.w[:, :, None]
+    yw = data.y * data.w
+    at = np.swapaxes(aw, 1, 2)
+    beta = (_inv_normal(at @ aw) @ (at @ yw[:, :, None]))[:, :, 0]
+    r = yw - (aw @ beta[:, :, None])[:, :, 0]
+    return beta, np.einsum("nm,nm->n", r, r)
+
+
+# ---------------------------------------------------------------------------
+# the fast fitter: variable projection on line stencils
+# ---------------------------------------------------------------------------
+
+#: Gaussians are evaluated within this many observed sigmas of their centre
+#: by the fast fitter (the neglected tails are below 1e-11 of the flux).
+_STENCIL_NSIG = 7.0
+
+
+class _Projected:
+    """Realisations sharing one channel mask, with the continuum projected out.
+
+    For weights ``w`` the weighted continuum basis ``C_w = Q R`` is fixed, so
+    the data are projected once, ``z = (I - Q Q^T) w y``.  For line columns
+    ``L`` (weighted) the projected chi^2 minimised over amplitudes ``a`` and
+    continuum coefficients is ``|z|^2 - b^T M^-1 b`` with ``b = L^T z`` and
+    ``M = L^T L - (Q^T L)^T (Q^T L)``.  These need ``L`` only where it is
+    non-zero, so the Gaussians are evaluated on short channel stencils
+    around the lines.
+
+    Parameters
+    ----------
+    problem : _Problem
+    y : ndarray, shape (n, n_fit)
+        Scaled data of the realisations.
+    w : ndarray, shape (n_fit,)
+        Their common weights.
+    """
+
+    def __init__(self, problem, y, w):
+        self.problem = problem
+        self.w = w
+        self.q, self.r = np.linalg.qr(problem.cont_basis * w[:, None])
+        yw = y * w
+        self.qty = yw @ self.q
+        self.z = yw - self.qty @ self.q.T
+        self.zz = np.einsum("nm,nm->n", self.z, self.z)
+
+    @property
+    def n_real(self):
+        return self.z.shape[0]
+
+    def _clusters(self, seg, theta):
+        """Stencils of the transitions of ``seg``: ``[(trans, first, length), ...]``.
+
+        Each transition needs the channels within ``_STENCIL_NSIG`` observed
+        sigmas of its centre (for every realisation and component).
+        Transitions whose ranges overlap in some realisation share a stencil;
+        ``first`` (n,) is the first channel of the stencil in the window and
+        ``length`` the common number of channels.
+        """
+        pb = self.problem
+        n = theta.shape[0]
+        t = seg.trans
+        lo = np.full((n, t.size), np.inf)
+        hi = np.full((n, t.size), -np.inf)
+        for c in range(pb.n_components):
+            mu, _, sw = _centres_widths(
+                theta[:, 2 * c : 2 * c + 2], pb.z, pb.trans.rest_A[t], pb.trans.lsf_kms[t]
+            )
+            lo = np.minimum(lo, mu - _STENCIL_NSIG * sw)
+            hi = np.maximum(hi, mu + _STENCIL_NSIG * sw)
+        # transitions are in wavelength order (instrument.LINES is)
+        groups = [[0]]
+        reach = hi[:, 0]
+        for i in range(1, t.size):
+            if np.any(lo[:, i] <= reach):
+                groups[-1].append(i)
+                reach = np.maximum(reach, hi[:, i])
+            else:
+                groups.append([i])
+                reach = hi[:, i]
+        n_seg = seg.stop - seg.start
+        out = []
+        for members in groups:
+            first = np.searchsorted(seg.edges_A, np.min(lo[:, members], axis=1), side="right") - 1
+            last = np.searchsorted(seg.edges_A, np.max(hi[:, members], axis=1), side="left")
+            first = np.maximum(first, 0)
+            last = np.minimum(last, n_seg)
+            length = max(1, int(np.max(last - first)))
+            out.append((t[members], np.minimum(first, n_seg - length), length))
+        return out
+
+    def with_problem(self, problem):
+        """The same projected data for another model (e.g. one component fewer)."""
+        out = copy.copy(self)
+        out.problem = problem
+        return out
+
+    def _columns(self, theta, order=0):
+        """Line columns on the stencils.
+
+        Parameters
+        ----------
+        theta : ndarray, shape (n, 2 * n_components)
+        order : {0, 1, 2}
+            Highest order of the derivatives to compute.
+
+        Returns
+        -------
+        idx : ndarray of int, shape (n, s)
+            Fitted-channel index of every stencil channel.
+        cols : ndarray, shape (n, s, k)
+            Unweighted line columns (flux density per unit group amplitude).
+        parts : list
+            For ``order >= 1``, one ``(sl, c, t, derivs)`` per stencil and
+            component: ``derivs`` lists the derivatives (n, s_c, n_t) with
+            respect to ``(v, q)`` (then ``(vv, vq, qq)``) of component ``c``
+            of the profiles of the transitions ``t`` (per unit group
+            amplitude) on the stencil channels ``sl``.  Empty otherwise.
+        stencil_slices : list of slice
+            Channels of every stencil (no channel repeats within one).
+        """
+        pb = self.problem
+        n, ng = theta.shape[0], pb.n_groups
+        stencils = [
+            (seg, t, first, length)
+            for seg in pb.segments
+            for t, first, length in self._clusters(seg, theta)
+        ]
+        total = sum(st[3] for st in stencils)
+        idx = np.empty((n, total), dtype=np.intp)
+        cols = np.zeros((n, total, pb.n_line_cols))
+        parts, slices = [], []
+        pos = 0
+        group, weight = pb.trans.group, pb.trans.weight
+        for seg, t, first, length in stencils:
+            sl = slice(pos, pos + length)
+            slices.append(sl)
+            pos += length
+            off = first[:, None] + np.arange(length + 1)
+            idx[:, sl] = seg.start + off[:, :-1]
+            edges = seg.edges_A[off]
+            scale = weight[t] / np.diff(edges, axis=1)[:, :, None]
+            for c in range(pb.n_components):
+                res = _edge_cdf(
+                    edges, theta[:, 2 * c : 2 * c + 2], pb.z,
+                    pb.trans.rest_A[t], pb.trans.lsf_kms[t], order,
+                )
+                prof = np.diff(res[0], axis=1) * scale
+                for i, gi in enumerate(group[t]):
+                    cols[:, sl, c * ng + gi] += prof[:, :, i]
+                if order:
+                    parts.append((sl, c, t, [np.diff(d, axis=1) * scale for d in res[1:]]))
+        return idx, cols, parts, slices
+
+    def evaluate(self, theta, rows=None, order=0, linear=False):
+        """Projected chi^2 at ``theta`` for the realisations ``rows``.
+
+        Parameters
+        ----------
+        theta : ndarray, shape (n, 2 * n_components)
+            ``(v, sigma, ...)`` [km/s].
+        rows : ndarray of int, shape (n,), optional
+            Which realisations (default: all).
+        order : {0, 1, 2}
+            1: also return the gradient and the Gauss-Newton matrix; 2: also
+            the exact Hessian.  All with respect to ``(v, sigma**2, ...)``.
+        linear : bool
+            Also return the best linear parameters (scaled units).
+
+        Returns
+        -------
+        chi2 : ndarray, shape (n,)
+        jtj : ndarray, shape (n, p, p)
+            ``J^T J`` of the projected residual, with the exact Jacobian of
+            Golub & Pereyra (1973).  Only for ``order >= 1``.
+        jtr : ndarray, shape (n, p)
+            ``J^T r = grad(chi2) / 2``.  Only for ``order >= 1``.
+        hess : ndarray, shape (n, p, p)
+            ``Hessian(chi2) / 2``.  Only for ``order == 2``.
+        beta : ndarray, shape (n, n_line_cols + n_cont)
+            Only with ``linear=True``.
+        """
+        rows = np.arange(self.n_real) if rows is None else rows
+        idx, cols, parts, _ = self._columns(theta, order)
+        ws = self.w[idx]
+        lw = cols * ws[:, :, None]
+        zs = np.take_along_axis(self.z[rows], idx, axis=1)
+        qs = self.q[idx]  # (n, s, n_cont)
+        lt = np.swapaxes(lw, 1, 2)
+        qtl = np.swapaxes(qs, 1, 2) @ lw  # (n, n_cont, k)
+        b = (lt @ zs[:, :, None])[:, :, 0]
+        minv = _inv_normal(lt @ lw - np.swapaxes(qtl, 1, 2) @ qtl)
+        a = (minv @ b[:, :, None])[:, :, 0]
+        chi2 = self.zz[rows] - np.einsum("nk,nk->n", b, a)
+        out = [chi2]
+        if order:
+            out.extend(self._curvature(a, lw, lt, qs, qtl, zs, minv, ws, parts, order))
+        if linear:
+            cont = np.linalg.solve(self.r, (self.qty[rows] - (qtl @ a[:, :, None])[:, :, 0]).T).T
+            out.append(np.concatenate([a, cont], axis=1))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def _curvature(self, a, lw, lt, qs, qtl, zs, minv, ws, parts, order):
+        """Gradient, Gauss-Newton matrix and Hessian (see :meth:`evaluate`).
+
+        With ``P = I - Q Q^T``, ``B = P L``, ``u_j = P dL_j a``,
+        ``s_j = dL_j^T r`` and ``R_jl = (d2L_jl a).r`` the Golub-Pereyra
+        Jacobian is ``J_j = -(I - B M^-1 B^T) u_j - B M^-1 s_j``, so
+
+        * ``J_j.r = -u_j.r`` (half the gradient),
+        * ``J_j.J_l = u_j.u_l - (B^T u_j) M^-1 (B^T u_l) + s_j M^-1 s_l``,
+        * half the exact Hessian of the projected chi^2 (implicit-function
+          theorem) is ``u_j.u_l - R_jl - (B^T u_j - s_j) M^-1 (B^T u_l - s_l)``;
+
+        everything lives on the stencils.
+        """
+        pb = self.problem
+        n, ng, nc = a.shape[0], pb.n_groups, pb.n_components
+        n_par = 2 * nc
+        r = zs - (lw @ a[:, :, None])[:, :, 0] + (qs @ (qtl @ a[:, :, None]))[:, :, 0]
+        u = np.zeros(zs.shape + (n_par,))  # dL_j a on the stencils
+        s = np.zeros((n, a.shape[1], n_par))
+        r2 = np.zeros((n, n_par, n_par))
+        a_groups = a.reshape(n, nc, ng)
+        group = pb.trans.group
+        for sl, c, t, derivs in parts:
+            amp = a_groups[:, c, group[t]]  # (n, n_t)
+            w_sl = ws[:, sl, None]
+            r_sl = r[:, sl, None]
+            for j, d in zip((2 * c, 2 * c + 1), derivs[:2]):
+                d = d * w_sl
+                u[:, sl, j] += (d @ amp[:, :, None])[:, :, 0]
+                sv = (np.swapaxes(d, 1, 2) @ r_sl)[:, :, 0]  # (n, n_t)
+                for i, gi in enumerate(group[t]):
+                    s[:, c * ng + gi, j] += sv[:, i]
+            if order == 2:
+                for (j, l), d in zip(((0, 0), (0, 1), (1, 1)), derivs[2:]):
+                    val = np.einsum("nt,nt->n", (np.swapaxes(d * w_sl, 1, 2) @ r_sl)[:, :, 0], amp)
+                    r2[:, 2 * c + j, 2 * c + l] += val
+                    if j != l:
+                        r2[:, 2 * c + l, 2 * c + j] += val
+        qtu = np.swapaxes(qs, 1, 2) @ u
+        uu = np.swapaxes(u, 1, 2) @ u - np.swapaxes(qtu, 1, 2) @ qtu
+        btu = lt @ u - np.swapaxes(qtl, 1, 2) @ qtu  # (n, k, p)
+        jtr = -(np.swapaxes(u, 1, 2) @ r[:, :, None])[:, :, 0]
+        st = np.swapaxes(s, 1, 2)
+        jtj = uu - np.swapaxes(btu, 1, 2) @ minv @ btu + st @ minv @ s
+        if order == 1:
+            return jtj, jtr
+        diff = btu - s
+        hess = uu - r2 - np.swapaxes(diff, 1, 2) @ minv @ diff
+        return jtj, jtr, hess
+
+
+def _contexts(problem, data):
+    """Split the realisations by channel mask: ``[(rows, _Projected), ...]``."""
+    mask = data.w > 0
+    if np.all(mask == mask[0]):  # the usual case: one mask for all
+        return [(np.arange(mask.shape[0]), _Projected(problem, data.y, data.w[0]))]
+    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+    out = []
+    for ip in range(patterns.shape[0]):
+        rows = np.flatnonzero(inverse.ravel() == ip)
+        # the error spectrum is shared, so equal masks mean equal weights
+        out.append((rows, _Projected(problem, data.y[rows], data.w[rows[0]])))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# starting points: coarse grid scan of the projected chi^2
+# ---------------------------------------------------------------------------
+
+
+def _scan_grid(problem, v_scan_kms, sigma_scan_kms):
+    """The (v, sigma) grid of the starting-point scan.
+
+    Dispersions are spaced by factors of ~2.5 over ``sigma_scan_kms``; for
+    each, the velocity step is half the narrowest observed line sigma, so the
+    grid resolves every line.
+
+    Returns
+    -------
+    sigmas : ndarray, shape (n_sigma,)
+    velocities : list of ndarray
+        The velocity grid of every dispersion.
+    """
+    s_lo, s_hi = sigma_scan_kms
+    n_s = max(2, int(np.ceil(np.log(s_hi / s_lo) / np.log(2.5))) + 1)
+    sigmas = np.geomspace(s_lo, s_hi, n_s)
+    velocities = []
+    for sig in sigmas:
+        step = 0.5 * float(np.min(np.hypot(sig, problem.trans.lsf_kms)))
+        velocities.append(np.linspace(-v_scan_kms, v_scan_kms, int(np.ceil(2.0 * v_scan_kms / step)) + 1))
+    return sigmas, velocities
+
+
+def _parabola_shift(c_minus, c_0, c_plus):
+    """Offset (in grid steps, within +-1) of the vertex of a parabola through 3 points."""
+    curv = c_minus - 2.0 * c_0 + c_plus
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(curv > 0, 0.5 * (c_minus - c_plus) / curv, 0.0)
+    return np.clip(shift, -1.0, 1.0)
+
+
+def _scan(ctx, grid):
+    """Starting ``(v, sigma)`` of every realisation of ``ctx`` (one component).
+
+    The projected chi^2 is evaluated on the grid of :func:`_scan_grid` for
+    all realisations at once (the line columns are shared; only ``b = L^T z``
+    depends on the realisation).  The best grid point is then refined by a
+    parabola through its velocity neighbours and one through the best chi^2
+    of the neighbouring dispersions (in log sigma).
+
+    Returns
+    -------
+    ndarray, shape (n, 2)
+    """
+    sigmas, velocities = grid
+    theta = np.concatenate([np.column_stack([v, np.full(v.size, s)]) for s, v in zip(sigmas, velocities)])
+    starts = np.cumsum([0] + [v.size for v in velocities])
+    n_grid, m, k = theta.shape[0], ctx.q.shape[0], ctx.problem.n_line_cols
+    dense = np.zeros((n_grid, k, m))  # the weighted columns on all channels, transposed
+    minv = np.empty((n_grid, k, k))
+    k_index = np.arange(k)[None, :, None]
+    for i0, i1 in zip(starts[:-1], starts[1:]):  # one dispersion at a time: short stencils
+        idx, cols, _, slices = ctx._columns(theta[i0:i1])
+        lw = cols * ctx.w[idx][:, :, None]
+        lt = np.swapaxes(lw, 1, 2)
+        g_index = np.arange(i0, i1)[:, None, None]
+        for sl in slices:  # no channel repeats within one stencil
+            dense[g_index, k_index, idx[:, None, sl]] += lt[:, :, sl]
+        qtl = np.swapaxes(ctx.q[idx], 1, 2) @ lw
+        minv[i0:i1] = _inv_normal(lt @ lw - np.swapaxes(qtl, 1, 2) @ qtl)
+    b = (dense.reshape(n_grid * k, m) @ ctx.z.T).reshape(n_grid, k, -1)
+    chi2 = -np.einsum("gkn,gkl,gln->gn", b, minv, b)  # minus the constant |z|^2
+    n = chi2.shape[1]
+    cols = np.arange(n)
+    # velocity: parabola within the row of the best point
+    best = np.argmin(chi2, axis=0)
+    row = np.searchsorted(starts, best, side="right") - 1
+    j = best - starts[row]
+    n_v = np.diff(starts)[row]
+    inner = (j > 0) & (j < n_v - 1)
+    jm, jp = np.where(inner, best - 1, best), np.where(inner, best + 1, best)
+    dv = np.array([v[1] - v[0] if v.size > 1 else 0.0 for v in velocities])[row]
+    v0 = theta[best, 0] + dv * _parabola_shift(chi2[jm, cols], chi2[best, cols], chi2[jp, cols])
+    # dispersion: parabola in log sigma through the best chi^2 of each row
+    row_min = np.array([np.min(chi2[i0:i1], axis=0) for i0, i1 in zip(starts[:-1], starts[1:])])
+    inner = (row > 0) & (row < sigmas.size - 1)
+    rm, rp = np.where(inner, row - 1, row), np.where(inner, row + 1, row)
+    dlog = np.log(sigmas[1] / sigmas[0])
+    shift = _parabola_shift(row_min[rm, cols], row_min[row, cols], row_min[rp, cols])
+    s0 = sigmas[row] * np.exp(0.5 * dlog * shift)
+    return np.column_stack([v0, s0])
+
+
+def _two_component_candidates(theta1, sigma_bounds):
+    """Candidate starting points of a two-component fit, shape (n_cand, n, 4).
+
+    Component 1 keeps the one-component velocity with its dispersion or half
+    of it; component 2 is offset by 0, +-150 or +-300 km/s with a dispersion
+    of sigma + 50 km/s or 2.5 sigma + 50 km/s.
+    """
+    v1, s1 = theta1[:, 0], theta1[:, 1]
+    cands = [
+        np.column_stack([v1, f1 * s1, v1 + dv, f2 * s1 + 50.0])
+        for f1 in (1.0, 0.5)
+        for dv in (-300.0, -150.0, 0.0, 150.0, 300.0)
+        for f2 in (1.0, 2.5)
+    ]
+    cands = np.asarray(cands)
+    cands[..., 1::2] = np.clip(cands[..., 1::2], *sigma_bounds)
+    return cands
+
+
+def _starting_points(problem, ctx, v_bounds, sigma_bounds, v_scan_kms, sigma_scan_kms):
+    """Starting ``(v, sigma[, v2, sigma2])`` of the realisations of ``ctx``.
+
+    One component: the best point of :func:`_scan_grid`.  Two components:
+    the best of :func:`_two_component_candidates` around it.
+    """
+    problem1 = replace(problem, n_components=1)
+    theta = _scan(ctx.with_problem(problem1), _scan_grid(problem1, v_scan_kms, sigma_scan_kms))
+    theta = _clip_theta(theta, v_bounds, sigma_bounds)
+    if problem.n_components == 1:
+        return theta
+    cands = _clip_theta(
+        _two_component_candidates(theta, sigma_bounds).reshape(-1, 4), v_bounds, sigma_bounds
+    ).reshape(-1, ctx.n_real, 4)
+    chi2 = np.array([ctx.evaluate(c) for c in cands])
+    return cands[np.argmin(chi2, axis=0), np.arange(ctx.n_real)]
+
+
+# ---------------------------------------------------------------------------
+# batched damped Newton
+# ---------------------------------------------------------------------------
+
+
+def _to_internal(theta):
+    """``(v, sigma, ...)`` -> ``(v, sigma**2, ...)``."""
+    out = np.array(theta, dtype=float)
+    out[:, 1::2] = out[:, 1::2] ** 2
+    return out
+
+
+def _to_theta(p):
+    """``(v, sigma**2, ...)`` -> ``(v, sigma, ...)``."""
+    out = np.array(p, dtype=float)
+    out[:, 1::2] = np.sqrt(out[:, 1::2])
+    return out
+
+
+def _clip_theta(theta, v_bounds, sigma_bounds):
+    out = np.array(theta, dtype=float)
+    out[:, 0::2] = np.clip(out[:, 0::2], *v_bounds)
+    out[:, 1::2] = np.clip(out[:, 1::2], *sigma_bounds)
+    return out
+
+
+def _newton(ctx, theta0, v_bounds, sigma_bounds, rows=None, max_iter=100, xtol=1e-2, ftol=1e-9):
+    """Batched, bounded, damped Newton minimisation of the projected chi^2.
+
+    The parameters are ``(v, sigma**2)`` per component internally.  The
+    step solves ``(H + lambda D) step = -g`` with the gradient ``g`` of
+    :meth:`_Projected.evaluate`, ``H`` the exact Hessian where it is positive
+    definite (near a minimum: quadratic convergence) and the Gauss-Newton
+    matrix elsewhere (as MINPACK, which keeps the descent local), ``D`` the
+    diagonal of the Gauss-Newton matrix and ``lambda`` adapted as in
+    Levenberg-Marquardt (decreased after a successful step, increased after
+    a failed one).  A parameter on a bound that the gradient pushes outwards
+    is held fixed for the step, and a step that leaves the bounds is clipped
+    onto them.  A realisation has converged when a step moves no velocity
+    or dispersion by more than ``xtol`` [km/s], when both the actual and the
+    predicted relative decrease of chi^2 are below ``ftol`` (as MINPACK), or
+    when the damping has grown so large that no step improves chi^2.
+
+    Returns
+    -------
+    theta : ndarray, shape (n, p)
+        ``(v, sigma, ...)`` at the minimum.
+    success : ndarray of bool, shape (n,)
+        False where ``max_iter`` was reached.
+    chi2 : ndarray, shape (n,)
+        Chi^2 at ``theta``.
+    beta : ndarray, shape (n, k)
+        Best linear parameters at ``theta`` (scaled units).
+    """
+    rows = np.arange(ctx.n_real) if rows is None else rows
+    n_comp = theta0.shape[1] // 2
+    lo = np.tile([v_bounds[0], sigma_bounds[0] ** 2], n_comp)
+    hi = np.tile([v_bounds[1], sigma_bounds[1] ** 2], n_comp)
+    pint = np.clip(_to_internal(theta0), lo, hi)
+    n, p = pint.shape
+    chi2, jtj, grad, hess, beta = ctx.evaluate(_to_theta(pint), rows, order=2, linear=True)
+    lam = np.full(n, 1e-3)
+    active = np.ones(n, dtype=bool)
+    eye = np.eye(p)
+    for _ in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        g, h, par = grad[idx], hess[idx], pint[idx]
+        free = ~(((par <= lo) & (g > 0)) | ((par >= hi) & (g < 0)))
+        ff = free[:, :, None] & free[:, None, :]
+        d = np.einsum("nii->ni", jtj[idx])
+        d = np.maximum(d, 1e-12 * np.max(d, axis=1, keepdims=True) + 1e-300)
+        sd = np.sqrt(d)
+        hs = np.where(ff, h / (sd[:, :, None] * sd[:, None, :]), 0.0) + (~free)[:, :, None] * eye
+        newton = np.linalg.eigvalsh(hs)[:, 0] > 1e-6
+        h = np.where(newton[:, None, None], h, jtj[idx])
+        damped = h + lam[idx, None, None] * d[:, :, None] * eye
+        damped = np.where(ff, damped, 0.0) + (~free)[:, :, None] * eye
+        step = -np.linalg.solve(damped, np.where(free, g, 0.0)[:, :, None])[:, :, 0]
+        trial = np.clip(par + step, lo, hi)
+        step = trial - par
+        predicted = -(2.0 * np.einsum("np,np->n", g, step) + np.einsum("np,npq,nq->n", step, h, step))
+        moved = np.max(np.abs(_to_theta(trial) - _to_theta(par)), axis=1)
+        # when the undamped Newton step from the current point is this small,
+        # the current point is the minimum to within ~xtol: stop without
+        # another evaluation
+        final = (moved < xtol) & newton & (lam[idx] < 1e-2)
+        active[idx[final]] = False
+        idx, trial, predicted, moved = idx[~final], trial[~final], predicted[~final], moved[~final]
+        if idx.size == 0:
+            break
+        chi2_t, jtj_t, grad_t, hess_t, beta_t = ctx.evaluate(
+            _to_theta(trial), rows[idx], order=2, linear=True
+        )
+        actual = chi2[idx] - chi2_t
+        better = actual > 0
+        acc = idx[better]
+        pint[acc], chi2[acc], beta[acc] = trial[better], chi2_t[better], beta_t[better]
+        jtj[acc], grad[acc], hess[acc] = jtj_t[better], grad_t[better], hess_t[better]
+        lam[acc] = np.maximum(lam[acc] / 5.0, 1e-9)
+        lam[idx[~better]] *= 4.0
+        tiny = (np.abs(actual) <= ftol * chi2[idx]) & (np.abs(predicted) <= ftol * chi2[idx])
+        done = (moved < xtol) | tiny | (lam[idx] > 1e12)
+        active[idx[done]] = False
+    return _to_theta(pint), ~active, chi2, beta
+
+
+def _fit_fast(problem, contexts, theta0, v_bounds, sigma_bounds):
+    """Variable-projection fit of all realisations (see the module docs)."""
+    n = theta0.shape[0]
+    theta = np.empty_like(theta0)
+    beta = np.empty((n, problem.n_line_cols + problem.n_cont))
+    chi2 = np.empty(n)
+    success = np.empty(n, dtype=bool)
+    for rows, ctx in contexts:
+        for start in range(0, rows.size, _CHUNK):
+            local = np.arange(start, min(rows.size, start + _CHUNK))
+            out = rows[local]
+            theta[out], success[out], chi2[out], beta[out] = _newton(
+                ctx, theta0[out], v_bounds, sigma_bounds, rows=local
+            )
+    return theta, beta, chi2, success
+
+
+# ---------------------------------------------------------------------------
+# the reference fitter: lmfit on all parameters
+# ---------------------------------------------------------------------------
+
+
+def _fit_lmfit(problem, data, theta0, v_bounds, sigma_bounds):
+    """lmfit (MINPACK) fit of every realisation on all parameters at once."""
+    import lmfit  # imported here: slow to import and only needed for the reference
+
+    n, p = theta0.shape
+    k_lines = problem.n_line_cols
+    k = k_lines + problem.n_cont
+    beta0, _ = _dense_linear(problem, data, _clip_theta(theta0, v_bounds, sigma_bounds))
+    kin_names = [f"{q}{c + 1}" for c in range(problem.n_components) for q in ("v", "sigma")]
+    lin_names = [
+        f"amp{c + 1}_{g}" for c in range(problem.n_components) for g in problem.groups
+    ] + [f"cont{j}" for j in range(problem.n_cont)]
+    theta = np.empty((n, p))
+    beta = np.empty((n, k))
+    chi2 = np.empty(n)
+    success = np.empty(n, dtype=bool)
+    for i in range(n):
+        y, w = data.y[i], data.w[i]
+
+        def residual(params, y=y, w=w):
+            th = np.array([[params[name].value for name in kin_names]])
+            coef = np.array([params[name].value for name in lin_names])
+            cols = problem.line_columns(th)[0]
+            model = cols @ coef[:k_lines] + problem.cont_basis @ coef[k_lines:]
+            return w * (y - model)
+
+        params = lmfit.Parameters()
+        for j, name in enumerate(kin_names):
+            lo, hi = v_bounds if name.startswith("v") else sigma_bounds
+            params.add(name, value=float(np.clip(theta0[i, j], lo, hi)), min=lo, max=hi)
+        for j, name in enumerate(lin_names):
+            params.add(name, value=float(beta0[i, j]))
+        out = lmfit.Minimizer(residual, params).minimize(method="leastsq", **_LMFIT_TOL)
+        theta[i] = [out.params[name].value for name in kin_names]
+        beta[i] = [out.params[name].value for name in lin_names]
+        chi2[i] = out.chisqr
+        success[i] = out.success
+    return theta, beta, chi2, success
+
+
+# ---------------------------------------------------------------------------
+# the result and the public entry point
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Result of :func:`fit_spectra` for ``n_real`` realisations of one spectrum.
+
+    Attributes
+    ----------
+    lines : tuple of str
+        Reported lines (instrument line names), in wavelength order.
+    flux : dict of str to ndarray
+        Line flux per realisation, shape (n_real,), in ``flux`` units x A
+        (erg/s/cm^2 for F_lambda in erg/s/cm^2/A); summed over the kinematic
+        components.  NaN for a line without valid data near it.
+    component_flux : dict of str to ndarray
+        Line flux per realisation and component, shape (n_real, n_components).
+    velocity_kms, sigma_kms : ndarray, shape (n_real,)
+        Velocity offset from the systemic redshift and intrinsic dispersion
+        of component 1 (the narrower one) [km/s].
+    velocity2_kms, sigma2_kms : ndarray, shape (n_real,) or None
+        The same for component 2 (``None`` for one component).
+    chi2 : ndarray, shape (n_real,)
+        Sum of squared normalised residuals over the fitted channels.
+    dof : ndarray, shape (n_real,)
+        Number of fitted channels minus the number of free parameters.
+    success : ndarray of bool, shape (n_real,)
+        Whether the optimiser reports convergence.
+    method : str
+        ``"fast"`` or ``"lmfit"``.
+    z : float
+        Systemic redshift.
+    grating : str
+        Grating name.
+    n_components, cont_order : int
+        Model settings used.
+    windows_um : tuple of (float, float)
+        Fitting windows [micron].
+    """
+
+    lines: tuple
+    flux: dict
+    component_flux: dict
+    velocity_kms: np.ndarray
+    sigma_kms: np.ndarray
+    velocity2_kms: np.ndarray | None
+    sigma2_kms: np.ndarray | None
+    chi2: np.ndarray
+    dof: np.ndarray
+    success: np.ndarray
+    method: str
+    z: float
+    grating: str
+    n_components: int
+    cont_order: int
+    windows_um: tuple
+    _problem: _Problem = field(repr=False)
+    _theta: np.ndarray = field(repr=False)
+    _group_amp: np.ndarray = field(repr=False)  # (n_real, n_components * n_groups), physical
+    _cont_coef: np.ndarray = field(repr=False)  # (n_real, n_cont), physical
+
+    @property
+    def n_real(self):
+        """Number of realisations."""
+        return self.chi2.size
+
+    def model(self, wave_um, realisation=0, part="total"):
+        """Best-fit model of one realisation on the channels ``wave_um``.
+
+        The Gaussians are evaluated on the whole grid here (in the fit each
+        is restricted to its fitting window; the difference is a far tail).
+
+        Parameters
+        ----------
+        wave_um : array_like, shape (n,)
+            Channel centres [micron]; the line Gaussians are integrated over
+            these channels, so a finer grid gives a smoother curve.
+        realisation : int
+            Which realisation.
+        part : {"total", "lines", "continuum"}
+            The full model, only the emission lines, or only the continuum.
+            The continuum (and hence the total) is NaN outside the fitting
+            windows.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n,)
+            Flux density in the units of the fitted ``flux``.
+        """
+        if part not in ("total", "lines", "continuum"):
+            raise ValueError(f"part must be 'total', 'lines' or 'continuum', not {part!r}")
+        pb = self._problem
+        wave_um = np.asarray(wave_um, dtype=float)
+        edges_A = channel_edges_um(wave_um) * 1e4
+        wave_A = wave_um * 1e4
+        theta = self._theta[realisation]
+        lines = np.zeros(wave_um.size)
+        ng = pb.n_groups
+        for c in range(pb.n_components):
+            prof = _profiles(edges_A, theta[None, 2 * c : 2 * c + 2], pb.z, pb.trans)[0]
+            amp_t = pb.trans.to_group @ self._group_amp[realisation, c * ng : (c + 1) * ng]
+            lines += prof @ amp_t
+        if part == "lines":
+            return lines
+        cont = np.full(wave_um.size, np.nan)
+        n_seg = pb.cont_order + 1
+        for s, seg in enumerate(pb.segments):
+            inside = (wave_A >= seg.lo_A) & (wave_A <= seg.hi_A)
+            x = (wave_A[inside] - seg.centre_A) / seg.halfwidth_A
+            coef = self._cont_coef[realisation, s * n_seg : (s + 1) * n_seg]
+            cont[inside] = legendre.legval(x, coef)
+        return cont if part == "continuum" else cont + lines
+
+
+def fit_spectra(
+    wave_um,
+    flux,
+    err,
+    z,
+    grating,
+    *,
+    method="fast",
+    cont_order=1,
+    n_components=1,
+    lines=None,
+    window_kms=DEFAULT_WINDOW_KMS,
+    v_bounds=DEFAULT_V_BOUNDS,
+    sigma_bounds=DEFAULT_SIGMA_BOUNDS,
+    v_scan_kms=DEFAULT_V_SCAN_KMS,
+    sigma_scan_kms=DEFAULT_SIGMA_SCAN_KMS,
+):
+    """Fit the tied-kinematics line model to one spectrum or its realisations.
+
+    Parameters
+    ----------
+    wave_um : array_like, shape (n_wave,)
+        Channel centres [micron], strictly increasing.
+    flux : array_like, shape (n_wave,) or (n_real, n_wave)
+        Flux density F_lambda (e.g. erg/s/cm^2/A); one row per Monte Carlo
+        realisation.  Non-finite values mark channels to leave out.
+    err : array_like, shape (n_wave,)
+        1-sigma error of ``flux``; channels with a non-finite or non-positive
+        error are left out.
+    z : float
+        Systemic redshift.
+    grating : str or ismcgm.instrument.Grating
+        Grating of the spectrum (line-spread function, line list).
+    method : {"fast", "lmfit"}
+        Variable-projection fitter or the lmfit reference (see module docs).
+    cont_order : int
+        Order of the Legendre continuum in every window (0 = constant).
+    n_components : {1, 2}
+        Number of kinematic components.
+    lines : sequence of str, optional
+        Lines to fit; default :func:`ismcgm.instrument.lines_in_grating`.
+    window_kms : float
+        Half-width of the fitting window around each transition [km/s].
+    v_bounds, sigma_bounds : (float, float)
+        Allowed ranges of the velocity offsets and dispersions [km/s].
+    v_scan_kms : float
+        Half-range of the velocity grid of the starting-point scan [km/s].
+    sigma_scan_kms : (float, float)
+        Range of the dispersion grid of the starting-point scan [km/s].
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    ValueError
+        For inconsistent shapes, unknown grating or method, no line in the
+        grating, or a spectrum without any valid channel.
+    """
+    g = grating if isinstance(grating, instrument.Grating) else instrument.get_grating(grating)
+    if method not in ("fast", "lmfit"):
+        raise ValueError(f"method must be 'fast' or 'lmfit', not {method!r}")
+    if n_components not in (1, 2):
+        raise ValueError(f"n_components must be 1 or 2, not {n_components!r}")
+    if int(cont_order) != cont_order or cont_order < 0:
+        raise ValueError(f"cont_order must be a non-negative integer, not {cont_order!r}")
+    cont_order = int(cont_order)
+    if lines is None:
+        lines = instrument.lines_in_grating(g, z)
+    else:
+        unknown = [name for name in lines if name not in instrument.LINES]
+        if unknown:
+            raise ValueError(f"unknown line name(s) {unknown}: use {', '.join(instrument.LINES)}")
+        lines = [name for name in instrument.LINES if name in set(lines)]
+    if not lines:
+        raise ValueError(f"no emission line of the model falls in {g.name} at z={z:.4f}")
+    problem, data = _prepare(wave_um, flux, err, z, g, lines, n_components, cont_order, window_kms)
+    contexts = _contexts(problem, data)
+    theta0 = np.empty((data.y.shape[0], 2 * n_components))
+    for rows, ctx in contexts:
+        theta0[rows] = _starting_points(problem, ctx, v_bounds, sigma_bounds, v_scan_kms, sigma_scan_kms)
+    if method == "fast":
+        theta, beta, chi2, success = _fit_fast(problem, contexts, theta0, v_bounds, sigma_bounds)
+    else:
+        theta, beta, chi2, success = _fit_lmfit(problem, data, theta0, v_bounds, sigma_bounds)
+    return _make_result(problem, data, theta, beta, chi2, success, method)
+
+
+def _make_result(problem, data, theta, beta, chi2, success, method):
+    n = theta.shape[0]
+    ng, nc = problem.n_groups, problem.n_components
+    amp = beta[:, : ng * nc].reshape(n, nc, ng) * data.scale
+    cont = beta[:, ng * nc :] * data.scale
+    theta = theta.copy()
+    if nc == 2:  # report the narrower component first
+        swap = theta[:, 3] < theta[:, 1]
+        theta[swap] = theta[swap][:, [2, 3, 0, 1]]
+        amp[swap] = amp[swap][:, ::-1]
+    covered = _group_coverage(problem, (data.w > 0).all(axis=0))
+    comp_flux, flux = {}, {}
+    for line in problem.lines:
+        gidx, ratio = problem.members[line]
+        f = amp[:, :, gidx] * ratio
+        if not covered[gidx]:
+            f = np.full_like(f, np.nan)
+        comp_flux[line] = f
+        flux[line] = f.sum(axis=1)
+    n_par = 2 * nc + ng * nc + problem.n_cont
+    dof = np.count_nonzero(data.w > 0, axis=1) - n_par
+    windows = tuple((seg.lo_A * 1e-4, seg.hi_A * 1e-4) for seg in problem.segments)
+    return FitResult(
+        lines=tuple(problem.lines),
+        flux=flux,
+        component_flux=comp_flux,
+        velocity_kms=theta[:, 0],
+        sigma_kms=theta[:, 1],
+        velocity2_kms=theta[:, 2] if nc == 2 else None,
+        sigma2_kms=theta[:, 3] if nc == 2 else None,
+        chi2=chi2,
+        dof=dof,
+        success=success,
+        method=method,
+        z=float(problem.z),
+        grating=problem.grating.name,
+        n_components=nc,
+        cont_order=problem.cont_order,
+        windows_um=windows,
+        _problem=problem,
+        _theta=theta,
+        _group_amp=amp.reshape(n, nc * ng),
+        _cont_coef=cont,
+    )
+
+
+# ---------------------------------------------------------------------------
+# upper limits
+# ---------------------------------------------------------------------------
+
+
+def three_channel_flux(wave_um, flux_realisations, z, line, grating):
+    """Flux in the three channels centred on a redshifted line.
+
+    The channel nearest to the observed (flux-weighted) wavelength of
+    ``line`` and its two neighbours are summed, each weighted by its width;
+    nothing is subtracted.  The standard deviation of this sum over the Monte
+    Carlo realisations gives the 3-sigma upper limit of an undetected line
+    (SPEC section 5, see :func:`ismcgm.mc.summarise`).
+
+    Parameters
+    ----------
+    wave_um : array_like, shape (n_wave,)
+        Channel centres [micron].
+    flux_realisations : array_like, shape (n_wave,) or (n_real, n_wave)
+        Flux density F_lambda (e.g. erg/s/cm^2/A).
+    z : float
+        Systemic redshift.
+    line : str
+        Instrument line name (e.g. ``"NII6583"``).
+    grating : str or ismcgm.instrument.Grating
+        Grating; the line must lie inside its coverage.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_real,) or scalar
+        Summed flux (e.g. erg/s/cm^2); NaN if one of the channels is NaN.
+    """
+    g = grating if isinstance(grating, instrument.Grating) else instrument.get_grating(grating)
+    if line not in instrument.LINE_WAVELENGTHS:
+        raise ValueError(f"unknown line {line!r}: use {', '.join(instrument.LINE_WAVELENGTHS)}")
+    wave_um = np.asarray(wave_um, dtype=float)
+    flux = np.asarray(flux_realisations, dtype=float)
+    lam = instrument.observed_wavelength_um(line, z)
+    if not (g.covers(lam) and wave_um[0] <= lam <= wave_um[-1]):
+        raise ValueError(f"{line} at z={z:.4f} ({lam:.4f} um) is outside {g.name} / the spectrum")
+    i = int(np.clip(np.argmin(np.abs(wave_um - lam)), 1, wave_um.size - 2))
+    dlam_A = np.diff(channel_edges_um(wave_um))[i - 1 : i + 2] * 1e4
+    return flux[..., i - 1 : i + 2] @ dlam_A

@@ -1,0 +1,494 @@
+"""[C II] from ALMA cubes (SPEC section 11): reading, mask reprojection,
+extraction, fitting, beam-correlated Monte Carlo errors, the [C II]/Ha table,
+the simulation-map comparison and Fig. 6.  Everything runs on the SYNTHETIC
+mock survey (ismcgm.mock)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from ismcgm import cii, mock
+from ismcgm import instrument as ins
+from ismcgm.io import InputError
+
+CFG = {
+    "seed": 1,
+    "n_galaxies": 4,
+    "cgm_minus_ism_dex": {"O3": -0.01, "O2": 0.14, "N2": 0.04, "CII_HA": 0.3},
+    "scatter_dex": 0.05,
+    "ebv_gas": {"ISM": [0.05, 0.4], "CGM": [0.0, 0.25]},
+    "merger_fraction": 0.25,
+    "ifu_npix": 31,
+    "noise_scale": 1.0,
+}
+SEEDS = (1, 2, 3)
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+def _mask_wcs(plan, n=41, pix=0.1):
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [plan["ra"], plan["dec"]]
+    w.wcs.crpix = [(n + 1) / 2.0, (n + 1) / 2.0]
+    w.wcs.cdelt = [-pix / 3600.0, pix / 3600.0]
+    return w
+
+
+def _make_masks(plan, n=41, r_ism=0.25, r_cgm=0.6):
+    """Circular ISM (r < r_ism) and annular CGM masks on a 0.1" grid; mergers split by proximity."""
+    w = _mask_wcs(plan, n)
+    yy, xx = np.mgrid[0:n, 0:n]
+    ra, dec = w.pixel_to_world_values(xx, yy)
+    dists = [np.hypot((ra - c["ra"]) * np.cos(np.deg2rad(c["dec"])) * 3600, (dec - c["dec"]) * 3600)
+             for c in plan["components"]]
+    ism = np.zeros((n, n), bool)
+    cgm = np.zeros((n, n), bool)
+    for d in dists:
+        ism |= d < r_ism
+        cgm |= d < r_cgm
+    cgm &= ~ism
+    if not plan["merger"]:
+        return {"ISM": ism, "CGM": cgm}, w
+    a = dists[0] <= dists[1]
+    return {"ISM_A": ism & a, "CGM_A": cgm & a, "ISM_B": ism & ~a, "CGM_B": cgm & ~a}, w
+
+
+def _alma_from(plan, data):
+    """An in-memory AlmaCube on the mock ALMA grid holding ``data``."""
+    hdr, freqs = mock.alma_geometry(plan)
+    bmaj, bmin, bpa = plan["alma"]["beam_arcsec_deg"]
+    return cii.AlmaCube("memory", plan["id"], np.asarray(data, float), WCS(fits.Header(hdr)), freqs,
+                        bmaj, bmin, bpa, plan["alma"]["pixscale"], fits.Header())
+
+
+def _write_masks(path, masks, wcs):
+    hdus = [fits.PrimaryHDU()]
+    for name, m in masks.items():
+        hdus.append(fits.ImageHDU(m.astype(np.uint8), header=wcs.to_header(), name=name))
+    fits.HDUList(hdus).writeto(path)
+
+
+@pytest.fixture(scope="module")
+def plans():
+    return mock.plan_survey(CFG)
+
+
+@pytest.fixture(scope="module")
+def alma_file(plans, tmp_path_factory):
+    d = tmp_path_factory.mktemp("alma")
+    plan = next(p for p in plans if p["merger"])
+    path = d / f"{plan['id']}_cii_cube.fits"
+    mock.write_alma(plan, path)
+    return plan, path
+
+
+# ---------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------
+def test_read_alma_cube(alma_file):
+    plan, path = alma_file
+    a = cii.read_alma_cube(path, plan["id"])
+    _, freqs = mock.alma_geometry(plan)
+    assert a.data.shape == (mock.ALMA_NCHAN, mock.ALMA_NPIX, mock.ALMA_NPIX)
+    np.testing.assert_allclose(a.freq_hz, freqs, rtol=1e-12)
+    assert a.beam == pytest.approx(tuple(plan["alma"]["beam_arcsec_deg"]), rel=1e-6)
+    assert a.pixscale == pytest.approx(mock.ALMA_PIXSCALE, rel=1e-9)
+    assert a.beam_area_pix == pytest.approx(mock.beam_area_pix(plan), rel=1e-6)
+    np.testing.assert_allclose(a.data, mock.alma_cube(plan).astype(np.float32), rtol=1e-6, atol=1e-9)
+    # velocity axis: radio convention around the redshifted line
+    v = a.velocity(plan["z"])
+    nu = ins.cii_observed_ghz(plan["z"]) * 1e9
+    np.testing.assert_allclose(v, ins.C_KMS * (1 - freqs / nu), atol=1e-6)
+    assert np.median(np.abs(np.diff(v))) == pytest.approx(mock.ALMA_DV_KMS, rel=1e-3)
+
+
+def _rewrite(src, dst, edit):
+    with fits.open(src) as hdul:
+        hdu = fits.PrimaryHDU(hdul[0].data, header=hdul[0].header.copy())
+    data, hdr = edit(hdu.data, hdu.header)
+    fits.PrimaryHDU(data, header=hdr).writeto(dst)
+    return dst
+
+
+def test_read_alma_cube_errors(alma_file, tmp_path):
+    plan, path = alma_file
+
+    def drop_beam(d, h):
+        del h["BMAJ"], h["BMIN"]
+        return d, h
+
+    def kelvin(d, h):
+        h["BUNIT"] = "K"
+        return d, h
+
+    def velocity_axis(d, h):
+        h["CTYPE3"], h["CUNIT3"], h["CRVAL3"], h["CDELT3"] = "VRAD", "km/s", 700.0, -30.0
+        return d, h
+
+    cases = {"nobeam": (drop_beam, "BMAJ"), "kelvin": (kelvin, "Jy/beam"), "vrad": (velocity_axis, "frequency axis")}
+    for name, (edit, text) in cases.items():
+        bad = _rewrite(path, tmp_path / f"{name}.fits", edit)
+        with pytest.raises(InputError) as exc:
+            cii.read_alma_cube(bad, plan["id"])
+        msg = str(exc.value)
+        assert "\n" not in msg and text in msg and plan["id"] in msg and "fix:" in msg
+
+    # mJy/beam is rescaled, a degenerate STOKES axis is dropped
+    def mjy_stokes(d, h):
+        h["BUNIT"] = "mJy/beam"
+        h["NAXIS"] = 4
+        h["CTYPE4"], h["CRVAL4"], h["CDELT4"], h["CRPIX4"], h["CUNIT4"] = "STOKES", 1.0, 1.0, 1.0, ""
+        return d[None] * 1e3, h
+
+    ok = _rewrite(path, tmp_path / "mjy.fits", mjy_stokes)
+    a = cii.read_alma_cube(ok, plan["id"])
+    b = cii.read_alma_cube(path, plan["id"])
+    assert a.data.shape == b.data.shape
+    np.testing.assert_allclose(a.data, b.data, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# masks on the ALMA grid
+# ---------------------------------------------------------------------------
+def test_reproject_masks_fractional(alma_file):
+    plan, path = alma_file
+    a = cii.read_alma_cube(path, plan["id"])
+    masks, w = _make_masks(plan)
+    wts = cii.reproject_masks(masks, w, a)
+    total = np.zeros(a.shape2d)
+    for name, m in masks.items():
+        wt = wts[name]
+        assert wt.min() >= 0 and wt.max() <= 1
+        assert ((wt > 0) & (wt < 1)).any()  # fractional edge pixels
+        # flux conservation of the area: sum(w) x A_alma = mask area
+        assert wt.sum() * a.pixscale**2 == pytest.approx(m.sum() * 0.01, rel=1e-6)
+        assert wts.coverage[name] == pytest.approx(1.0, abs=1e-6)
+        total += wt
+    assert total.max() <= 1 + 1e-9  # disjoint masks never count a pixel twice
+
+    far = WCS(w.to_header())
+    far.wcs.crval = [plan["ra"] + 0.01, plan["dec"]]
+    with pytest.raises(InputError, match="does not overlap"):
+        cii.reproject_masks(masks, far, a)
+    # a disk half off the cube's edge (the field is 3.84" wide)
+    edge = WCS(w.to_header())
+    edge.wcs.crval = [plan["ra"] - 1.8 / 3600 / np.cos(np.deg2rad(plan["dec"])), plan["dec"]]
+    yy, xx = np.mgrid[0:41, 0:41]
+    disk = {"ISM": np.hypot(xx - 20, yy - 20) < 6}
+    with pytest.raises(InputError, match="falls on valid ALMA pixels"):
+        cii.reproject_masks(disk, edge, a)
+    assert cii.reproject_masks(disk, edge, a, min_coverage=0.3).coverage["ISM"] < 0.9
+
+
+def test_extract_checks_band_and_units(alma_file):
+    plan, path = alma_file
+    a = cii.read_alma_cube(path, plan["id"])
+    masks, w = _make_masks(plan)
+    wts = cii.reproject_masks(masks, w, a)
+    name = next(iter(masks))
+    with pytest.raises(InputError, match="outside the cube's band"):
+        cii.extract_cii(a, wts[name], plan["z"] + 0.05)
+    # noiseless cube: the integrated spectrum equals the truth map through the weights
+    s = _alma_from(plan, mock.alma_cube(plan, noise=False))
+    truth, _ = mock.cii_truth_map(plan)
+    spec = cii.extract_cii(s, wts[name], plan["z"])
+    assert np.sum(spec.flux_jy) * spec.dv_kms == pytest.approx(float((wts[name] * truth).sum()), rel=2e-3)
+    fit = cii.fit_cii(spec.velocity, spec.flux_jy, err=1e-6)
+    assert fit.flux == pytest.approx(float((wts[name] * truth).sum()), rel=2e-3)
+    assert fit.sigma == pytest.approx(plan["sigma_kms"], rel=0.05)
+    # Jy km/s <-> erg/s/cm2 (the mock's own conversion)
+    nu = ins.cii_observed_ghz(plan["z"]) * 1e9
+    f_cgs = plan["observed_fluxes"]["ISM"]["CII"]
+    jykms = f_cgs / (1e-23 * nu / ins.C_KMS)
+    assert float(cii.jykms_to_cgs(jykms, nu)) == pytest.approx(f_cgs, rel=1e-12)
+    assert float(cii.cgs_to_jykms(f_cgs, nu)) == pytest.approx(jykms, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# fitting
+# ---------------------------------------------------------------------------
+def _gauss(v, a, c, s):
+    return a / (np.sqrt(2 * np.pi) * s) * np.exp(-0.5 * ((v - c) / s) ** 2)
+
+
+def test_fit_cii_one_and_two_gaussians():
+    rng = np.random.default_rng(3)
+    v = np.arange(-900.0, 901.0, 25.0)
+    y1 = _gauss(v, 0.8, 40.0, 90.0) + rng.normal(0, 2e-4, v.size)
+    f1 = cii.fit_cii(v, y1, err=2e-4)
+    assert f1.success and abs(f1.flux - 0.8) < 4 * f1.flux_err and f1.flux_err < 0.05
+    y2 = _gauss(v, 0.6, 20.0, 60.0) + _gauss(v, 0.4, -30.0, 250.0) + rng.normal(0, 2e-4, v.size)
+    f2 = cii.fit_cii(v, y2, err=2e-4, n_gauss=2)
+    assert len(f2.components) == 2
+    assert f2.flux == pytest.approx(sum(c[0] for c in f2.components))
+    assert abs(f2.flux - 1.0) < 4 * f2.flux_err
+    assert f2.components[1][2] >= f2.components[0][2]  # second component is the broader one
+    # optional constant
+    f3 = cii.fit_cii(v, y1 + 1e-3, err=2e-4, continuum=True)
+    assert f3.continuum == pytest.approx(1e-3, abs=2e-4) and abs(f3.flux - 0.8) < 4 * f3.flux_err
+    with pytest.raises(ValueError):
+        cii.fit_cii(v, y1, n_gauss=3)
+
+
+# ---------------------------------------------------------------------------
+# Monte Carlo: modes, seeding, kernel
+# ---------------------------------------------------------------------------
+def test_beam_kernel_matches_mock(plans):
+    for plan in plans:
+        a = _alma_from(plan, np.zeros((2, mock.ALMA_NPIX, mock.ALMA_NPIX)))
+        # north-up grid with x growing west: theta = 90 deg + BPA
+        theta = np.rad2deg(cii.beam_theta(a)) % 180
+        assert theta == pytest.approx((90 + plan["alma"]["beam_arcsec_deg"][2]) % 180, abs=1e-3)
+        ref = mock._beam_kernel(plan).array
+        np.testing.assert_allclose(cii.beam_kernel(a), ref / ref.sum(), atol=1e-6 * ref.max())
+
+
+def test_mc_modes_and_batches_agree(plans):
+    plan = plans[1]
+    a = _alma_from(plan, mock.alma_cube(plan))
+    masks, w = _make_masks(plan)
+    wts = cii.reproject_masks(masks, w, a)
+    name = next(iter(masks))
+    comp, reg = cii.region_names(plan["id"], name)
+    rms = cii.estimate_channel_rms(a, cii.signal_free_mask(a, wts), plan["z"])
+    fast = cii.noise_spectra(a, wts[name], rms, 11, comp, reg, 6, mode="fast")
+    cube = cii.noise_spectra(a, wts[name], rms, 11, comp, reg, 6, mode="cube")
+    np.testing.assert_allclose(fast, cube, rtol=1e-9, atol=1e-12 * np.abs(fast).max())
+    batch = cii.noise_spectra(a, wts[name], rms, 11, comp, reg, [3, 4, 5])
+    np.testing.assert_array_equal(batch, fast[3:])
+    other = cii.noise_spectra(a, wts[name], rms, 11, comp, "CGM" if reg == "ISM" else "ISM", 2)
+    assert not np.allclose(other, fast[:2])
+    # whole MC in batches == in one go
+    full = cii.mc_cii(a, wts[name], plan["z"], comp, reg, seed=11, n_mc=6, rms=rms)
+    part = cii.mc_cii(a, wts[name], plan["z"], comp, reg, seed=11, n_mc=range(2, 6), rms=rms)
+    np.testing.assert_allclose(part.fluxes, full.fluxes[2:], rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# acceptance: beam-correlated noise and pulls against the truth
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def noise_survey():
+    """Per region of 12 mock galaxies (3 seeds): MC errors, empty-sky scatter, pulls.
+
+    Empty-sky fluxes: the noiseless signal of the region plus the mock's
+    own noise (``alma_cube(noise=True) - alma_cube(noise=False)``)
+    extracted with the SAME weights shifted to 48 other positions (the mock
+    noise is periodic, so shifts wrap), fitted like the data.
+    """
+    rows, spec_rows = [], []
+    for seed in SEEDS:
+        for plan in mock.plan_survey(dict(CFG, seed=seed)):
+            sig = mock.alma_cube(plan, noise=False)
+            noise = mock.alma_cube(plan, noise=True) - sig
+            a = _alma_from(plan, sig + noise)
+            a_sig, a_noise = _alma_from(plan, sig), _alma_from(plan, noise)
+            masks, w = _make_masks(plan)
+            wts = cii.reproject_masks(masks, w, a)
+            rms = cii.estimate_channel_rms(a, cii.signal_free_mask(a, wts), plan["z"])
+            truth_map, _ = mock.cii_truth_map(plan)
+            for name in masks:
+                comp, reg = cii.region_names(plan["id"], name)
+                res = cii.mc_cii(a, wts[name], plan["z"], comp, reg, seed=5, n_mc=60, rms=rms)
+                fixed = cii.mc_cii(a, wts[name], plan["z"], comp, reg, seed=5, n_mc=60, rms=rms, kinematics="fixed")
+                s0 = cii.extract_cii(a_sig, wts[name], plan["z"]).flux_jy
+                empty = np.array([
+                    cii.extract_cii(a_noise, np.roll(wts[name], (dy, dx), axis=(0, 1)), plan["z"]).flux_jy
+                    for dy in range(0, 64, 9) for dx in range(0, 64, 9) if dx or dy
+                ])
+                spec = res.spectrum
+                kw = {"err": res.channel_err, "init": res.nominal.params}
+                emp_fixed = cii.fit_realisations(spec, s0 + empty, 1, fix_kinematics=True, **kw)
+                snr = res.flux / res.flux_err
+                emp_free = cii.fit_realisations(spec, s0 + empty, 1, **kw) if snr >= 8 else np.array([np.nan])
+                naive = cii.analytic_errors(a, wts[name], rms)["naive"]
+                naive_flux = cii.fit_cii(spec.velocity, spec.flux_jy, err=naive, fix_kinematics=True,
+                                         init=res.nominal.params).flux_err
+                truth = float((wts[name] * truth_map).sum())
+                rows.append({
+                    "id": plan["id"], "seed": seed, "region": name, "snr": snr,
+                    "pull": (res.flux - truth) / res.flux_err,
+                    "mc": res.flux_err, "mc_fixed": fixed.flux_err,
+                    "emp_fixed": np.std(emp_fixed, ddof=1),
+                    "emp_free": np.std(emp_free, ddof=1) if emp_free.size > 1 else np.nan,
+                    "naive_fixed": naive_flux, "omega": a.beam_area_pix,
+                })
+                mc_noise = res.realisations - spec.flux_jy
+                spec_rows.append({"emp": np.std(empty, axis=0, ddof=1).mean(),
+                                  "mc": np.std(mc_noise, axis=0, ddof=1).mean(),
+                                  "naive": np.nanmean(naive)})
+    return pd.DataFrame(rows), pd.DataFrame(spec_rows)
+
+
+def test_noise_spectra_match_empty_sky(noise_survey):
+    """Per-channel scatter of the extracted noise: MC vs empty-sky apertures vs naive."""
+    _, spec = noise_survey
+    ratio = spec["emp"] / spec["mc"]
+    assert np.sqrt(np.mean(ratio**2)) == pytest.approx(1.0, abs=0.1)
+    assert ratio.between(0.7, 1.4).all()
+
+
+def test_mc_sigma_matches_empty_sky_scatter(noise_survey):
+    """Acceptance: the quoted MC sigma matches the empty-sky scatter (<~25 %);
+    the naive per-pixel error is too small by ~sqrt(beam area in pixels)."""
+    df, _ = noise_survey
+    r_fixed = df["emp_fixed"] / df["mc_fixed"]
+    assert np.sqrt(np.mean(r_fixed**2)) == pytest.approx(1.0, abs=0.25)
+    assert r_fixed.between(0.5, 2.0).all()
+    hi = df[df["snr"] >= 8]
+    assert len(hi) >= 10
+    r_free = hi["emp_free"] / hi["mc"]  # the pipeline's quoted sigma (free fit)
+    assert np.sqrt(np.mean(r_free**2)) == pytest.approx(1.0, abs=0.25)
+    assert r_free.between(0.6, 1.6).all()
+    # naive (independent pixels): too small by about sqrt(beam area in pixels)
+    r_naive = df["emp_fixed"] / df["naive_fixed"]
+    assert (r_naive > 3).all()
+    scaled = r_naive / np.sqrt(df["omega"])
+    assert 0.6 < np.sqrt(np.mean(scaled**2)) < 1.7
+
+
+def test_pulls_against_truth(noise_survey):
+    df, _ = noise_survey
+    assert len(df) >= 20
+    assert 0.8 <= df["pull"].std(ddof=1) <= 1.25
+    assert abs(df["pull"].mean()) < 0.5
+
+
+def test_analytic_acf_error_tracks_mc(noise_survey, plans):
+    """The autocorrelation-based analytic error agrees with the MC (matched filter)."""
+    plan = plans[2]
+    a = _alma_from(plan, mock.alma_cube(plan))
+    masks, w = _make_masks(plan)
+    wts = cii.reproject_masks(masks, w, a)
+    sf = cii.signal_free_mask(a, wts)
+    rms = cii.estimate_channel_rms(a, sf, plan["z"])
+    rho = cii.noise_autocorrelation(a, sf, plan["z"])
+    model_area = cii.kernel_correlation_area(cii.beam_kernel(a))
+    assert rho.sum() == pytest.approx(model_area, rel=0.25)  # mock noise = white (x) beam
+    for name in masks:
+        comp, reg = cii.region_names(plan["id"], name)
+        noise = cii.noise_spectra(a, wts[name], rms, 2, comp, reg, 200)
+        errs = cii.analytic_errors(a, wts[name], rms, rho)
+        assert np.mean(errs["acf"]) == pytest.approx(np.mean(noise.std(axis=0)), rel=0.2)
+        assert np.mean(errs["naive"]) < 0.3 * np.mean(errs["acf"])
+
+
+# ---------------------------------------------------------------------------
+# one galaxy end to end, with a mask file
+# ---------------------------------------------------------------------------
+def test_measure_galaxy_from_files(alma_file, tmp_path):
+    plan, path = alma_file
+    masks, w = _make_masks(plan)
+    mpath = tmp_path / f"{plan['id']}.fits"
+    _write_masks(mpath, masks, w)
+    tab, spectra = cii.measure_galaxy(path, mpath, None, plan["id"], plan["z"], seed=4, n_mc=30)
+    assert list(tab.columns) == list(cii.CII_COLUMNS)
+    assert set(zip(tab["component"], tab["region"])) == {
+        (f"{plan['id']}_a", "ISM"), (f"{plan['id']}_a", "CGM"), (f"{plan['id']}_b", "ISM"), (f"{plan['id']}_b", "CGM")}
+    factor = 1e-23 * tab["nu_obs_hz"].to_numpy() / ins.C_KMS
+    assert (tab["flux"] / tab["flux_jykms"]).to_numpy() == pytest.approx(factor)
+    assert (tab["err_naive_jykms"] < tab["flux_jykms_err"] / 2).all()
+    assert tab.loc[~tab["detected"], "upper_limit"].notna().all()
+    lf = cii.cii_line_flux_rows(tab)
+    assert (lf["line"] == "CII").all() and (lf["flux_dustcorr"] == lf["flux"]).all()
+    st = cii.spectra_table(spectra, plan["id"])
+    assert len(st) == 4 * mock.ALMA_NCHAN
+    # same seed -> identical
+    tab2, _ = cii.measure_galaxy(path, mpath, None, plan["id"], plan["z"], seed=4, n_mc=30)
+    pd.testing.assert_frame_equal(tab, tab2)
+
+
+# ---------------------------------------------------------------------------
+# [C II] / Ha table
+# ---------------------------------------------------------------------------
+def test_cii_ratio_table():
+    cii_in = {("g1", "g1", "ISM"): (2e-17, 2e-18), ("g1", "g1", "CGM"): (1e-17, 5e-18)}
+    ha = pd.DataFrame({
+        "id": ["g1"] * 3, "component": ["g1"] * 3, "region": ["ISM", "CGM", "ISM"], "line": ["HA", "HA", "HB"],
+        "flux_dustcorr": [1e-16, 2e-17, 9.0], "flux_dustcorr_err": [1e-17, 2e-18, 9.0],
+    })
+    balmer = pd.DataFrame({"id": ["g1", "g1"], "component": ["g1", "g1"], "region": ["ISM", "CGM"],
+                           "ratio": ["BALMER", "BALMER"], "log_value": [np.log10(4.0), np.log10(3.0)],
+                           "limit": ["none", "none"]})
+    t = cii.cii_ratio_table(cii_in, ha, balmer)
+    assert list(t.columns)[:9] == ["id", "component", "region", "cii_flux", "cii_flux_err", "detected",
+                                   "cii_ha", "cii_ha_err", "delta_balmer"]
+    ism = t[t.region == "ISM"].iloc[0]
+    cgm = t[t.region == "CGM"].iloc[0]
+    assert ism["detected"] and ism["cii_ha"] == pytest.approx(0.2)
+    assert ism["cii_ha_err"] == pytest.approx(0.2 * np.sqrt(0.1**2 + 0.1**2))
+    assert not cgm["detected"]  # S/N = 2 < 3: 3-sigma limit
+    assert cgm["cii_ha"] == pytest.approx(3 * 5e-18 / 2e-17) and np.isnan(cgm["cii_ha_err"])
+    assert ism["delta_balmer"] == pytest.approx(np.log10(3 / 4)) == cgm["delta_balmer"]
+    assert not ism["delta_balmer_limit"]
+    # linear Balmer decrements as a dict, Ha as a dict
+    t2 = cii.cii_ratio_table(cii_in, {k: (1e-16, 1e-17) for k in cii_in}, {("g1", "g1", "ISM"): 4.0})
+    assert t2["delta_balmer"].isna().all() and t2["delta_balmer_limit"].all()
+
+
+# ---------------------------------------------------------------------------
+# simulations
+# ---------------------------------------------------------------------------
+def test_sim_profiles_analytic():
+    n, pix = 161, 0.2
+    yy, xx = np.mgrid[0:n, 0:n]
+    r = np.hypot(xx - 80, yy - 80) * pix
+    ha = np.exp(-r / 1.0)
+    prof, summ = cii.sim_profiles(0.5 * ha, ha, pix)
+    assert summ["ratio_inner"] == pytest.approx(0.5) and summ["ratio_outer"] == pytest.approx(0.5)
+    assert np.allclose(prof["ratio_norm"].dropna(), 1.0)
+    assert prof.loc[np.isclose(prof["r_kpc"], 1.5), "ratio_norm"].item() == pytest.approx(1.0)
+    # [C II] more extended than Ha: rising normalised profile, outer > inner
+    prof2, summ2 = cii.sim_profiles(np.exp(-r / 2.0), ha, pix)
+    assert summ2["ratio_outer"] > summ2["ratio_inner"] and summ2["delta_log"] > 0
+    assert np.all(np.diff(prof2["ratio_norm"].dropna()) > 0)
+    assert summ2["r_drop_kpc"] == pytest.approx(10.5, abs=0.6)  # exp(-(r-1.5)/2) = 1e-2 at r ~ 10.7
+    _, summ3 = cii.sim_profiles(np.exp(-r / 20.0), ha, pix)
+    assert summ3["r_drop_kpc"] == 10.0  # never drops: default
+
+
+def test_mock_sim_maps_and_tables(tmp_path):
+    sims = cii.mock_sim_maps(seed=2, n=4, outdir=tmp_path)
+    assert [s["sim"] for s in sims] == ["synthsim01", "synthsim02", "synthsim03", "synthsim04"]
+    assert all("SYNTHETIC" in s["label"] for s in sims)
+    back = cii.read_sim_maps(tmp_path / "synthsim02.fits")
+    assert "SYNTHETIC" in back["label"] and back["pixscale_kpc"] == sims[1]["pixscale_kpc"]
+    np.testing.assert_allclose(back["cii"], sims[1]["cii"], rtol=1e-6)
+    with fits.open(tmp_path / "synthsim02.fits") as h:
+        assert h[0].header["MOCK"] is True
+    prof, summ = cii.sim_tables(sims)
+    assert list(prof.columns[:3]) == ["sim", "r_kpc", "ratio_norm"]
+    assert list(summ.columns[:3]) == ["sim", "ratio_inner", "ratio_outer"]
+    assert len(summ) == 4 and np.isfinite(summ[["ratio_inner", "ratio_outer"]].to_numpy()).all()
+    again = cii.mock_sim_maps(seed=2, n=4)
+    np.testing.assert_array_equal(again[0]["cii"], sims[0]["cii"])
+
+
+# ---------------------------------------------------------------------------
+# Fig. 6
+# ---------------------------------------------------------------------------
+def test_plot_fig6(tmp_path):
+    from ismcgm.plots.fig6_cii import plot_fig6
+
+    rows = []
+    galaxies = [("mock01", ["mock01_a", "mock01_b"]), ("mock02", ["mock02"]), ("mock03", ["mock03"])]
+    for i, (gid, comps) in enumerate(galaxies):
+        for comp in comps:
+            for reg, val, det in (("ISM", 0.3 + 0.1 * i, True), ("CGM", 0.5 + 0.1 * i, i != 2)):
+                rows.append({"id": gid, "component": comp, "region": reg, "cii_flux": 1e-17, "cii_flux_err": 1e-18,
+                             "detected": det, "cii_ha": val, "cii_ha_err": 0.05 if det else np.nan,
+                             "delta_balmer": [0.1, -0.2, np.nan][i], "delta_balmer_limit": i == 2})
+    df = pd.DataFrame(rows)
+    sims = cii.mock_sim_maps(seed=1, n=3)
+    prof, summ = cii.sim_tables(sims)
+    pdf, png = tmp_path / "fig6.pdf", tmp_path / "fig6.png"
+    plot_fig6(df, summ, pdf, png, synthetic=True, sim_profiles=prof)
+    assert pdf.stat().st_size > 1000 and png.stat().st_size > 1000
+    plot_fig6(df, None, tmp_path / "b.pdf", tmp_path / "b.png", synthetic=False)
+    assert (tmp_path / "b.png").exists()

@@ -1,0 +1,85 @@
+"""Monte Carlo realisations, tied-kinematics line fits and dust correction (SPEC 4-6, Fig. 2)."""
+
+from ismcgm.linefluxes import chunk_realisations, n_chunks
+
+N_MC = config["mc"]["n_realisations"]
+CHUNK = config["mc"]["chunk_size"]
+CHUNKS = list(range(n_chunks(N_MC, CHUNK)))
+
+
+wildcard_constraints:
+    chunk=r"\d+",
+
+
+def mc_inputs(wildcards):
+    """Region spectra (spectrum-level draws) or the cube and masks (cube-level draws)."""
+    out = {"spectra": spectra_of(wildcards.variant, wildcards.id, wildcards.grating)}
+    if config["mc"]["level"] == "cube":
+        out["cube"] = cube_path(wildcards)
+        out["masks"] = f"{RESULTS}/masks/{wildcards.variant}/{wildcards.id}.fits"
+        out["alignment"] = f"{RESULTS}/alignment/{wildcards.id}.csv"
+    return out
+
+
+def all_chunks(wildcards):
+    return [f"{RESULTS}/mc/{wildcards.variant}/chunks/{gid}_{g}_{c}.parquet"
+            for gid in GALAXIES for g in gratings_of(gid) for c in CHUNKS]
+
+
+rule mc_fit:
+    """Draw and fit one chunk of Monte Carlo realisations of every region of a galaxy in one grating."""
+    input:
+        unpack(mc_inputs),
+    output:
+        f"{RESULTS}/mc/{{variant}}/chunks/{{id}}_{{grating}}_{{chunk}}.parquet",
+    params:
+        row=sample_row,
+        regions=lambda w: region_names(w.id),
+        realisations=lambda w: chunk_realisations(int(w.chunk), N_MC, CHUNK),
+        seed=config["seed"],
+        fit=config["fit"],
+        level=config["mc"]["level"],
+    group:
+        "mc"
+    log:
+        f"{RESULTS}/logs/mc/{{variant}}/{{id}}_{{grating}}_{{chunk}}.log",
+    script:
+        "../scripts/mc_fit.py"
+
+
+rule mc_gather:
+    """Line fluxes, dust correction and the grating overlap from all realisations."""
+    input:
+        all_chunks,
+    output:
+        fluxes=report(f"{RESULTS}/tables/{{variant}}/line_fluxes.csv", caption="../report/line_fluxes.rst",
+                      category="Spectra", subcategory="{variant}"),
+        realisations=f"{RESULTS}/mc/{{variant}}/realisations.parquet",
+        overlap=report(f"{RESULTS}/tables/{{variant}}/grating_overlap.csv", caption="../report/overlap.rst",
+                       category="Spectra", subcategory="{variant}"),
+    params:
+        detect_snr=config["fit"]["detect_snr"],
+        intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
+        f_stellar_nebular=config["dust"]["f_stellar_nebular"],
+    log:
+        f"{RESULTS}/logs/mc_gather/{{variant}}.log",
+    script:
+        "../scripts/mc_gather.py"
+
+
+rule fig2_spectra:
+    """Figure 2: an example galaxy's ISM and CGM spectra with the best fit."""
+    input:
+        spectra=lambda w: [s for g in gratings_of(GALAXIES[0]) for s in spectra_of(w.variant, GALAXIES[0], g)],
+    output:
+        pdf=report(f"{RESULTS}/figures/{{variant}}/fig2_spectra.pdf", caption="../report/fig2.rst",
+                   category="Spectra", subcategory="{variant}"),
+        png=f"{RESULTS}/figures/{{variant}}/fig2_spectra.png",
+    params:
+        row=lambda w: row_dict(GALAXIES[0]),
+        fit=config["fit"],
+        synthetic=MOCK,
+    log:
+        f"{RESULTS}/logs/fig2/{{variant}}.log",
+    script:
+        "../scripts/fig2_spectra.py"

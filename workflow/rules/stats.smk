@@ -1,0 +1,110 @@
+"""Line ratios, statistics, validation against the mock truth, Figs. 3-4 (SPEC 7-8, 13)."""
+
+
+localrules:
+    ratios,
+    statistics,
+
+
+rule ratios:
+    """Dust-corrected line ratios of every component and region (SPEC 7)."""
+    input:
+        fluxes=f"{RESULTS}/tables/{{variant}}/line_fluxes.csv",
+    output:
+        report(f"{RESULTS}/tables/{{variant}}/ratios.csv", caption="../report/ratios.rst",
+               category="Ratios", subcategory="{variant}"),
+    params:
+        samples=lambda w: SAMPLES[["id", "logmstar", "merger"]].to_dict(orient="records"),
+    log:
+        f"{RESULTS}/logs/ratios/{{variant}}.log",
+    script:
+        "../scripts/ratios.py"
+
+
+rule statistics:
+    """Kendall tau_b, d11 KS test, shifts and the mass trend per ratio (SPEC 8)."""
+    input:
+        f"{RESULTS}/tables/{{variant}}/ratios.csv",
+    output:
+        stats=report(f"{RESULTS}/tables/{{variant}}/statistics.csv", caption="../report/statistics.rst",
+                     category="Statistics", subcategory="{variant}"),
+        mass=report(f"{RESULTS}/tables/{{variant}}/mass_trend.csv", caption="../report/mass_trend.rst",
+                    category="Statistics", subcategory="{variant}"),
+        d11=f"{RESULTS}/tables/{{variant}}/d11_draws.csv",
+    params:
+        seed=config["seed"],
+        n_mc=config["stats"]["n_mc"],
+        mass_bins=config["stats"]["mass_bins"],
+    log:
+        f"{RESULTS}/logs/statistics/{{variant}}.log",
+    script:
+        "../scripts/statistics.py"
+
+
+rule fig3_ratios:
+    """Figure 3: ISM vs CGM line ratios."""
+    input:
+        ratios=f"{RESULTS}/tables/{{variant}}/ratios.csv",
+        stats=f"{RESULTS}/tables/{{variant}}/statistics.csv",
+    output:
+        pdf=report(f"{RESULTS}/figures/{{variant}}/fig3_ratios.pdf", caption="../report/fig3.rst",
+                   category="Ratios", subcategory="{variant}"),
+        png=f"{RESULTS}/figures/{{variant}}/fig3_ratios.png",
+    params:
+        synthetic=MOCK,
+        mass_bins=config["stats"]["mass_bins"],
+    log:
+        f"{RESULTS}/logs/fig3/{{variant}}.log",
+    script:
+        "../scripts/fig3_ratios.py"
+
+
+rule fig4_d11:
+    """Figure 4: d11 distributions of data, MC and null with the KS tests."""
+    input:
+        ratios=f"{RESULTS}/tables/{{variant}}/ratios.csv",
+        stats=f"{RESULTS}/tables/{{variant}}/statistics.csv",
+        d11=f"{RESULTS}/tables/{{variant}}/d11_draws.csv",
+    output:
+        pdf=report(f"{RESULTS}/figures/{{variant}}/fig4_d11.pdf", caption="../report/fig4.rst",
+                   category="Statistics", subcategory="{variant}"),
+        png=f"{RESULTS}/figures/{{variant}}/fig4_d11.png",
+    params:
+        synthetic=MOCK,
+    log:
+        f"{RESULTS}/logs/fig4/{{variant}}.log",
+    script:
+        "../scripts/fig4_d11.py"
+
+
+rule validation:
+    """Recovery of the injected shifts and fluxes on the SYNTHETIC mock (not in the paper)."""
+    input:
+        fluxes=f"{RESULTS}/tables/{{variant}}/line_fluxes.csv",
+        stats=f"{RESULTS}/tables/{{variant}}/statistics.csv",
+        truth_json=f"{RESULTS}/mock/truth.json",
+        truth=expand(f"{RESULTS}/mock/{{id}}/{{id}}_truth.fits", id=GALAXIES),
+        masks=lambda w: expand(f"{RESULTS}/masks/{w.variant}/{{id}}.fits", id=GALAXIES),
+        alignment=expand(f"{RESULTS}/alignment/{{id}}.csv", id=GALAXIES),
+        cubes=[SAMPLES.loc[g, f"cube_{gr}"] for g in GALAXIES for gr in gratings_of(g)],
+    output:
+        recovery=report(f"{RESULTS}/validation/{{variant}}/recovery.csv", caption="../report/recovery.rst",
+                        category="Validation", subcategory="{variant}"),
+        pulls=report(f"{RESULTS}/validation/{{variant}}/flux_pulls.csv", caption="../report/flux_pulls.rst",
+                     category="Validation", subcategory="{variant}"),
+        summary=f"{RESULTS}/validation/{{variant}}/summary.json",
+        pdf=report(f"{RESULTS}/figures/{{variant}}/validation_shifts.pdf", caption="../report/validation.rst",
+                   category="Validation", subcategory="{variant}"),
+        png=f"{RESULTS}/figures/{{variant}}/validation_shifts.png",
+    params:
+        galaxies=GALAXIES,
+        regions={g: region_names(g) for g in GALAXIES},
+        gratings={g: gratings_of(g) for g in GALAXIES},
+        samples=lambda w: SAMPLES[["id", "logmstar", "merger"]].to_dict(orient="records"),
+        seed=config["seed"],
+        n_mc=config["stats"]["n_mc"],
+        intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
+    log:
+        f"{RESULTS}/logs/validation/{{variant}}.log",
+    script:
+        "../scripts/validation.py"

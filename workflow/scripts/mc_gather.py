@@ -1,0 +1,22 @@
+"""Gather the Monte Carlo chunks into the line-flux table (SPEC 4-6)."""
+
+import pandas as pd
+
+from ismcgm import linefluxes
+from ismcgm.io import atomic_path, write_table
+from ismcgm.workflow_script import run
+
+
+def main():
+    par = snakemake.params
+    chunks = pd.concat([pd.read_parquet(p) for p in snakemake.input], ignore_index=True)
+    table, real, overlap = linefluxes.gather(chunks, par.detect_snr, par.intrinsic_ha_hb)
+    comment = linefluxes.TABLE_COMMENT + f"\nf_stellar_nebular (continuum only) = {par.f_stellar_nebular}"
+    write_table(table, snakemake.output.fluxes, comment=comment)
+    with atomic_path(snakemake.output.realisations) as tmp:
+        real.to_parquet(tmp, index=False)
+    write_table(overlap, snakemake.output.overlap,
+                comment="G395M (or G395H) / G235M flux ratio of lines detected in both gratings (SPEC 5)")
+
+
+run(snakemake, main)
