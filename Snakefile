@@ -15,6 +15,7 @@ include: "workflow/rules/mock.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/stats.smk"
+include: "workflow/rules/cii.smk"
 
 
 rule all:
@@ -27,7 +28,8 @@ rule all:
         expand(f"{RESULTS}/figures/{{variant}}/fig1_masks.pdf", variant=VARIANTS),
         [all_spectra(v) for v in VARIANTS],
         expand(f"{RESULTS}/tables/{{variant}}/{{t}}.csv", variant=VARIANTS,
-               t=["line_fluxes", "grating_overlap", "ratios", "statistics", "mass_trend"]),
+               t=["line_fluxes", "grating_overlap", "ratios", "statistics", "mass_trend", "cii"]),
+        f"{RESULTS}/tables/cii_sim_profiles.csv",
         expand(f"{RESULTS}/figures/{{variant}}/{{f}}.pdf", variant=VARIANTS,
-               f=["fig2_spectra", "fig3_ratios", "fig4_d11"]),
+               f=["fig2_spectra", "fig3_ratios", "fig4_d11", "fig6_cii"]),
         expand(f"{RESULTS}/validation/{{variant}}/summary.json", variant=VARIANTS) if MOCK else [],

@@ -241,16 +241,26 @@ def _edge_cdf(edges_A, theta, z, rest_A, lsf_kms, order=0):
     edges = edges_A if edges_A.ndim == 2 else edges_A[None, :]
     x = edges[:, :, None] - mu[:, None, :]
     x /= sw[:, None, :]
+    m = rest_A * (1.0 + z) / _C
+    return _cdf_derivatives(x, mu[:, None, :], sobs[:, None, :], sw[:, None, :], m, order)
+
+
+def _cdf_derivatives(x, mu, sobs, sw, m, order):
+    """``[F(x)]`` (plus derivatives) for ``x = (e - mu) / sw``; see :func:`_edge_cdf`.
+
+    ``mu``, ``sobs``, ``sw`` (centre [A], observed sigma [km/s] and sigma [A])
+    and ``m = d mu / dv`` broadcast against ``x``.  Only elementwise
+    operations, so every value depends on its own inputs alone.
+    """
     out = [ndtr(x)]
     if order == 0:
         return out
     # x = (e - mu) / s with mu = mu0 (1 + v/c), s = mu S / c, S = sqrt(q + lsf^2):
     # x_v = -(m + x s_v) / s and x_q = -x s_q / s with m = d mu / dv, and
     # d F(x) = phi(x) dx, d2 F = phi(x) (d2x - x dx dx)
-    m = rest_A * (1.0 + z) / _C
-    b0 = (m / sw)[:, None, :]  # m / s
-    b1 = (m * sobs / (_C * sw))[:, None, :]  # s_v / s
-    aq = (mu / (2.0 * _C * sobs * sw))[:, None, :]  # s_q / s
+    b0 = m / sw  # m / s
+    b1 = m * sobs / (_C * sw)  # s_v / s
+    aq = mu / (2.0 * _C * sobs * sw)  # s_q / s
     xx = x * x
     phi = np.exp(-0.5 * xx)
     phi *= _INV_SQRT_2PI
@@ -263,8 +273,8 @@ def _edge_cdf(edges_A, theta, z, rest_A, lsf_kms, order=0):
     out += [f_v, f_q]
     if order == 1:
         return out
-    c_vq = (m / (2.0 * _C * sobs * sw))[:, None, :]  # s_vq / s
-    c_qq = (-mu / (4.0 * _C * sobs**3 * sw))[:, None, :]  # s_qq / s
+    c_vq = m / (2.0 * _C * sobs * sw)  # s_vq / s
+    c_qq = -mu / (4.0 * _C * sobs**3 * sw)  # s_qq / s
     f_vv = x * x_v
     f_vv += 2.0 * b1
     f_vv *= -f_v
@@ -447,8 +457,8 @@ def _windows(trans_obs_A, window_kms, lo_A, hi_A):
 def _build_problem(wave_um, valid, z, grating, lines, n_components, cont_order, window_kms):
     """Fitting windows, transitions and continuum basis of a spectrum.
 
-    Windows with fewer than ``cont_order + 2`` channels valid in every
-    realisation are dropped.
+    Windows with fewer than ``cont_order + 2`` channels ``valid`` (a valid
+    error) are dropped.
     """
     groups, members, trans = _transitions(lines, z, grating)
     edges_A = channel_edges_um(wave_um) * 1e4
@@ -505,6 +515,13 @@ def _group_coverage(problem, valid_fit, min_channels=3):
     return covered
 
 
+def _cont_without_data(problem, valid_fit):
+    """True for every continuum coefficient of a window without valid channels."""
+    n_per = problem.cont_order + 1
+    empty = np.array([not np.any(valid_fit[seg.start : seg.stop]) for seg in problem.segments])
+    return np.repeat(empty, n_per)
+
+
 # ---------------------------------------------------------------------------
 # the data side
 # ---------------------------------------------------------------------------
@@ -518,7 +535,14 @@ class _Data:
 
 
 def _prepare(wave_um, flux, err, z, grating, lines, n_components, cont_order, window_kms):
-    """Check the inputs and set up the problem and the scaled data."""
+    """Check the inputs and set up the problem and the scaled data.
+
+    Nothing here mixes the realisations: the windows and the internal flux
+    scale depend on the error spectrum only, and a window in which one
+    realisation has fewer than ``cont_order + 2`` valid channels is left out
+    (weight 0) for that realisation alone.  So every realisation gets the same
+    data whichever other realisations are fitted with it.
+    """
     wave_um = np.asarray(wave_um, dtype=float)
     flux = np.asarray(flux, dtype=float)
     err = np.asarray(err, dtype=float)
@@ -538,11 +562,18 @@ def _prepare(wave_um, flux, err, z, grating, lines, n_components, cont_order, wi
     empty = np.flatnonzero(~finite.any(axis=1))
     if empty.size:
         raise ValueError(f"realisation(s) {empty.tolist()} have no valid channel (all NaN)")
-    problem = _build_problem(
-        wave_um, finite.all(axis=0), z, grating, lines, n_components, cont_order, window_kms
-    )
+    problem = _build_problem(wave_um, good_err, z, grating, lines, n_components, cont_order, window_kms)
     ok = finite[:, problem.fit_chan]
-    scale = float(np.median(err[problem.fit_chan][ok.any(axis=0)]))
+    for seg in problem.segments:
+        few = np.count_nonzero(ok[:, seg.start : seg.stop], axis=1) < cont_order + 2
+        ok[few, seg.start : seg.stop] = False
+    empty = np.flatnonzero(~ok.any(axis=1))
+    if empty.size:
+        raise ValueError(
+            f"realisation(s) {empty.tolist()} have no valid channels around the lines {lines} "
+            f"at z={z:.4f} in {grating.name}"
+        )
+    scale = float(np.median(err[problem.fit_chan][good_err[problem.fit_chan]]))
     y = np.where(ok, flux[:, problem.fit_chan] / scale, 0.0)
     w = np.where(ok, scale / np.where(good_err, err, 1.0)[problem.fit_chan], 0.0)
     return problem, _Data(y=y, w=w, scale=scale)
@@ -578,16 +609,123 @@ def _dense_linear(problem, data, theta):
     at = np.swapaxes(aw, 1, 2)
     beta = (_inv_normal(at @ aw) @ (at @ yw[:, :, None]))[:, :, 0]
     r = yw - (aw @ beta[:, :, None])[:, :, 0]
-    return beta, np.einsum("nm,nm->n", r, r)
+    return beta, (r[:, None, :] @ r[:, :, None])[:, 0, 0]
 
 
 # ---------------------------------------------------------------------------
 # the fast fitter: variable projection on line stencils
 # ---------------------------------------------------------------------------
+#
+# Batch invariance.  The fit of one realisation must not depend, not even in
+# the last bit, on which other realisations are fitted in the same call (the
+# workflow fits them in chunks of any size).  So the realisation axis is never
+# a dimension of a BLAS matrix (whose blocking and kernels depend on the
+# matrix sizes), and no array that a realisation's numbers are summed over has
+# a shape that depends on the batch:
+#
+# * every sum over channels is a stacked matrix product over the *dense*
+#   fitted-channel axis (one BLAS call of a shape fixed by the problem per
+#   realisation), or a pairwise sum (:func:`_tree_sum`) over a stencil in
+#   which the realisation's own values form a prefix followed by exact zeros;
+# * the Gaussians are evaluated on short per-transition stencils whose length
+#   is shared by the batch, but only the channels within ``_STENCIL_NSIG``
+#   observed sigmas of the realisation's own line centre are kept (the rest
+#   are zeroed), and they are added into the dense columns one transition at
+#   a time in a fixed order;
+# * the grid scan applies its (data-independent) columns to the data in
+#   blocks of a fixed number of realisations (:func:`_apply_to_rows`);
+# * the damped Newton iteration keeps every realisation on its own path.
+#
+# ``tests/test_fit.py::test_batch_invariance`` checks this.
 
 #: Gaussians are evaluated within this many observed sigmas of their centre
 #: by the fast fitter (the neglected tails are below 1e-11 of the flux).
 _STENCIL_NSIG = 7.0
+
+#: Realisations per matrix product of the grid scan (see :func:`_apply_to_rows`).
+_ROW_BLOCK = 16
+
+
+def _tree_sum(x):
+    """Pairwise sum over the last axis, in an order fixed by position alone.
+
+    The axis is zero-padded to a power of two and halved repeatedly.  If the
+    non-zero values of a row form a prefix, the result equals that of the
+    prefix alone, however long the axis is.
+    """
+    size = x.shape[-1]
+    p2 = 1 << max(0, size - 1).bit_length()
+    if p2 != size:
+        x = np.concatenate([x, np.zeros(x.shape[:-1] + (p2 - size,))], axis=-1)
+    while p2 > 1:
+        p2 //= 2
+        x = x[..., :p2] + x[..., p2:]
+    return x[..., 0]
+
+
+def _apply_to_rows(mat, x):
+    """``mat @ x[i]`` for every row ``i`` of ``x``, shape (n, a).
+
+    One BLAS product per block of ``_ROW_BLOCK`` rows (zero-padded), so the
+    matrix shapes, and hence the arithmetic of every row, do not depend on
+    the number of rows.
+    """
+    n, m = x.shape
+    nb = -(-n // _ROW_BLOCK)
+    xb = np.zeros((nb * _ROW_BLOCK, m))
+    xb[:n] = x
+    out = np.matmul(mat, xb.reshape(nb, _ROW_BLOCK, m).transpose(0, 2, 1))
+    return out.transpose(0, 2, 1).reshape(nb * _ROW_BLOCK, mat.shape[0])[:n]
+
+
+@dataclass(frozen=True)
+class _Stencils:
+    """The fitted transitions (those inside a window) for stencil evaluation.
+
+    ``edges`` holds the channel edges of every window, each extended by
+    ``pad`` extrapolated edges so that a stencil may run past the window's
+    end (those channels are discarded).
+    """
+
+    rest_A: np.ndarray  # (T,)
+    lsf_kms: np.ndarray  # (T,)
+    weight: np.ndarray  # (T,) flux per unit group amplitude
+    group: np.ndarray  # (T,) line group
+    start: np.ndarray  # (T,) first fitted channel of the window
+    n_chan: np.ndarray  # (T,) channels in the window
+    edge_off: np.ndarray  # (T,) offset of the window's edges in ``edges``
+    edges: np.ndarray
+    windows: tuple  # ((segment, slice of the transitions), ...)
+
+
+def _stencil_setup(problem):
+    pad = max(seg.stop - seg.start for seg in problem.segments) + 1
+    idx, start, n_chan, edge_off, edges, windows = [], [], [], [], [], []
+    off = 0
+    for seg in problem.segments:
+        e = seg.edges_A
+        ext = np.concatenate([e, e[-1] + (e[-1] - e[-2]) * np.arange(1, pad + 1)])
+        windows.append((seg, slice(len(idx), len(idx) + seg.trans.size)))
+        for t in seg.trans:
+            idx.append(t)
+            start.append(seg.start)
+            n_chan.append(seg.stop - seg.start)
+            edge_off.append(off)
+        edges.append(ext)
+        off += ext.size
+    idx = np.asarray(idx, dtype=np.intp)
+    tr = problem.trans
+    return _Stencils(
+        rest_A=tr.rest_A[idx],
+        lsf_kms=tr.lsf_kms[idx],
+        weight=tr.weight[idx],
+        group=tr.group[idx],
+        start=np.asarray(start, dtype=np.intp),
+        n_chan=np.asarray(n_chan, dtype=np.intp),
+        edge_off=np.asarray(edge_off, dtype=np.intp),
+        edges=np.concatenate(edges),
+        windows=tuple(windows),
+    )
 
 
 class _Projected:
@@ -597,9 +735,10 @@ class _Projected:
     the data are projected once, ``z = (I - Q Q^T) w y``.  For line columns
     ``L`` (weighted) the projected chi^2 minimised over amplitudes ``a`` and
     continuum coefficients is ``|z|^2 - b^T M^-1 b`` with ``b = L^T z`` and
-    ``M = L^T L - (Q^T L)^T (Q^T L)``.  These need ``L`` only where it is
-    non-zero, so the Gaussians are evaluated on short channel stencils
-    around the lines.
+    ``M = L^T L - (Q^T L)^T (Q^T L)``.  The Gaussians are evaluated only on
+    short channel stencils around the lines and then placed in dense
+    columns over the fitted channels (see the notes on batch invariance
+    above).  Windows without any valid channel lose their continuum terms.
 
     Parameters
     ----------
@@ -613,56 +752,31 @@ class _Projected:
     def __init__(self, problem, y, w):
         self.problem = problem
         self.w = w
-        self.q, self.r = np.linalg.qr(problem.cont_basis * w[:, None])
+        self.w_ext = np.append(w, 0.0)  # the extra channel collects discarded stencil values
+        self.st = _stencil_setup(problem)
+        n_per = problem.cont_order + 1
+        keep = [
+            np.arange(i * n_per, (i + 1) * n_per)
+            for i, seg in enumerate(problem.segments)
+            if np.any(w[seg.start : seg.stop] > 0)
+        ]
+        self.cont_keep = np.concatenate(keep)
+        self.q, self.r = np.linalg.qr(problem.cont_basis[:, self.cont_keep] * w[:, None])
+        self.qt = np.ascontiguousarray(self.q.T)
+        self.rinv = np.linalg.inv(self.r)
+        self.group_sel = (self.st.group[:, None] == np.arange(problem.n_groups)).astype(float)
         yw = y * w
-        self.qty = yw @ self.q
-        self.z = yw - self.qty @ self.q.T
-        self.zz = np.einsum("nm,nm->n", self.z, self.z)
+        self.qty = (yw[:, None, :] @ self.q)[:, 0]
+        self.z = yw - (self.qty[:, None, :] @ self.qt)[:, 0]
+        self.zz = (self.z[:, None, :] @ self.z[:, :, None])[:, 0, 0]
 
     @property
     def n_real(self):
         return self.z.shape[0]
 
-    def _clusters(self, seg, theta):
-        """Stencils of the transitions of ``seg``: ``[(trans, first, length), ...]``.
-
-        Each transition needs the channels within ``_STENCIL_NSIG`` observed
-        sigmas of its centre (for every realisation and component).
-        Transitions whose ranges overlap in some realisation share a stencil;
-        ``first`` (n,) is the first channel of the stencil in the window and
-        ``length`` the common number of channels.
-        """
-        pb = self.problem
-        n = theta.shape[0]
-        t = seg.trans
-        lo = np.full((n, t.size), np.inf)
-        hi = np.full((n, t.size), -np.inf)
-        for c in range(pb.n_components):
-            mu, _, sw = _centres_widths(
-                theta[:, 2 * c : 2 * c + 2], pb.z, pb.trans.rest_A[t], pb.trans.lsf_kms[t]
-            )
-            lo = np.minimum(lo, mu - _STENCIL_NSIG * sw)
-            hi = np.maximum(hi, mu + _STENCIL_NSIG * sw)
-        # transitions are in wavelength order (instrument.LINES is)
-        groups = [[0]]
-        reach = hi[:, 0]
-        for i in range(1, t.size):
-            if np.any(lo[:, i] <= reach):
-                groups[-1].append(i)
-                reach = np.maximum(reach, hi[:, i])
-            else:
-                groups.append([i])
-                reach = hi[:, i]
-        n_seg = seg.stop - seg.start
-        out = []
-        for members in groups:
-            first = np.searchsorted(seg.edges_A, np.min(lo[:, members], axis=1), side="right") - 1
-            last = np.searchsorted(seg.edges_A, np.max(hi[:, members], axis=1), side="left")
-            first = np.maximum(first, 0)
-            last = np.minimum(last, n_seg)
-            length = max(1, int(np.max(last - first)))
-            out.append((t[members], np.minimum(first, n_seg - length), length))
-        return out
+    @property
+    def n_fit(self):
+        return self.w.size
 
     def with_problem(self, problem):
         """The same projected data for another model (e.g. one component fewer)."""
@@ -670,8 +784,36 @@ class _Projected:
         out.problem = problem
         return out
 
-    def _columns(self, theta, order=0):
-        """Line columns on the stencils.
+    def _stencils(self, theta_c):
+        """Stencils of all fitted transitions for one component.
+
+        Returns ``(mu, sobs, sw, pos, edges)``: centres [A], observed sigmas
+        [km/s] and [A], shape (n, T); the fitted-channel index of every
+        stencil channel, shape (n, T, s), with ``n_fit`` for channels outside
+        the transition's own range (within ``_STENCIL_NSIG`` observed sigmas of
+        its centre, clipped to its window); and the stencil edges [A], shape
+        (n, T, s + 1).  A stencil starts at the first channel of the range,
+        so the channels kept form a prefix of it.
+        """
+        st = self.st
+        mu, sobs, sw = _centres_widths(theta_c, self.problem.z, st.rest_A, st.lsf_kms)
+        lo = mu - _STENCIL_NSIG * sw
+        hi = mu + _STENCIL_NSIG * sw
+        first = np.empty(mu.shape, dtype=np.intp)
+        last = np.empty(mu.shape, dtype=np.intp)
+        for seg, sl in st.windows:
+            first[:, sl] = np.searchsorted(seg.edges_A, lo[:, sl], side="right") - 1
+            last[:, sl] = np.searchsorted(seg.edges_A, hi[:, sl], side="left")
+        first = np.clip(first, 0, st.n_chan)
+        length = np.maximum(np.minimum(last, st.n_chan) - first, 0)
+        size = max(1, int(np.max(length)))
+        steps = np.arange(size)
+        pos = np.where(steps < length[:, :, None], (st.start + first)[:, :, None] + steps, self.n_fit)
+        edges = st.edges[(st.edge_off + first)[:, :, None] + np.arange(size + 1)]
+        return mu, sobs, sw, pos, edges
+
+    def _line_parts(self, theta, order=0):
+        """Weighted line columns on the fitted channels, and their derivatives.
 
         Parameters
         ----------
@@ -681,51 +823,40 @@ class _Projected:
 
         Returns
         -------
-        idx : ndarray of int, shape (n, s)
-            Fitted-channel index of every stencil channel.
-        cols : ndarray, shape (n, s, k)
-            Unweighted line columns (flux density per unit group amplitude).
+        lw : ndarray, shape (n, n_fit + 1, k)
+            Weighted line columns (last channel: discarded values).
         parts : list
-            For ``order >= 1``, one ``(sl, c, t, derivs)`` per stencil and
-            component: ``derivs`` lists the derivatives (n, s_c, n_t) with
-            respect to ``(v, q)`` (then ``(vv, vq, qq)``) of component ``c``
-            of the profiles of the transitions ``t`` (per unit group
-            amplitude) on the stencil channels ``sl``.  Empty otherwise.
-        stencil_slices : list of slice
-            Channels of every stencil (no channel repeats within one).
+            For ``order >= 1``, one ``(c, pos, derivs)`` per component:
+            ``derivs`` (n_d, n, T, s) holds the weighted derivatives with
+            respect to ``(v, q)`` (then ``(vv, vq, qq)``) of the profiles of
+            the transitions (per unit group amplitude) on their stencils
+            ``pos`` (see :meth:`_stencils`).  Empty otherwise.
         """
-        pb = self.problem
+        pb, st = self.problem, self.st
         n, ng = theta.shape[0], pb.n_groups
-        stencils = [
-            (seg, t, first, length)
-            for seg in pb.segments
-            for t, first, length in self._clusters(seg, theta)
-        ]
-        total = sum(st[3] for st in stencils)
-        idx = np.empty((n, total), dtype=np.intp)
-        cols = np.zeros((n, total, pb.n_line_cols))
-        parts, slices = [], []
-        pos = 0
-        group, weight = pb.trans.group, pb.trans.weight
-        for seg, t, first, length in stencils:
-            sl = slice(pos, pos + length)
-            slices.append(sl)
-            pos += length
-            off = first[:, None] + np.arange(length + 1)
-            idx[:, sl] = seg.start + off[:, :-1]
-            edges = seg.edges_A[off]
-            scale = weight[t] / np.diff(edges, axis=1)[:, :, None]
-            for c in range(pb.n_components):
-                res = _edge_cdf(
-                    edges, theta[:, 2 * c : 2 * c + 2], pb.z,
-                    pb.trans.rest_A[t], pb.trans.lsf_kms[t], order,
-                )
-                prof = np.diff(res[0], axis=1) * scale
-                for i, gi in enumerate(group[t]):
-                    cols[:, sl, c * ng + gi] += prof[:, :, i]
-                if order:
-                    parts.append((sl, c, t, [np.diff(d, axis=1) * scale for d in res[1:]]))
-        return idx, cols, parts, slices
+        z = pb.z
+        lw = np.zeros((n, self.n_fit + 1, pb.n_line_cols))
+        rows = np.arange(n)[:, None]
+        m = st.rest_A * (1.0 + z) / _C
+        parts = []
+        for c in range(pb.n_components):
+            mu, sobs, sw, pos, edges = self._stencils(theta[:, 2 * c : 2 * c + 2])
+            x = edges - mu[:, :, None]
+            x /= sw[:, :, None]
+            res = _cdf_derivatives(
+                x, mu[:, :, None], sobs[:, :, None], sw[:, :, None], m[:, None], order
+            )
+            scale = st.weight[:, None] / np.diff(edges, axis=2)
+            scale *= self.w_ext[pos]
+            prof = np.diff(res[0], axis=2)
+            prof *= scale
+            for t in range(st.group.size):  # one transition at a time, in a fixed order
+                lw[rows, pos[:, t], c * ng + st.group[t]] += prof[:, t]
+            if order:
+                derivs = np.stack([np.diff(d, axis=2) for d in res[1:]])
+                derivs *= scale
+                parts.append((c, pos, derivs))
+        return lw, parts
 
     def evaluate(self, theta, rows=None, order=0, linear=False):
         """Projected chi^2 at ``theta`` for the realisations ``rows``.
@@ -740,7 +871,8 @@ class _Projected:
             1: also return the gradient and the Gauss-Newton matrix; 2: also
             the exact Hessian.  All with respect to ``(v, sigma**2, ...)``.
         linear : bool
-            Also return the best linear parameters (scaled units).
+            Also return the best linear parameters (scaled units; NaN for
+            the continuum of a window without data).
 
         Returns
         -------
@@ -756,26 +888,26 @@ class _Projected:
             Only with ``linear=True``.
         """
         rows = np.arange(self.n_real) if rows is None else rows
-        idx, cols, parts, _ = self._columns(theta, order)
-        ws = self.w[idx]
-        lw = cols * ws[:, :, None]
-        zs = np.take_along_axis(self.z[rows], idx, axis=1)
-        qs = self.q[idx]  # (n, s, n_cont)
+        lw_ext, parts = self._line_parts(theta, order)
+        lw = lw_ext[:, : self.n_fit]
+        zs = self.z[rows]
         lt = np.swapaxes(lw, 1, 2)
-        qtl = np.swapaxes(qs, 1, 2) @ lw  # (n, n_cont, k)
+        qtl = np.matmul(self.qt, lw)  # (n, n_cont, k)
         b = (lt @ zs[:, :, None])[:, :, 0]
         minv = _inv_normal(lt @ lw - np.swapaxes(qtl, 1, 2) @ qtl)
         a = (minv @ b[:, :, None])[:, :, 0]
-        chi2 = self.zz[rows] - np.einsum("nk,nk->n", b, a)
+        chi2 = self.zz[rows] - (b[:, None, :] @ a[:, :, None])[:, 0, 0]
         out = [chi2]
         if order:
-            out.extend(self._curvature(a, lw, lt, qs, qtl, zs, minv, ws, parts, order))
+            out.extend(self._curvature(a, lw, lt, zs, qtl, minv, parts, order))
         if linear:
-            cont = np.linalg.solve(self.r, (self.qty[rows] - (qtl @ a[:, :, None])[:, :, 0]).T).T
+            cont = np.full((a.shape[0], self.problem.n_cont), np.nan)
+            rhs = self.qty[rows] - (qtl @ a[:, :, None])[:, :, 0]
+            cont[:, self.cont_keep] = np.matmul(self.rinv, rhs[:, :, None])[:, :, 0]
             out.append(np.concatenate([a, cont], axis=1))
         return out[0] if len(out) == 1 else tuple(out)
 
-    def _curvature(self, a, lw, lt, qs, qtl, zs, minv, ws, parts, order):
+    def _curvature(self, a, lw, lt, zs, qtl, minv, parts, order):
         """Gradient, Gauss-Newton matrix and Hessian (see :meth:`evaluate`).
 
         With ``P = I - Q Q^T``, ``B = P L``, ``u_j = P dL_j a``,
@@ -785,39 +917,41 @@ class _Projected:
         * ``J_j.r = -u_j.r`` (half the gradient),
         * ``J_j.J_l = u_j.u_l - (B^T u_j) M^-1 (B^T u_l) + s_j M^-1 s_l``,
         * half the exact Hessian of the projected chi^2 (implicit-function
-          theorem) is ``u_j.u_l - R_jl - (B^T u_j - s_j) M^-1 (B^T u_l - s_l)``;
-
-        everything lives on the stencils.
+          theorem) is ``u_j.u_l - R_jl - (B^T u_j - s_j) M^-1 (B^T u_l - s_l)``.
         """
         pb = self.problem
         n, ng, nc = a.shape[0], pb.n_groups, pb.n_components
         n_par = 2 * nc
-        r = zs - (lw @ a[:, :, None])[:, :, 0] + (qs @ (qtl @ a[:, :, None]))[:, :, 0]
-        u = np.zeros(zs.shape + (n_par,))  # dL_j a on the stencils
+        group = self.st.group
+        r = zs - (lw @ a[:, :, None])[:, :, 0] + np.matmul(self.q, qtl @ a[:, :, None])[:, :, 0]
+        r_ext = np.zeros((n, self.n_fit + 1))
+        r_ext[:, : self.n_fit] = r
+        u_ext = np.zeros((n, self.n_fit + 1, n_par))  # dL_j a on the fitted channels
         s = np.zeros((n, a.shape[1], n_par))
         r2 = np.zeros((n, n_par, n_par))
         a_groups = a.reshape(n, nc, ng)
-        group = pb.trans.group
-        for sl, c, t, derivs in parts:
-            amp = a_groups[:, c, group[t]]  # (n, n_t)
-            w_sl = ws[:, sl, None]
-            r_sl = r[:, sl, None]
-            for j, d in zip((2 * c, 2 * c + 1), derivs[:2]):
-                d = d * w_sl
-                u[:, sl, j] += (d @ amp[:, :, None])[:, :, 0]
-                sv = (np.swapaxes(d, 1, 2) @ r_sl)[:, :, 0]  # (n, n_t)
-                for i, gi in enumerate(group[t]):
-                    s[:, c * ng + gi, j] += sv[:, i]
+        rows = np.arange(n)[:, None]
+        for c, pos, derivs in parts:
+            amp = a_groups[:, c, group]  # (n, T)
+            ua = derivs[:2] * amp[:, :, None]
+            for t in range(group.size):  # one transition at a time, in a fixed order
+                u_ext[rows, pos[:, t], 2 * c] += ua[0, :, t]
+                u_ext[rows, pos[:, t], 2 * c + 1] += ua[1, :, t]
+            # d^T r on the stencils: the kept channels are a prefix of each stencil
+            dr = _tree_sum(derivs * r_ext[rows[:, :, None], pos])  # (n_d, n, T)
+            for j in (0, 1):
+                s[:, c * ng : (c + 1) * ng, 2 * c + j] = (dr[j][:, None, :] @ self.group_sel)[:, 0]
             if order == 2:
-                for (j, l), d in zip(((0, 0), (0, 1), (1, 1)), derivs[2:]):
-                    val = np.einsum("nt,nt->n", (np.swapaxes(d * w_sl, 1, 2) @ r_sl)[:, :, 0], amp)
-                    r2[:, 2 * c + j, 2 * c + l] += val
-                    if j != l:
-                        r2[:, 2 * c + l, 2 * c + j] += val
-        qtu = np.swapaxes(qs, 1, 2) @ u
-        uu = np.swapaxes(u, 1, 2) @ u - np.swapaxes(qtu, 1, 2) @ qtu
+                for (j, l), d in zip(((0, 0), (0, 1), (1, 1)), dr[2:]):
+                    val = (d[:, None, :] @ amp[:, :, None])[:, 0, 0]
+                    r2[:, 2 * c + j, 2 * c + l] = val
+                    r2[:, 2 * c + l, 2 * c + j] = val
+        u = u_ext[:, : self.n_fit]
+        ut = np.swapaxes(u, 1, 2)
+        qtu = np.matmul(self.qt, u)
+        uu = ut @ u - np.swapaxes(qtu, 1, 2) @ qtu
         btu = lt @ u - np.swapaxes(qtl, 1, 2) @ qtu  # (n, k, p)
-        jtr = -(np.swapaxes(u, 1, 2) @ r[:, :, None])[:, :, 0]
+        jtr = -(ut @ r[:, :, None])[:, :, 0]
         st = np.swapaxes(s, 1, 2)
         jtj = uu - np.swapaxes(btu, 1, 2) @ minv @ btu + st @ minv @ s
         if order == 1:
@@ -893,21 +1027,22 @@ def _scan(ctx, grid):
     sigmas, velocities = grid
     theta = np.concatenate([np.column_stack([v, np.full(v.size, s)]) for s, v in zip(sigmas, velocities)])
     starts = np.cumsum([0] + [v.size for v in velocities])
-    n_grid, m, k = theta.shape[0], ctx.q.shape[0], ctx.problem.n_line_cols
-    dense = np.zeros((n_grid, k, m))  # the weighted columns on all channels, transposed
-    minv = np.empty((n_grid, k, k))
-    k_index = np.arange(k)[None, :, None]
+    n_grid, m, k = theta.shape[0], ctx.n_fit, ctx.problem.n_line_cols
+    lw = np.empty((n_grid, m, k))  # the weighted columns on all fitted channels
     for i0, i1 in zip(starts[:-1], starts[1:]):  # one dispersion at a time: short stencils
-        idx, cols, _, slices = ctx._columns(theta[i0:i1])
-        lw = cols * ctx.w[idx][:, :, None]
-        lt = np.swapaxes(lw, 1, 2)
-        g_index = np.arange(i0, i1)[:, None, None]
-        for sl in slices:  # no channel repeats within one stencil
-            dense[g_index, k_index, idx[:, None, sl]] += lt[:, :, sl]
-        qtl = np.swapaxes(ctx.q[idx], 1, 2) @ lw
-        minv[i0:i1] = _inv_normal(lt @ lw - np.swapaxes(qtl, 1, 2) @ qtl)
-    b = (dense.reshape(n_grid * k, m) @ ctx.z.T).reshape(n_grid, k, -1)
-    chi2 = -np.einsum("gkn,gkl,gln->gn", b, minv, b)  # minus the constant |z|^2
+        lw[i0:i1] = ctx._line_parts(theta[i0:i1])[0][:, :m]
+    lt = np.ascontiguousarray(np.swapaxes(lw, 1, 2))
+    qtl = np.matmul(ctx.qt, lw)
+    minv = _inv_normal(lt @ lw - np.swapaxes(qtl, 1, 2) @ qtl)
+    b = _apply_to_rows(lt.reshape(n_grid * k, m), ctx.z).reshape(-1, n_grid, k)  # (n, grid, k)
+    # chi2 - |z|^2 = -b^T M^-1 b, elementwise in a fixed order
+    mb = np.zeros_like(b)
+    for j in range(k):
+        mb += minv[None, :, :, j] * b[:, :, None, j]
+    quad = np.zeros(b.shape[:2])
+    for j in range(k):
+        quad += b[:, :, j] * mb[:, :, j]
+    chi2 = -quad.T  # (grid, n)
     n = chi2.shape[1]
     cols = np.arange(n)
     # velocity: parabola within the row of the best point
@@ -1048,7 +1183,9 @@ def _newton(ctx, theta0, v_bounds, sigma_bounds, rows=None, max_iter=100, xtol=1
         step = -np.linalg.solve(damped, np.where(free, g, 0.0)[:, :, None])[:, :, 0]
         trial = np.clip(par + step, lo, hi)
         step = trial - par
-        predicted = -(2.0 * np.einsum("np,np->n", g, step) + np.einsum("np,npq,nq->n", step, h, step))
+        gs = (g[:, None, :] @ step[:, :, None])[:, 0, 0]
+        shs = (step[:, None, :] @ h @ step[:, :, None])[:, 0, 0]
+        predicted = -(2.0 * gs + shs)
         moved = np.max(np.abs(_to_theta(trial) - _to_theta(par)), axis=1)
         # when the undamped Newton step from the current point is this small,
         # the current point is the minimum to within ~xtol: stop without
@@ -1122,15 +1259,20 @@ def _fit_lmfit(problem, data, theta0, v_bounds, sigma_bounds):
             model = cols @ coef[:k_lines] + problem.cont_basis @ coef[k_lines:]
             return w * (y - model)
 
+        unused = k_lines + np.flatnonzero(_cont_without_data(problem, w > 0))
         params = lmfit.Parameters()
         for j, name in enumerate(kin_names):
             lo, hi = v_bounds if name.startswith("v") else sigma_bounds
             params.add(name, value=float(np.clip(theta0[i, j], lo, hi)), min=lo, max=hi)
         for j, name in enumerate(lin_names):
-            params.add(name, value=float(beta0[i, j]))
+            if j in unused:  # the continuum of a window without data
+                params.add(name, value=0.0, vary=False)
+            else:
+                params.add(name, value=float(beta0[i, j]))
         out = lmfit.Minimizer(residual, params).minimize(method="leastsq", **_LMFIT_TOL)
         theta[i] = [out.params[name].value for name in kin_names]
         beta[i] = [out.params[name].value for name in lin_names]
+        beta[i, unused] = np.nan
         chi2[i] = out.chisqr
         success[i] = out.success
     return theta, beta, chi2, success
@@ -1351,17 +1493,19 @@ def _make_result(problem, data, theta, beta, chi2, success, method):
         swap = theta[:, 3] < theta[:, 1]
         theta[swap] = theta[swap][:, [2, 3, 0, 1]]
         amp[swap] = amp[swap][:, ::-1]
-    covered = _group_coverage(problem, (data.w > 0).all(axis=0))
+    # everything per realisation (its own channel mask), never over the batch
+    mask = data.w > 0
+    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    covered = np.array([_group_coverage(problem, p) for p in patterns])[inverse]  # (n, ng)
+    n_cont = np.array([problem.n_cont - np.count_nonzero(_cont_without_data(problem, p)) for p in patterns])
     comp_flux, flux = {}, {}
     for line in problem.lines:
         gidx, ratio = problem.members[line]
-        f = amp[:, :, gidx] * ratio
-        if not covered[gidx]:
-            f = np.full_like(f, np.nan)
+        f = np.where(covered[:, gidx, None], amp[:, :, gidx] * ratio, np.nan)
         comp_flux[line] = f
-        flux[line] = f.sum(axis=1)
-    n_par = 2 * nc + ng * nc + problem.n_cont
-    dof = np.count_nonzero(data.w > 0, axis=1) - n_par
+        flux[line] = f[:, 0] + f[:, 1] if nc == 2 else f[:, 0].copy()
+    dof = np.count_nonzero(mask, axis=1) - (2 * nc + ng * nc + n_cont[inverse])
     windows = tuple((seg.lo_A * 1e-4, seg.hi_A * 1e-4) for seg in problem.segments)
     return FitResult(
         lines=tuple(problem.lines),
@@ -1429,4 +1573,5 @@ def three_channel_flux(wave_um, flux_realisations, z, line, grating):
         raise ValueError(f"{line} at z={z:.4f} ({lam:.4f} um) is outside {g.name} / the spectrum")
     i = int(np.clip(np.argmin(np.abs(wave_um - lam)), 1, wave_um.size - 2))
     dlam_A = np.diff(channel_edges_um(wave_um))[i - 1 : i + 2] * 1e4
-    return flux[..., i - 1 : i + 2] @ dlam_A
+    # elementwise, in a fixed order: the same value for a realisation in any batch
+    return flux[..., i - 1] * dlam_A[0] + flux[..., i] * dlam_A[1] + flux[..., i + 1] * dlam_A[2]

@@ -13,7 +13,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
-from . import io as sio
+from . import samples as sio
 
 
 class ConfigError(ValueError):

@@ -4,7 +4,7 @@ sample table, wildcard constraints and input functions."""
 import pandas as pd
 from snakemake.utils import validate, min_version
 
-from ismcgm import io as sio
+from ismcgm import samples as sio
 from ismcgm import mock as smock
 from ismcgm.workflow_config import ConfigError, check_config, check_samples
 
@@ -92,13 +92,6 @@ def reference_cube(wildcards):
     return reference_cube_of(wildcards.id)
 
 
-def alignment_cube(wildcards):
-    from ismcgm.masks import alignment_grating
-
-    row = SAMPLES.loc[wildcards.id]
-    return row[f"cube_{alignment_grating(row)}"]
-
-
 def exclude_region(wildcards):
     """The galaxy's exclude_region file, if any (an input so edits trigger a rerun)."""
     path = SAMPLES.loc[wildcards.id, "exclude_region"]
@@ -128,3 +121,13 @@ def all_spectra(variant):
 
 MERGERS = [g for g in GALAXIES if SAMPLES.loc[g, "merger"]]
 SINGLES = [g for g in GALAXIES if not SAMPLES.loc[g, "merger"]]
+
+
+ALMA_GALAXIES = [g for g in GALAXIES if SAMPLES.loc[g, "alma_cube"]]
+
+
+def sim_maps():
+    """Simulated [C II]/Hα maps: the config list, or SYNTHETIC stand-ins for the mock."""
+    if config["cii"]["sims"]:
+        return config["cii"]["sims"]
+    return [f"{RESULTS}/mock/sims/synthsim{i:02d}.fits" for i in range(1, 7)] if MOCK else []

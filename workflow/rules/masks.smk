@@ -9,7 +9,7 @@ localrules:
 rule align:
     """Shift that brings the IFU WCS onto the PSF-matched continuum image (SPEC 1)."""
     input:
-        cube=alignment_cube,
+        cubes=lambda w: [SAMPLES.loc[w.id, f"cube_{g}"] for g in gratings_of(w.id)],
         image=image_path,
     output:
         f"{RESULTS}/alignment/{{id}}.csv",

@@ -10,6 +10,7 @@ rule ratios:
     """Dust-corrected line ratios of every component and region (SPEC 7)."""
     input:
         fluxes=f"{RESULTS}/tables/{{variant}}/line_fluxes.csv",
+        cii=lambda w: expand(f"{RESULTS}/cii/{w.variant}/{{id}}.csv", id=ALMA_GALAXIES),
     output:
         report(f"{RESULTS}/tables/{{variant}}/ratios.csv", caption="../report/ratios.rst",
                category="Ratios", subcategory="{variant}"),
@@ -87,6 +88,8 @@ rule validation:
         masks=lambda w: expand(f"{RESULTS}/masks/{w.variant}/{{id}}.fits", id=GALAXIES),
         alignment=expand(f"{RESULTS}/alignment/{{id}}.csv", id=GALAXIES),
         cubes=[SAMPLES.loc[g, f"cube_{gr}"] for g in GALAXIES for gr in gratings_of(g)],
+        cii=lambda w: expand(f"{RESULTS}/cii/{w.variant}/{{id}}.csv", id=ALMA_GALAXIES),
+        alma=[SAMPLES.loc[g, "alma_cube"] for g in ALMA_GALAXIES],
     output:
         recovery=report(f"{RESULTS}/validation/{{variant}}/recovery.csv", caption="../report/recovery.rst",
                         category="Validation", subcategory="{variant}"),
@@ -98,6 +101,8 @@ rule validation:
         png=f"{RESULTS}/figures/{{variant}}/validation_shifts.png",
     params:
         galaxies=GALAXIES,
+        alma_galaxies=ALMA_GALAXIES,
+        redshifts={g: float(SAMPLES.loc[g, "z"]) for g in GALAXIES},
         regions={g: region_names(g) for g in GALAXIES},
         gratings={g: gratings_of(g) for g in GALAXIES},
         samples=lambda w: SAMPLES[["id", "logmstar", "merger"]].to_dict(orient="records"),

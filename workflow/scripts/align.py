@@ -9,10 +9,10 @@ from ismcgm.workflow_script import run
 
 def main():
     row = snakemake.params.row
-    cube = read_cube(snakemake.input.cube, row["id"])
+    # the gratings share the pointing: their line-free continua are fitted jointly
+    cubes = [read_cube(path, row["id"]) for path in snakemake.input.cubes]
     image = read_image(snakemake.input.image, row["id"])
-    shift = masks.align(cube, image, row)
-    # the gratings share the pointing: one shift applies to every cube
+    shift = masks.align(cubes, image, row)
     df = pd.DataFrame(
         [{"id": row["id"], "grating": g, **shift._asdict()} for g in snakemake.params.gratings]
     )

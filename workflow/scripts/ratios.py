@@ -8,7 +8,8 @@ from ismcgm.workflow_script import run
 
 
 def main():
-    fluxes = ratios.preferred_grating(read_table(snakemake.input.fluxes))
+    tables = [read_table(snakemake.input.fluxes)] + [read_table(p) for p in snakemake.input.cii]
+    fluxes = ratios.preferred_grating(pd.concat(tables, ignore_index=True))
     samples = pd.DataFrame(snakemake.params.samples)
     table = ratios.compute_ratios(fluxes, samples)
     write_table(table, snakemake.output[0], comment=ratios.TABLE_COMMENT)

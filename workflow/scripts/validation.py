@@ -24,9 +24,14 @@ def main():
             headers[g], shapes[g] = hdr, (hdr["NAXIS2"], hdr["NAXIS1"])
         wcs = validation.aligned_cube_wcs(headers, read_table(align_path))
         part = validation.true_line_fluxes(truth_path, mask_path, wcs, shapes, par.regions[gid])
-        part.insert(0, "id", gid)
         true_parts.append(part)
-    true_df = pd.concat(true_parts, ignore_index=True).drop(columns="id")
+    truth_of = dict(zip(par.galaxies, inp.truth))
+    masks_of = dict(zip(par.galaxies, inp.masks))
+    for gid, alma_path in zip(par.alma_galaxies, inp.alma):
+        true_parts.append(validation.true_cii_fluxes(truth_of[gid], masks_of[gid], alma_path, par.redshifts[gid],
+                                                     par.regions[gid], gid))
+    true_df = pd.concat(true_parts, ignore_index=True)
+    fluxes = pd.concat([fluxes] + [read_table(p) for p in inp.cii], ignore_index=True)
 
     samples = pd.DataFrame(par.samples)
     true_fluxes = validation.true_fluxes_as_measured(true_df, fluxes, par.intrinsic_ha_hb)
@@ -38,11 +43,11 @@ def main():
     true_stats = stats.statistics_table(true_ratios, par.seed, par.n_mc)
     measured = read_table(inp.stats)
     recovery = validation.recovery_table(measured, true_stats, validation.injected_shifts(truth, ratios.RATIOS))
-    _, pulls = validation.flux_pulls(fluxes, true_df)
+    pull_rows, pulls = validation.flux_pulls(fluxes, true_df)
     write_table(recovery, snakemake.output.recovery, comment="validation against the SYNTHETIC mock truth")
     write_table(pulls, snakemake.output.pulls, comment="pull = (flux - true flux through the mask) / flux_err")
     with atomic_path(snakemake.output.summary) as tmp:
-        tmp.write_text(json.dumps(validation.summary_checks(recovery, pulls), indent=1))
+        tmp.write_text(json.dumps(validation.summary_checks(recovery, validation.family_pulls(pull_rows)), indent=1))
     plot_recovery(recovery, snakemake.output.pdf, snakemake.output.png, synthetic=True)
 
 

@@ -1,0 +1,163 @@
+"""Photoionisation models (SPEC 9, Figs. 5 and 7), N/O abundances (SPEC 10) and the
+[N II] S/N bias test (SPEC 12)."""
+
+import re
+
+from ismcgm import models as ismcgm_models
+from ismcgm.workflow_config import ConfigError as _ModelsConfigError
+
+try:
+    CLOUDY_RUNS = ismcgm_models.cloudy_runs(config["cloudy"])
+    CLOUDY_MODELS = ismcgm_models.cloudy_models(config["cloudy"])
+except ValueError as _exc:
+    raise _ModelsConfigError(f"config: bad value under cloudy: {_exc} -- fix: correct the cloudy section") from None
+
+CLOUDY_DIR = f"{RESULTS}/cloudy"
+CLOUDY_DECKS = f"{CLOUDY_DIR}/decks"
+CLOUDY_EXECUTABLE = config["cloudy"]["executable"]
+CLOUDY_LINE_LIST = f"{CLOUDY_DECKS}/{config['cloudy']['line_list_file']}"
+CLOUDY_MODEL_NAMES = "|".join(re.escape(n) for n in CLOUDY_RUNS)
+
+
+def cloudy_decks():
+    """Every Cloudy input deck and the line-list file they save."""
+    return [CLOUDY_LINE_LIST] + [f"{CLOUDY_DECKS}/{name}.in" for name in CLOUDY_RUNS]
+
+
+def cloudy_run_outputs(ext):
+    """Main outputs (``out``) or line lists (``lines``) of all runs; none without an executable."""
+    return [f"{CLOUDY_DECKS}/{name}.{ext}" for name in CLOUDY_RUNS] if CLOUDY_EXECUTABLE else []
+
+
+def model_products():
+    """Every file of this rule file (for ``rule all``)."""
+    return (
+        cloudy_decks()
+        + [f"{CLOUDY_DIR}/grid.csv", f"{CLOUDY_DIR}/delta_ratios.csv"]
+        + expand(f"{RESULTS}/figures/{{variant}}/{{f}}.{{ext}}", variant=VARIANTS,
+                 f=["fig5_cloudy", "fig7_nitrogen"], ext=["pdf", "png"])
+        + expand(f"{RESULTS}/tables/{{variant}}/{{t}}.csv", variant=VARIANTS, t=["abundances", "abundances_delta"])
+        + [f"{RESULTS}/tables/nii_bias.csv", f"{RESULTS}/figures/nii_bias.pdf", f"{RESULTS}/figures/nii_bias.png"]
+    )
+
+
+localrules:
+    cloudy_line_list,
+    cloudy_deck,
+    cloudy_grid,
+
+
+rule cloudy_line_list:
+    """The list of Cloudy lines every deck saves (written once)."""
+    output:
+        CLOUDY_LINE_LIST,
+    log:
+        f"{RESULTS}/logs/cloudy/line_list.log",
+    script:
+        "../scripts/cloudy_deck.py"
+
+
+rule cloudy_deck:
+    """Cloudy input deck of one model (SPEC 9)."""
+    output:
+        f"{CLOUDY_DECKS}/{{model}}.in",
+    params:
+        model=lambda w: CLOUDY_RUNS[w.model],
+    wildcard_constraints:
+        model=CLOUDY_MODEL_NAMES,
+    log:
+        f"{RESULTS}/logs/cloudy/deck/{{model}}.log",
+    script:
+        "../scripts/cloudy_deck.py"
+
+
+if CLOUDY_EXECUTABLE:
+
+    rule cloudy_run:
+        """Run Cloudy on one deck (only when cloudy.executable is set)."""
+        input:
+            deck=f"{CLOUDY_DECKS}/{{model}}.in",
+            line_list=CLOUDY_LINE_LIST,
+        output:
+            out=f"{CLOUDY_DECKS}/{{model}}.out",
+            lines=f"{CLOUDY_DECKS}/{{model}}.lines",
+        params:
+            executable=CLOUDY_EXECUTABLE,
+            sed_file=config["cloudy"]["sed_file"],
+        wildcard_constraints:
+            model=CLOUDY_MODEL_NAMES,
+        log:
+            f"{RESULTS}/logs/cloudy/run/{{model}}.log",
+        script:
+            "../scripts/cloudy_run.py"
+
+
+rule cloudy_grid:
+    """Line ratios of every model: from the Cloudy runs, or mapped onto a packaged grid (SPEC 9)."""
+    input:
+        outs=cloudy_run_outputs("out"),
+        lines=cloudy_run_outputs("lines"),
+    output:
+        grid=report(f"{CLOUDY_DIR}/grid.csv", caption="../report/cloudy_grid.rst", category="Models"),
+        delta=f"{CLOUDY_DIR}/delta_ratios.csv",
+    params:
+        models=CLOUDY_MODELS,
+        run_names=list(CLOUDY_RUNS) if CLOUDY_EXECUTABLE else [],
+        grid="cloudy" if CLOUDY_EXECUTABLE else config["cloudy"]["grid"],
+    log:
+        f"{RESULTS}/logs/cloudy/grid.log",
+    script:
+        "../scripts/cloudy_grid.py"
+
+
+rule fig5_cloudy:
+    """Figures 5 and 7: model Delta log(ratio) profiles with the observed CGM - ISM boxes."""
+    input:
+        delta=f"{CLOUDY_DIR}/delta_ratios.csv",
+        stats=f"{RESULTS}/tables/{{variant}}/statistics.csv",
+        regions=f"{RESULTS}/tables/{{variant}}/regions.csv",
+    output:
+        fig5_pdf=report(f"{RESULTS}/figures/{{variant}}/fig5_cloudy.pdf", caption="../report/fig5.rst",
+                        category="Models", subcategory="{variant}"),
+        fig5_png=f"{RESULTS}/figures/{{variant}}/fig5_cloudy.png",
+        fig7_pdf=report(f"{RESULTS}/figures/{{variant}}/fig7_nitrogen.pdf", caption="../report/fig7.rst",
+                        category="Models", subcategory="{variant}"),
+        fig7_png=f"{RESULTS}/figures/{{variant}}/fig7_nitrogen.png",
+    params:
+        synthetic=MOCK,
+    log:
+        f"{RESULTS}/logs/fig5/{{variant}}.log",
+    script:
+        "../scripts/fig5_cloudy.py"
+
+
+rule abundances:
+    """N/O per component and region and Delta log(N/O) CGM - ISM from the MC realisations (SPEC 10)."""
+    input:
+        f"{RESULTS}/mc/{{variant}}/realisations.parquet",
+    output:
+        table=report(f"{RESULTS}/tables/{{variant}}/abundances.csv", caption="../report/abundances.rst",
+                     category="Abundances", subcategory="{variant}"),
+        delta=report(f"{RESULTS}/tables/{{variant}}/abundances_delta.csv", caption="../report/abundances.rst",
+                     category="Abundances", subcategory="{variant}"),
+    params:
+        detect_snr=config["fit"]["detect_snr"],
+    log:
+        f"{RESULTS}/logs/abundances/{{variant}}.log",
+    script:
+        "../scripts/abundances.py"
+
+
+rule nii_bias:
+    """[N II] S/N bias test: simulated [N II] + Ha blends refitted with the fast fitter (SPEC 12)."""
+    output:
+        table=report(f"{RESULTS}/tables/nii_bias.csv", caption="../report/nii_bias.rst", category="Abundances"),
+        pdf=report(f"{RESULTS}/figures/nii_bias.pdf", caption="../report/nii_bias.rst", category="Abundances"),
+        png=f"{RESULTS}/figures/nii_bias.png",
+    params:
+        cfg=config["nii_bias"],
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/nii_bias.log",
+    script:
+        "../scripts/nii_bias.py"
