@@ -86,4 +86,16 @@ def check_samples(path, schema_path) -> pd.DataFrame:
                 f"galaxy {rec.get('id')}: {path}: column {_key(err.absolute_path)}: "
                 f"{err.message} -- fix: correct that cell (see README, sample table)"
             )
+    for gid, row in df.iterrows():
+        for col in FILE_COLUMNS:
+            value = str(row.get(col, "") or "")
+            if value and not Path(value).is_file():
+                raise ConfigError(
+                    f"galaxy {gid}: {path}: column {col}: file {value!r} not found -- fix: correct the path "
+                    "(relative paths are relative to the directory snakemake runs in)"
+                )
     return df
+
+
+#: Sample-table columns that name input files.
+FILE_COLUMNS = ("cube_g235m", "cube_g395m", "cube_g395h", "image", "alma_cube", "exclude_region")
