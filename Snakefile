@@ -16,6 +16,7 @@ include: "workflow/rules/masks.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/cii.smk"
+include: "workflow/rules/models.smk"
 
 
 rule all:
@@ -33,3 +34,4 @@ rule all:
         expand(f"{RESULTS}/figures/{{variant}}/{{f}}.pdf", variant=VARIANTS,
                f=["fig2_spectra", "fig3_ratios", "fig4_d11", "fig6_cii"]),
         expand(f"{RESULTS}/validation/{{variant}}/summary.json", variant=VARIANTS) if MOCK else [],
+        MODEL_PRODUCTS,

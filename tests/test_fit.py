@@ -239,6 +239,73 @@ def test_realisations_are_fitted_independently():
         assert alone.velocity_kms[0] == pytest.approx(together.velocity_kms[i], abs=1e-3)
 
 
+def _fit_table(result):
+    """Per-realisation flux, velocity, sigma and chi^2 of a fit, as one array."""
+    cols = [result.flux[line] for line in result.lines]
+    cols += [result.velocity_kms, result.sigma_kms, result.chi2]
+    if result.n_components == 2:
+        cols += [result.velocity2_kms, result.sigma2_kms]
+    return np.column_stack(cols)
+
+
+@pytest.mark.parametrize(
+    "grating,z,snr,n_components,cont_order,nan",
+    [
+        ("g395m", 5.15, 6.0, 1, 1, False),
+        ("g395m", 5.15, 6.0, 2, 1, False),
+        ("g395m", 4.45, 3.0, 1, 0, True),
+        ("g395m", 5.15, 10.0, 2, 2, True),
+        ("g235m", 5.2, 6.0, 1, 2, False),
+        ("g235m", 4.5, 8.0, 2, 0, True),
+        ("g395h", 5.4, 5.0, 1, 1, True),
+        ("g395h", 4.7, 12.0, 2, 1, False),
+    ],
+)
+def test_batch_invariance(grating, z, snr, n_components, cont_order, nan):
+    """A realisation's fit is bit-identical whichever realisations share the call."""
+    wave, _, noisy, err, _ = synthetic(grating, z, snr, 12, seed=31)
+    noisy = noisy.copy()
+    if nan:  # masks differing between realisations: several channel-mask contexts
+        rng = np.random.default_rng(32)
+        for i in (1, 4, 5, 9):
+            j = rng.integers(0, wave.size - 20)
+            noisy[i, j : j + rng.integers(1, 20)] = np.nan
+        noisy[7, rng.integers(0, wave.size, 40)] = np.nan
+        noisy[10, ::9] = np.nan
+    kwargs = dict(n_components=n_components, cont_order=cont_order)
+    whole = _fit_table(fit.fit_spectra(wave, noisy, err, z, grating, **kwargs))
+    halves = np.concatenate(
+        [_fit_table(fit.fit_spectra(wave, noisy[rows], err, z, grating, **kwargs)) for rows in (slice(0, 6), slice(6, 12))]
+    )
+    singles = np.concatenate(
+        [_fit_table(fit.fit_spectra(wave, noisy[i], err, z, grating, **kwargs)) for i in range(12)]
+    )
+    assert np.all(np.isfinite(whole[:, -3:]))
+    assert np.array_equal(whole, halves, equal_nan=True)
+    assert np.array_equal(whole, singles, equal_nan=True)
+    line = instrument.lines_in_grating(instrument.get_grating(grating), z)[-1]
+    flux3 = fit.three_channel_flux(wave, noisy, z, line, grating)
+    flux3_single = [fit.three_channel_flux(wave, noisy[i], z, line, grating) for i in range(12)]
+    assert np.array_equal(flux3, flux3_single, equal_nan=True)
+
+
+def test_window_without_data_in_one_realisation():
+    """Only that realisation loses the lines of the window."""
+    wave, _, noisy, err, _ = synthetic("g395m", 5.15, 10.0, 4, seed=33)
+    noisy = noisy.copy()
+    lam = instrument.observed_wavelength_um("HB", 5.15)
+    ((lo, hi),) = [win for win in fit.fit_spectra(wave, noisy, err, 5.15, "g395m").windows_um if win[0] <= lam <= win[1]]
+    noisy[2, (wave >= lo) & (wave <= hi)] = np.nan  # the whole H-beta + [O III] window
+    res = fit.fit_spectra(wave, noisy, err, 5.15, "g395m")
+    for line in ("HB", "OIII4959", "OIII5007"):
+        assert np.isnan(res.flux[line][2])
+        assert np.all(np.isfinite(res.flux[line][[0, 1, 3]]))
+    assert np.all(np.isfinite(res.flux["HA"]))
+    alone = fit.fit_spectra(wave, noisy[2], err, 5.15, "g395m")
+    assert np.array_equal(_fit_table(alone)[0], _fit_table(res)[2], equal_nan=True)
+    assert alone.dof[0] == res.dof[2] < res.dof[0]
+
+
 # ---------------------------------------------------------------------------
 # bad data
 # ---------------------------------------------------------------------------

@@ -103,10 +103,13 @@ def test_abundance_input_missing_columns():
 
 
 def test_abundance_tables_from_realisations():
-    from ismcgm.abundances import abundance_table, delta_table
+    from ismcgm.abundances import abundance_table
 
     inp = models.abundance_input_from_realisations(fake_realisations(), detect_snr=3.0)
-    tab, delta = abundance_table(inp), delta_table(inp)
+    tab, delta = abundance_table(inp), models.abundance_delta_table(inp)
+    per = delta[delta["id"] != "SAMPLE"]
+    assert set(zip(per["id"], per["component"])) == {("mockA", "mockA"), ("mockB", "mockB_a"), ("mockB", "mockB_b")}
+    assert len(per) == 3 * 2
     assert tuple(tab.columns) == ABUNDANCE_COLUMNS and tuple(delta.columns) == DELTA_COLUMNS
     strom = delta[(delta["method"] == "strom17") & (delta["component"] == "mockA")].iloc[0]
     assert strom["delta_log_no"] == pytest.approx(0.65 * np.log10(0.5), abs=0.03)  # CGM [N II] halved
@@ -146,8 +149,11 @@ def test_cloudy_models_from_config_section():
     runs = models.cloudy_runs(section)
     assert len(runs) == 4 * 3 + 3 * 3  # both N/H variants share the 1 kpc slabs
     assert set(runs) == {m["name"] for m in cloudy.model_grid_spec()}
-    assert models.cloudy_runs({"radii_kpc": [1, 5], "density_laws": {"const": 0.0}}).keys() == {
-        "r01_const_nh-4.6", "r05_const_nh-4.6", "r05_const_nh-5.1"}
+    small = {"radii_kpc": [1, 5], "density_laws": [{"name": "const", "alpha": 0.0}]}
+    assert models.cloudy_runs(small).keys() == {"r01_const_nh-4.6", "r05_const_nh-4.6", "r05_const_nh-5.1"}
+    assert models.cloudy_runs({**small, "density_laws": {"const": 0.0}}).keys() == models.cloudy_runs(small).keys()
+    with pytest.raises(ValueError, match="twice"):
+        models.cloudy_runs({"density_laws": [{"name": "a", "alpha": 0}, {"name": "a", "alpha": 1}]})
 
 
 def test_grid_table_columns():
@@ -239,8 +245,9 @@ def _filled(cfg):
 
 def test_schema_defaults_mirror_the_library():
     cfg = _filled({"samples": "mock"})
-    for key, value in DEFAULT_CLOUDY_CONFIG.items():
-        assert cfg["cloudy"][key] == value, key
+    model_cfg = models.cloudy_model_config(cfg["cloudy"])
+    assert model_cfg == DEFAULT_CLOUDY_CONFIG
+    assert models.cloudy_models(cfg["cloudy"]) == cloudy.model_grid_spec()
     assert cfg["cloudy"]["executable"] is None and cfg["cloudy"]["grid"] == "hcm_bpass"
     assert cfg["nii_bias"] == DEFAULT_NII_BIAS_CONFIG
 
@@ -278,7 +285,7 @@ include: "{repo}/workflow/rules/models.smk"
 rule all:
     default_target: True
     input:
-        model_products(),
+        MODEL_PRODUCTS,
 """
 
 
@@ -306,16 +313,19 @@ def _snakemake(tmp_path, cfg, *args, check=True):
 
 
 def test_rules_without_executable(tmp_path):
-    cfg = _workdir(tmp_path, {"nii_bias": {"snr": [3, 10], "n_trials": 20}})
+    laws = [{"name": "r-1.5", "alpha": -1.5}, {"name": "r-2", "alpha": -2.0}]  # the laws of Fig. 7
+    small = {"radii_kpc": [1, 10], "density_laws": laws}
+    cfg = _workdir(tmp_path, {"nii_bias": {"snr": [3, 10], "n_trials": 20}, "cloudy": small})
     _snakemake(tmp_path, cfg, "--cores", "2")
     res = tmp_path / "results"
-    runs = models.cloudy_runs(DEFAULT_CLOUDY_CONFIG)
+    runs = models.cloudy_runs(small)
+    assert len(runs) == 6
     for name, model in runs.items():
         assert (res / "cloudy/decks" / f"{name}.in").read_text() == cloudy.deck_text(model)
     assert (res / "cloudy/decks/ismcgm_linelist.dat").is_file()
     grid = read_table(res / "cloudy/grid.csv")
     assert list(grid.columns) == list(models.GRID_COLUMNS)
-    assert len(grid) == len(cloudy.model_grid_spec()) and set(grid["grid_source"]) == {"hcm_bpass"}
+    assert len(grid) == len(models.cloudy_models(small)) and set(grid["grid_source"]) == {"hcm_bpass"}
     delta = read_table(res / "cloudy/delta_ratios.csv")
     assert np.allclose(delta.loc[delta["r_kpc"] == 1, "delta_log_ratio"].dropna(), 0.0)
     for f in ("fig5_cloudy", "fig7_nitrogen"):
@@ -335,7 +345,7 @@ def test_rules_without_executable(tmp_path):
 
 
 def test_rules_with_a_cloudy_executable(tmp_path):
-    small = {"radii_kpc": [1, 5], "density_laws": {"r-2": -2.0}}
+    small = {"radii_kpc": [1, 5], "density_laws": [{"name": "r-2", "alpha": -2.0}]}
     cfg = _workdir(tmp_path, {"cloudy": {"executable": str(fake_cloudy(tmp_path)), **small}})
     grid_csv = "results/cloudy/grid.csv"
     _snakemake(tmp_path, cfg, "--cores", "2", grid_csv, "results/cloudy/delta_ratios.csv")

@@ -212,7 +212,8 @@ def delta_table(realisations: pd.DataFrame, methods=METHODS, ism: str = "ISM", c
     """
     long = realisation_log_no(realisations, methods)
     idx = ["id", "component", "method", "mc"]
-    wide = long.pivot_table(index=idx, columns="region", values="log_no", aggfunc="first", dropna=False)
+    # groupby/unstack keeps only the (id, component) pairs present (NaN values kept)
+    wide = long.groupby(idx + ["region"], sort=True, dropna=False)["log_no"].first().unstack("region")
     for region in (ism, cgm):
         if region not in wide.columns:
             wide[region] = np.nan

@@ -574,8 +574,11 @@ def _prepare(wave_um, flux, err, z, grating, lines, n_components, cont_order, wi
             f"at z={z:.4f} in {grating.name}"
         )
     scale = float(np.median(err[problem.fit_chan][good_err[problem.fit_chan]]))
-    y = np.where(ok, flux[:, problem.fit_chan] / scale, 0.0)
-    w = np.where(ok, scale / np.where(good_err, err, 1.0)[problem.fit_chan], 0.0)
+    # C order: a row's memory layout (and so the BLAS path of products with
+    # it) must not depend on the number of rows (``flux[:, fit_chan]`` is
+    # Fortran-ordered)
+    y = np.ascontiguousarray(np.where(ok, flux[:, problem.fit_chan] / scale, 0.0))
+    w = np.ascontiguousarray(np.where(ok, scale / np.where(good_err, err, 1.0)[problem.fit_chan], 0.0))
     return problem, _Data(y=y, w=w, scale=scale)
 
 
@@ -765,7 +768,7 @@ class _Projected:
         self.qt = np.ascontiguousarray(self.q.T)
         self.rinv = np.linalg.inv(self.r)
         self.group_sel = (self.st.group[:, None] == np.arange(problem.n_groups)).astype(float)
-        yw = y * w
+        yw = np.ascontiguousarray(y * w)
         self.qty = (yw[:, None, :] @ self.q)[:, 0]
         self.z = yw - (self.qty[:, None, :] @ self.qt)[:, 0]
         self.zz = (self.z[:, None, :] @ self.z[:, :, None])[:, 0, 0]
@@ -932,7 +935,7 @@ class _Projected:
         a_groups = a.reshape(n, nc, ng)
         rows = np.arange(n)[:, None]
         for c, pos, derivs in parts:
-            amp = a_groups[:, c, group]  # (n, T)
+            amp = np.ascontiguousarray(a_groups[:, c, group])  # (n, T)
             ua = derivs[:2] * amp[:, :, None]
             for t in range(group.size):  # one transition at a time, in a fixed order
                 u_ext[rows, pos[:, t], 2 * c] += ua[0, :, t]

@@ -49,9 +49,29 @@ GRID_COLUMNS = (
 )
 
 
+def density_laws(laws) -> dict[str, float]:
+    """``name -> alpha`` from the config form (a list of ``{name, alpha}``) or a mapping."""
+    if isinstance(laws, Mapping):
+        return {str(k): float(v) for k, v in laws.items()}
+    out = {}
+    for law in laws:
+        name = str(law["name"])
+        if name in out:
+            raise ValueError(f"density law {name!r} is listed twice in cloudy.density_laws")
+        out[name] = float(law["alpha"])
+    return out
+
+
 def cloudy_model_config(section: Mapping | None) -> dict:
-    """The model parameters of the ``cloudy:`` config section (without executable, grid)."""
-    return {k: v for k, v in dict(section or {}).items() if k not in CLOUDY_RUN_KEYS}
+    """The model parameters of the ``cloudy:`` config section (without executable, grid).
+
+    ``density_laws`` becomes the ``name -> alpha`` mapping of
+    :data:`ismcgm.cloudy.DEFAULT_CLOUDY_CONFIG`.
+    """
+    out = {k: v for k, v in dict(section or {}).items() if k not in CLOUDY_RUN_KEYS}
+    if "density_laws" in out:
+        out["density_laws"] = density_laws(out["density_laws"])
+    return out
 
 
 def cloudy_models(section: Mapping | None) -> list[dict]:
@@ -244,3 +264,11 @@ def abundance_input_from_realisations(real: pd.DataFrame, detect_snr: float | No
             value = np.where(ok, value, np.nan)
         out[ratio] = value
     return out[_KEYS + ["mc", "N2O2", "R23"]]
+
+
+def abundance_delta_table(inp: pd.DataFrame) -> pd.DataFrame:
+    """Delta log(N/O) CGM - ISM per component and for the sample (:func:`ismcgm.abundances.delta_table`)."""
+    from .abundances import delta_table
+
+    return delta_table(inp)
+

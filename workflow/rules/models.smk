@@ -19,26 +19,21 @@ CLOUDY_LINE_LIST = f"{CLOUDY_DECKS}/{config['cloudy']['line_list_file']}"
 CLOUDY_MODEL_NAMES = "|".join(re.escape(n) for n in CLOUDY_RUNS)
 
 
-def cloudy_decks():
-    """Every Cloudy input deck and the line-list file they save."""
-    return [CLOUDY_LINE_LIST] + [f"{CLOUDY_DECKS}/{name}.in" for name in CLOUDY_RUNS]
+#: Every Cloudy input deck and the line-list file they save.
+CLOUDY_DECK_FILES = [CLOUDY_LINE_LIST] + [f"{CLOUDY_DECKS}/{name}.in" for name in CLOUDY_RUNS]
+#: Main outputs and line lists of the Cloudy runs (none without an executable).
+CLOUDY_RUN_OUTS = [f"{CLOUDY_DECKS}/{name}.out" for name in CLOUDY_RUNS] if CLOUDY_EXECUTABLE else []
+CLOUDY_RUN_LINES = [f"{CLOUDY_DECKS}/{name}.lines" for name in CLOUDY_RUNS] if CLOUDY_EXECUTABLE else []
 
-
-def cloudy_run_outputs(ext):
-    """Main outputs (``out``) or line lists (``lines``) of all runs; none without an executable."""
-    return [f"{CLOUDY_DECKS}/{name}.{ext}" for name in CLOUDY_RUNS] if CLOUDY_EXECUTABLE else []
-
-
-def model_products():
-    """Every file of this rule file (for ``rule all``)."""
-    return (
-        cloudy_decks()
-        + [f"{CLOUDY_DIR}/grid.csv", f"{CLOUDY_DIR}/delta_ratios.csv"]
-        + expand(f"{RESULTS}/figures/{{variant}}/{{f}}.{{ext}}", variant=VARIANTS,
-                 f=["fig5_cloudy", "fig7_nitrogen"], ext=["pdf", "png"])
-        + expand(f"{RESULTS}/tables/{{variant}}/{{t}}.csv", variant=VARIANTS, t=["abundances", "abundances_delta"])
-        + [f"{RESULTS}/tables/nii_bias.csv", f"{RESULTS}/figures/nii_bias.pdf", f"{RESULTS}/figures/nii_bias.png"]
-    )
+#: Every file of this rule file (for ``rule all``).
+MODEL_PRODUCTS = (
+    CLOUDY_DECK_FILES
+    + [f"{CLOUDY_DIR}/grid.csv", f"{CLOUDY_DIR}/delta_ratios.csv"]
+    + expand(f"{RESULTS}/figures/{{variant}}/{{f}}.{{ext}}", variant=VARIANTS,
+             f=["fig5_cloudy", "fig7_nitrogen"], ext=["pdf", "png"])
+    + expand(f"{RESULTS}/tables/{{variant}}/{{t}}.csv", variant=VARIANTS, t=["abundances", "abundances_delta"])
+    + [f"{RESULTS}/tables/nii_bias.csv", f"{RESULTS}/figures/nii_bias.pdf", f"{RESULTS}/figures/nii_bias.png"]
+)
 
 
 localrules:
@@ -95,8 +90,8 @@ if CLOUDY_EXECUTABLE:
 rule cloudy_grid:
     """Line ratios of every model: from the Cloudy runs, or mapped onto a packaged grid (SPEC 9)."""
     input:
-        outs=cloudy_run_outputs("out"),
-        lines=cloudy_run_outputs("lines"),
+        outs=CLOUDY_RUN_OUTS,
+        lines=CLOUDY_RUN_LINES,
     output:
         grid=report(f"{CLOUDY_DIR}/grid.csv", caption="../report/cloudy_grid.rst", category="Models"),
         delta=f"{CLOUDY_DIR}/delta_ratios.csv",

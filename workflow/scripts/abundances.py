@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from ismcgm.abundances import abundance_table, delta_table
+from ismcgm.abundances import abundance_table
 from ismcgm.io import write_table
-from ismcgm.models import abundance_input_from_realisations
+from ismcgm.models import abundance_delta_table, abundance_input_from_realisations
 from ismcgm.workflow_script import run
 
 
@@ -12,7 +12,7 @@ def main():
     real = pd.read_parquet(snakemake.input[0])
     inp = abundance_input_from_realisations(real, detect_snr=snakemake.params.detect_snr)
     write_table(abundance_table(inp), snakemake.output.table)
-    write_table(delta_table(inp), snakemake.output.delta)
+    write_table(abundance_delta_table(inp), snakemake.output.delta)
 
 
 run(snakemake, main)
