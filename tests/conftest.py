@@ -18,9 +18,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 def run_snakemake(workdir, *args, configfiles=(TEST_CONFIG,), check=True, env=None):
     """Run the workflow in ``workdir``; returns the CompletedProcess."""
     cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir)]
-    for cf in configfiles:
-        cmd += ["--configfile", str(cf)]
     cmd += list(args)
+    if configfiles:  # one flag, last: a repeated --configfile replaces the earlier ones
+        cmd += ["--configfile", *map(str, configfiles)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")

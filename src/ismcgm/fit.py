@@ -14,7 +14,9 @@ share it:
     refinement with the analytic gradient and Hessian of the projected
     chi^2 (Golub & Pereyra 1973).  Gaussians are evaluated only within
     7 sigma of their centres.  Everything is vectorised over the Monte Carlo
-    realisations with numpy.
+    realisations with numpy, yet the result of every realisation is
+    bit-identical whichever other realisations are fitted in the same call
+    (see "Batch invariance" below the fast fitter's heading).
 ``method="lmfit"``
     The reference: :class:`lmfit.Minimizer` (MINPACK ``leastsq``) on all
     parameters at once (``v``, ``sigma``, one amplitude per free line, the
