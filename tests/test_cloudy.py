@@ -297,3 +297,25 @@ def test_write_all_decks(tmp_path, models):
     assert len(decks) == 21
     assert (tmp_path / "ismcgm_linelist.dat").exists()
     assert all(p.suffix == ".in" and p.exists() for p in decks)
+
+
+def test_paper_trends_with_radius():
+    """Sect. 5.2.1 trends on the packaged grid (constant density: U falls as r^-2).
+
+    Hold: O2 rises and O32 and O3 fall with r for the constant-density law;
+    N2 rises with r; the r^-2 law keeps U, hence every ratio, constant.
+    Not testable: the constant-density models beyond ~7 kpc fall below the
+    grid's log U = -4 and are missing (never extrapolated).
+    """
+    models = cloudy.model_grid_spec()
+    d = cloudy.delta_ratios(cloudy.grid_from_packaged(models))
+    d = d[d["nh_variant"] == "fiducial"].set_index(["density_law", "r_kpc", "ratio"])["delta_log_ratio"]
+    assert d[("const", 5, "O2")] > 0.1
+    assert d[("const", 5, "O32")] < -0.5
+    assert d[("const", 5, "O3")] < -0.5
+    assert d[("const", 5, "N2")] > 0.1
+    assert d[("r-1.5", 15, "O32")] < d[("r-1.5", 5, "O32")] < 0
+    for r in (5, 10, 15):
+        for ratio in ("O3", "O2", "O32", "N2"):
+            assert d[("r-2", r, ratio)] == pytest.approx(0.0, abs=1e-9)
+    assert np.isnan(d[("const", 10, "O2")])
