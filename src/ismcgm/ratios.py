@@ -72,6 +72,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ismcgm.dust import R_V as CALZETTI_RV  # noqa: F401  (kept for backward compatibility)
+from ismcgm.dust import calzetti_k
 from ismcgm.instrument import LINE_WAVELENGTHS, TIED_RATIOS
 
 #: Ratio names, in the order used by every table and figure.
@@ -103,8 +105,6 @@ NII_LOWSN_SNR = 5.0
 #: Lines that do not suffer dust extinction (far-IR).
 UNEXTINCTED_LINES = ("CII",)
 
-#: Calzetti et al. (2000) total-to-selective extinction R_V.
-CALZETTI_RV = 4.05
 
 #: Columns required in the ``line_fluxes`` table.
 LINE_FLUX_COLUMNS = (
@@ -160,26 +160,6 @@ RATIO_DEFINITIONS = {
 # ---------------------------------------------------------------------------
 # dust-correction factor for limits
 # ---------------------------------------------------------------------------
-def calzetti_k(wavelength_um):
-    """Calzetti et al. (2000) attenuation curve k(lambda), R_V = 4.05.
-
-    Parameters
-    ----------
-    wavelength_um : float or array_like
-        Rest-frame wavelength [micron], valid 0.12-2.2 micron.
-
-    Returns
-    -------
-    numpy.ndarray
-        k(lambda).
-    """
-    lam = np.asarray(wavelength_um, dtype=float)
-    x = 1.0 / lam
-    blue = 2.659 * (-2.156 + 1.509 * x - 0.198 * x**2 + 0.011 * x**3) + CALZETTI_RV
-    red = 2.659 * (-1.857 + 1.040 * x) + CALZETTI_RV
-    return np.where(lam < 0.63, blue, red)
-
-
 def dust_factor(line, ebv_gas):
     """Dust-correction factor ``10**(0.4 k(lambda) E(B-V)_gas)`` of a line.
 
@@ -200,7 +180,7 @@ def dust_factor(line, ebv_gas):
     ebv = np.where(np.isfinite(ebv) & (ebv > 0), ebv, 0.0)
     if line in UNEXTINCTED_LINES:
         return np.ones_like(ebv)
-    k = calzetti_k(LINE_WAVELENGTHS[line] / 1e4)
+    k = calzetti_k(LINE_WAVELENGTHS[line] / 1e4)  # ismcgm.dust (one definition)
     return 10.0 ** (0.4 * k * ebv)
 
 
