@@ -29,6 +29,7 @@ import pandas as pd
 from . import instrument as ins
 from . import mc
 from .dust import correct, ebv_from_balmer
+from .errors import InputError
 from .fit import fit_spectra, three_channel_flux
 
 #: Columns of ``line_fluxes.csv`` (issue contract).
@@ -83,14 +84,21 @@ def fit_chunk(gid, spectra, z, grating, realisations, seed, fit_cfg, cube_draws=
         ``id, component, region, grating, realisation, line, flux, flux3,
         velocity_kms, sigma_kms``.
     """
+    if not ins.lines_in_grating(grating, z):
+        raise InputError(gid, f"{grating} spectra", f"no emission line falls inside the {grating} coverage at z={z:g}",
+                         "check the redshift in the sample table (or leave this grating out)")
     parts = []
     for component, region, wave, flux, err in spectra:
         if cube_draws is not None:
             draws = cube_draws[(component, region)]
         else:
             draws = mc.spectrum_realisations(flux, err, seed, component, region, grating, realisations)
-        res = fit_spectra(wave, draws, err, z, grating, method=fit_cfg["method"],
-                          cont_order=fit_cfg["continuum_order"], n_components=fit_cfg["n_components"])
+        try:
+            res = fit_spectra(wave, draws, err, z, grating, method=fit_cfg["method"],
+                              cont_order=fit_cfg["continuum_order"], n_components=fit_cfg["n_components"])
+        except ValueError as exc:
+            raise InputError(gid, f"{component} {region} {grating} spectrum", str(exc),
+                             "check the cube (NaN/ERR) and the mask of this region") from None
         for line in res.lines:
             parts.append(pd.DataFrame({
                 "id": gid, "component": component, "region": region, "grating": grating,
