@@ -111,11 +111,9 @@ def fit_chunk(gid, spectra, z, grating, realisations, seed, fit_cfg, cube_draws=
 
 def _dust(real: pd.DataFrame, intrinsic: float) -> pd.DataFrame:
     """Per-realisation E(B-V)_gas and dust-corrected fluxes (see module docstring)."""
-    from .ratios import GRATING_PREFERENCE
+    from .ratios import preferred_grating
 
-    rank = {g: i for i, g in enumerate(GRATING_PREFERENCE)}
-    pref = (real.assign(_r=real["grating"].map(rank)).sort_values("_r", kind="stable")
-            .drop_duplicates(["component", "region", "line", "realisation"]))
+    pref = preferred_grating(real, keys=("component", "region", "line", "realisation"))
     balmer = pref[pref["line"].isin(["HA", "HB"])].pivot_table(
         index=["component", "region", "realisation"], columns="line", values="flux")
     if {"HA", "HB"} <= set(balmer.columns):

@@ -419,14 +419,15 @@ TABLE_COMMENT = (
 GRATING_PREFERENCE = ("g395m", "g395h", "g235m")
 
 
-def preferred_grating(line_fluxes: pd.DataFrame) -> pd.DataFrame:
-    """Keep one row per component, region and line: G395M (or G395H) over G235M.
+def preferred_grating(line_fluxes: pd.DataFrame, keys=("component", "region", "line")) -> pd.DataFrame:
+    """Keep one row per ``keys`` (component, region, line): G395M (or G395H) over G235M.
 
     Hβ and [O III] fall in both gratings at 5.0 < z < 5.3; SPEC 5 uses G395M.
+    Pass ``keys`` with ``realisation`` added for per-realisation tables.
     """
     rank = line_fluxes["grating"].map({g: i for i, g in enumerate(GRATING_PREFERENCE)})
     order = line_fluxes.assign(_rank=rank).sort_values("_rank", kind="stable")
-    keep = order.drop_duplicates(["component", "region", "line"], keep="first")
+    keep = order.drop_duplicates(list(keys), keep="first")
     return keep.drop(columns="_rank").sort_index()
 
 
