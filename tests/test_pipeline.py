@@ -117,20 +117,17 @@ def test_report_contains_every_figure_and_main_table(e2e):
 
 def _true_fluxes(e2e):
     """Noiseless line fluxes through the pipeline's masks (truth maps), as the validation rule computes them."""
-    from astropy.io import fits
-
     from ismcgm import samples, validation
 
     s = samples.read_sample_table(e2e / "results/mock/samples.tsv")
     parts = []
     for gid, row in s.iterrows():
-        headers = {g: fits.getheader(e2e / row[f"cube_{g}"], "SCI") for g in samples.galaxy_gratings(row)}
-        shapes = {g: (h["NAXIS2"], h["NAXIS1"]) for g, h in headers.items()}
-        wcs = validation.aligned_cube_wcs(headers, read_table(e2e / f"results/alignment/{gid}.csv"))
         regions = ([(f"{gid}_{x.lower()}", r, f"{r}_{x}") for x in "AB" for r in ("ISM", "CGM")] if row["merger"]
                    else [(gid, r, r) for r in ("ISM", "CGM")])
-        parts.append(validation.true_line_fluxes(e2e / f"results/mock/{gid}/{gid}_truth.fits",
-                                                 e2e / f"results/masks/default/{gid}.fits", wcs, shapes, regions))
+        cubes = {g: e2e / row[f"cube_{g}"] for g in samples.galaxy_gratings(row)}
+        parts.append(validation.galaxy_true_fluxes(row, e2e / f"results/mock/{gid}/{gid}_truth.fits",
+                                                   e2e / f"results/masks/default/{gid}.fits",
+                                                   read_table(e2e / f"results/alignment/{gid}.csv"), cubes, regions))
     return pd.concat(parts, ignore_index=True)
 
 

@@ -15,8 +15,27 @@ Pipeline for one galaxy (:func:`measure_galaxy`)
    :func:`jykms_to_cgs`.
 5. :func:`mc_cii` gives the Monte Carlo error with beam-correlated noise
    (below); :func:`analytic_errors` gives analytic alternatives.
-6. :func:`cii_ratio_table` forms F[C II]/F(Ha, dust-corrected) per region and
-   Delta log(Ha/Hb)_CGM-ISM for Fig. 6.
+6. :func:`ha_beam_factors_from_cube` measures, per region, how much of the
+   IFU's Ha the region would hold at the ALMA resolution (below).
+7. :func:`cii_ratio_table` forms F[C II]/F(Ha, dust-corrected, beam-matched)
+   per region and Delta log(Ha/Hb)_CGM-ISM for Fig. 6.
+
+Resolution matching of [C II]/Ha
+--------------------------------
+[C II] is measured at the ALMA beam (~0.3-0.4"), Ha at the IFU PSF
+(~0.2"): through the same masks the beam moves ISM [C II] into the CGM
+mask while Ha stays sharp, so even lines distributed alike would give a
+[C II]/Ha higher in the CGM than in the ISM (+0.29 dex on the mock with no
+injected shift).  Ha is therefore brought to the beam: the continuum-
+subtracted Ha map of the IFU cube (:func:`ismcgm.masks.line_map`) is
+convolved with the Gaussian kernel of covariance ``C_beam - C_psf``
+(:func:`matching_kernel`; sky covariances turned into pixels through the
+WCS, so a rotated IFU grid is handled) and ``f = sum_M(Ha (x) K) / sum_M(Ha)``
+is stored per region (``ha_beam_factor``).  ``CII_HA`` is ``F[C II] / (f
+F(Ha))``; the [C II] fluxes themselves are never rescaled.  The price is
+that ISM and CGM are compared at the coarser resolution, which dilutes a
+real difference between them; the validation's ``true_shift`` goes through
+the same matching (truth Ha map) so it measures exactly this.
 
 Fractional coverage
 -------------------
@@ -177,6 +196,7 @@ RATIO_TABLE_COLUMNS = (
     "cii_upper_limit",
     "ha_flux",
     "ha_flux_err",
+    "ha_beam_factor",
 )
 
 #: Label of every synthetic simulation product.
@@ -1160,10 +1180,12 @@ def cii_line_flux_rows(cii_table):
     """The [C II] rows in the ``line_fluxes`` format of :mod:`ismcgm.ratios`.
 
     [C II] is not extincted: ``flux_dustcorr = flux``; ``grating = 'alma'``.
+    The ``ha_beam_factor`` column (:func:`ha_beam_factors`) is kept when present.
     """
     import pandas as pd
 
     df = cii_table
+    extra = {"ha_beam_factor": df["ha_beam_factor"]} if "ha_beam_factor" in df.columns else {}
     return pd.DataFrame({
         "id": df["id"],
         "component": df["component"],
@@ -1181,6 +1203,7 @@ def cii_line_flux_rows(cii_table):
         "ebv_gas_err": np.nan,
         "velocity_kms": df["velocity_kms"],
         "sigma_kms": df["sigma_kms"],
+        **extra,
     })
 
 
@@ -1242,6 +1265,9 @@ def cii_ratio_table(cii, ha, balmer, snr_detect: float = 3.0):
         log10(Ha/Hb)_CGM - log10(Ha/Hb)_ISM`` of the component (same value on
         both rows; NaN when a region is missing); ``delta_balmer_limit`` is
         True when either region's Balmer decrement is a limit or undefined.
+        When ``cii`` has an ``ha_beam_factor`` column (:func:`ha_beam_factors`)
+        Ha is matched to the ALMA beam: ``ha_flux`` (and its error) is the
+        dust-corrected Ha times the factor.
     """
     import pandas as pd
 
@@ -1264,6 +1290,8 @@ def cii_ratio_table(cii, ha, balmer, snr_detect: float = 3.0):
         rows = [{"id": k[0], "component": k[1], "region": k[2], "flux": v[0], "flux_err": v[1]} for k, v in cii.items()]
         cii = pd.DataFrame(rows)
     cii = cii.copy()
+    if "ha_beam_factor" not in cii.columns:
+        cii["ha_beam_factor"] = np.nan
     if "detected" not in cii.columns:
         cii["detected"] = (cii["flux"] / cii["flux_err"]) >= snr_detect
     if "upper_limit" not in cii.columns:
@@ -1273,6 +1301,9 @@ def cii_ratio_table(cii, ha, balmer, snr_detect: float = 3.0):
     for _, r in cii.iterrows():
         key = (str(r["id"]), str(r["component"]), str(r["region"]))
         hf, he = (float(x) for x in ha_map.get(key, (np.nan, np.nan)))
+        fac = float(r["ha_beam_factor"])
+        if np.isfinite(fac) and fac > 0:  # Ha matched to the ALMA beam (see match_resolution)
+            hf, he = hf * fac, he * fac
         c, ce = float(r["flux"]), float(r["flux_err"])
         det = bool(r["detected"])
         ul = float(r["upper_limit"]) if np.isfinite(r["upper_limit"]) else 3.0 * ce
@@ -1295,9 +1326,157 @@ def cii_ratio_table(cii, ha, balmer, snr_detect: float = 3.0):
             "cii_ha": ratio, "cii_ha_err": rerr,
             "delta_balmer": delta, "delta_balmer_limit": bool(lim),
             "cii_upper_limit": np.nan if det else ul,
-            "ha_flux": hf, "ha_flux_err": he,
+            "ha_flux": hf, "ha_flux_err": he, "ha_beam_factor": fac,
         })
     return pd.DataFrame(out, columns=list(RATIO_TABLE_COLUMNS))
+
+
+# ---------------------------------------------------------------------------
+# resolution matching: Ha at the ALMA beam
+# ---------------------------------------------------------------------------
+def _sky_to_pixel(wcs: WCS, x0: float, y0: float) -> np.ndarray:
+    """2x2 matrix taking a sky offset (east, north) [arcsec] at pixel (x0, y0) to a pixel offset."""
+    ra, dec = wcs.pixel_to_world_values(x0, y0)
+    d = 1.0 / 3600.0
+    xn, yn = wcs.world_to_pixel_values(ra, dec + d)
+    xe, ye = wcs.world_to_pixel_values(ra + d / np.cos(np.deg2rad(dec)), dec)
+    return np.array([[xe - x0, xn - x0], [ye - y0, yn - y0]], dtype=float)
+
+
+def matching_kernel(beam, psf_fwhm: float, wcs: WCS, galaxy=None) -> np.ndarray:
+    """Kernel taking a circular Gaussian PSF to an elliptical Gaussian beam, on a pixel grid.
+
+    Parameters
+    ----------
+    beam : (float, float, float)
+        Target beam: BMAJ, BMIN [arcsec] and BPA [deg east of north].
+    psf_fwhm : float
+        FWHM [arcsec] of the (circular Gaussian) PSF of the map to smooth.
+    wcs : astropy.wcs.WCS
+        Celestial WCS of the map (any pixel scale and rotation).
+
+    Returns
+    -------
+    ndarray
+        Normalised (sum 1) kernel, odd size, covering +-4 sigma of its major axis.
+
+    Notes
+    -----
+    The kernel covariance is ``C_beam - (psf_fwhm / 2.355)^2 I`` in sky
+    coordinates, turned into pixels through the local WCS Jacobian.  Where
+    the beam is *narrower* than the PSF along an axis the difference is
+    negative; it is set to zero there (no smoothing along that axis; the
+    beam cannot be matched exactly) with a warning.
+    """
+    from astropy.convolution import Model2DKernel
+    from astropy.modeling.models import Gaussian2D
+
+    bmaj, bmin, bpa = (float(b) for b in beam)
+    pa = np.deg2rad(bpa)
+    major = np.array([np.sin(pa), np.cos(pa)])  # (east, north)
+    minor = np.array([np.cos(pa), -np.sin(pa)])
+    cov_sky = ((bmaj / _FWHM) ** 2 * np.outer(major, major) + (bmin / _FWHM) ** 2 * np.outer(minor, minor)
+               - (psf_fwhm / _FWHM) ** 2 * np.eye(2))
+    ny, nx = wcs.array_shape if wcs.array_shape else (1, 1)
+    a = _sky_to_pixel(wcs.celestial, (nx - 1) / 2.0, (ny - 1) / 2.0)
+    vals, vecs = np.linalg.eigh(a @ cov_sky @ a.T)
+    if vals.min() < 0:
+        warnings.warn(f"{galaxy or ''}: the ALMA beam {bmaj:.3g}x{bmin:.3g}\" is narrower than the IFU PSF "
+                      f"({psf_fwhm:.3g}\") along one axis; Ha is not smoothed along it", RuntimeWarning)
+    vals = np.maximum(vals, 1e-4)  # (0.01 pix)^2: a delta function along that axis
+    cov_pix = vecs @ np.diag(vals) @ vecs.T
+    half = int(np.ceil(4.0 * np.sqrt(vals.max())))
+    model = Gaussian2D(1.0, 0.0, 0.0, cov_matrix=cov_pix)
+    k = Model2DKernel(model, x_size=2 * half + 1, y_size=2 * half + 1, mode="center").array
+    return k / k.sum()
+
+
+def ha_beam_factors(ha_map, masks: dict, wcs: WCS, beam, psf_fwhm: float, galaxy=None) -> dict:
+    """Resolution-matching factor of Ha per region: ``sum_M (Ha (x) K) / sum_M Ha``.
+
+    ``K`` is :func:`matching_kernel` (IFU PSF -> ALMA beam).  Multiplying the
+    Ha flux of region ``M`` by its factor gives the Ha flux the region would
+    hold at the ALMA resolution, so ``F[C II] / (f Ha)`` compares the two
+    lines at the same resolution: without it the beam spreads ISM [C II]
+    into the CGM mask while Ha stays sharp, which biases [C II]/Ha high in
+    the CGM and low in the ISM even when the two lines are distributed
+    alike (on the mock with no injected shift: +0.29 dex).
+
+    Parameters
+    ----------
+    ha_map : ndarray (ny, nx)
+        Ha line flux per spaxel (noisy or noiseless; NaN = no data, taken as 0).
+    masks : dict
+        ``{name: bool array}`` on the grid of ``ha_map``.
+    wcs : astropy.wcs.WCS
+        Celestial WCS of that grid.
+    beam, psf_fwhm
+        See :func:`matching_kernel`.
+
+    Returns
+    -------
+    dict
+        ``{name: factor}``; NaN where the region's Ha sum is not positive
+        (then :func:`match_resolution` leaves the region unmatched, with a
+        warning).
+    """
+    from astropy.convolution import convolve_fft
+
+    ha = np.nan_to_num(np.asarray(ha_map, float), nan=0.0)
+    w = wcs.celestial.deepcopy()
+    w.array_shape = ha.shape
+    kern = matching_kernel(beam, psf_fwhm, w, galaxy)
+    smooth = convolve_fft(ha, kern, boundary="fill", fill_value=0.0, normalize_kernel=True)
+    out = {}
+    for name, m in masks.items():
+        den = float(ha[m].sum())
+        out[name] = float(smooth[m].sum() / den) if den > 0 else float("nan")
+    return out
+
+
+def ha_beam_factors_from_cube(cube, masks_path, z: float, psf_fwhm: float, beam, galaxy=None) -> dict:
+    """:func:`ha_beam_factors` with the Ha map of an IFU cube (:func:`ismcgm.masks.line_map`).
+
+    The masks (file of :func:`ismcgm.masks.write_masks`) are carried onto the
+    cube's grid shifted by the alignment recorded in the mask file
+    (``SHIFTRA``, ``SHIFTDEC``), as the extraction does.
+    """
+    from .extract import carry_mask
+    from .masks import line_map, read_masks, shifted_wcs
+
+    mask_dict, mask_wcs, headers = read_masks(masks_path)
+    prim = headers["PRIMARY"]
+    wcs = shifted_wcs(cube.wcs, float(prim.get("SHIFTRA", 0.0)), float(prim.get("SHIFTDEC", 0.0))).celestial
+    shape = cube.sci.shape[1:]
+    carried = {k: carry_mask(m, mask_wcs, wcs, shape) for k, m in mask_dict.items()}
+    try:
+        ha = line_map(cube, z, "HA")
+    except ValueError as exc:
+        raise InputError(galaxy, cube.path, f"cannot make the Ha map for [C II]/Ha: {exc}",
+                         "give a cube covering Ha at the galaxy redshift") from None
+    return ha_beam_factors(ha, carried, wcs, beam, psf_fwhm, galaxy)
+
+
+def match_resolution(rows):
+    """[C II] rows (``line_fluxes`` format) divided by their ``ha_beam_factor``.
+
+    ``F[C II] / f`` over the Ha of the IFU is the same ratio as ``F[C II]``
+    over the beam-matched Ha (:func:`ha_beam_factors`); this is what the
+    ratio stage uses for ``CII_HA``.  Rows without a finite positive factor
+    are left as they are.  The measured [C II] fluxes (``cii.csv``,
+    ``results/cii/``) are never changed.
+    """
+    import pandas as pd
+
+    df = rows.copy()
+    if "ha_beam_factor" not in df.columns:
+        return df
+    f = pd.to_numeric(df["ha_beam_factor"], errors="coerce").to_numpy(float)
+    f = np.where(np.isfinite(f) & (f > 0), f, 1.0)
+    for col in ("flux", "flux_err", "upper_limit", "flux_dustcorr", "flux_dustcorr_err"):
+        if col in df.columns:
+            df[col] = df[col].to_numpy(float) / f
+    return df
 
 
 # ---------------------------------------------------------------------------

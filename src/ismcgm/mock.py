@@ -27,8 +27,12 @@ fainter, extended circular Gaussian halo (sigma 0.22-0.32") with its own
 line ratios: ``log(ratio)_CGM = log(ratio)_ISM + shift`` for the ratios of
 the ``mock.cgm_minus_ism_dex`` section (intrinsic, dust-free), where each
 galaxy's shift is the configured value plus ``scatter_dex`` times a standard
-normal.  Each region has its own E(B-V)_gas (Calzetti 2000); the stellar
-continuum follows the ISM clumps.  Because every profile is a circular
+normal.  Dust (Calzetti 2000) is injected the same way: E(B-V)_gas of the
+ISM is drawn uniformly from ``mock.ebv_gas.ISM`` and the CGM's follows from
+the ``BALMER`` shift of the *observed* log(Ha/Hb), ``E_CGM = max(0, E_ISM +
+shift / BALMER_DEX_PER_EBV)`` (so a zero-shift mock has equal dust in both
+regions; the realised shift after the clipping at 0 is in the truth).  The
+stellar continuum follows the ISM clumps.  Because every profile is a circular
 Gaussian and the PSFs are Gaussian, the PSF-convolved, pixel-integrated maps
 are computed exactly with error functions, so the truth maps sum to the
 injected fluxes (minus the negligible part outside the field of view).
@@ -49,7 +53,7 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
-from scipy.special import erf
+from scipy.special import erf, ndtri
 
 from . import instrument as ins
 from .dust import calzetti_k
@@ -72,6 +76,9 @@ ALMA_DV_KMS = 30.0
 
 #: Intrinsic Hα/Hβ (Case B), as used by the dust correction.
 HA_HB_INTRINSIC = 2.86
+
+#: d log10(Ha/Hb)_obs / d E(B-V) for Calzetti (2000): 0.4 (k(Hb) - k(Ha)).
+BALMER_DEX_PER_EBV = 0.4 * float(calzetti_k(0.486135) - calzetti_k(0.656279))
 
 _FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -182,8 +189,9 @@ def _plan_galaxy(cfg: dict, index: int, gid: str, roles: dict) -> dict:
     velocity = float(rng.normal(0.0, 30.0))
     sigma = float(rng.uniform(50.0, 200.0))
 
-    # dust per region
-    ebv = {r: float(rng.uniform(*cfg["ebv_gas"][r])) for r in ("ISM", "CGM")}
+    # dust per region: E(B-V)_CGM follows from the ISM value and the injected BALMER shift
+    ebv_ism = float(rng.uniform(*cfg["ebv_gas"]["ISM"]))
+    dust_normal = float(ndtri(rng.random()))  # one uniform draw, as the former CGM range draw
 
     # intrinsic ISM ratios (log) and realised CGM-ISM shifts
     ism = {
@@ -195,6 +203,9 @@ def _plan_galaxy(cfg: dict, index: int, gid: str, roles: dict) -> dict:
     }
     normals = {k: float(rng.standard_normal()) for k in ("O3", "O2", "N2", "CII_HA")}
     shifts = {k: float(cfg["cgm_minus_ism_dex"][k] + cfg["scatter_dex"] * normals[k]) for k in normals}
+    balmer_shift = float(cfg["cgm_minus_ism_dex"]["BALMER"] + cfg["scatter_dex"] * dust_normal)
+    ebv = {"ISM": ebv_ism, "CGM": max(0.0, ebv_ism + balmer_shift / BALMER_DEX_PER_EBV)}
+    shifts["BALMER"] = float(BALMER_DEX_PER_EBV * (ebv["CGM"] - ebv["ISM"]))  # after clipping at E(B-V) = 0
 
     ha_ism = 10 ** (-16.9 + 0.6 * (logm - 10.0))  # intrinsic ISM Hα, erg/s/cm2
     cgm_frac = float(rng.uniform(0.35, 0.6))  # CGM/ISM intrinsic Hα

@@ -7,7 +7,8 @@ Three numbers per ratio (``recovery.csv``):
 
 ``injected_shift``
     From the config (``mock.cgm_minus_ism_dex``), for the ratios that are
-    injected directly (O3, O2, N2, CII_HA); the derived ratios follow from
+    injected directly (O3, O2, N2, CII_HA, and BALMER, the observed Ha/Hb
+    that sets the CGM dust); the derived ratios follow from
     them (O32 = O3 - O2, N2O2 = N2 - O2).  R23 has no single injected shift:
     it is the median over galaxies of the *intrinsic* CGM - ISM R23 shift
     of the truth.
@@ -45,7 +46,7 @@ LINE_FAMILIES = {
 }
 
 #: Ratios whose injected shift is a config value.
-DIRECT = ("O3", "O2", "N2", "CII_HA")
+DIRECT = ("O3", "O2", "N2", "CII_HA", "BALMER")
 
 
 def true_line_fluxes(truth_path, masks_path, cube_wcs_by_grating, cube_shapes, regions) -> pd.DataFrame:
@@ -95,7 +96,7 @@ def true_fluxes_as_measured(true_df: pd.DataFrame, line_fluxes: pd.DataFrame, in
     from .dust import correct, ebv_from_balmer
 
     keys = ["component", "region", "grating", "line"]
-    df = line_fluxes.drop(columns=["flux", "flux_dustcorr", "ebv_gas"]).merge(
+    df = line_fluxes.drop(columns=["flux", "flux_dustcorr", "ebv_gas", "ha_beam_factor"], errors="ignore").merge(
         true_df.rename(columns={"true_flux": "flux"}), on=keys, how="left")
     out = []
     for (comp, region), g in df.groupby(["component", "region"], sort=False):
@@ -202,20 +203,68 @@ def aligned_cube_wcs(cube_headers: dict, alignment: pd.DataFrame) -> dict:
     return out
 
 
-def true_cii_fluxes(truth_path, masks_path, alma_path, z, regions, galaxy=None) -> pd.DataFrame:
+def true_cii_fluxes(truth_path, masks_path, alma_path, z, regions, galaxy=None, ha_grid=None,
+                    psf_fwhm=None) -> pd.DataFrame:
     """Noiseless [C II] per region: the truth ``CII`` map through the reprojected masks.
 
     Uses the same fractional-coverage weights as the measurement
     (:func:`ismcgm.cii.reproject_masks`).  Returns ``component, region,
-    grating ('alma'), line ('CII'), true_flux`` [erg/s/cm2].
+    grating ('alma'), line ('CII'), true_flux`` [erg/s/cm2] and, when
+    ``ha_grid = (grating, aligned celestial WCS, (ny, nx))`` and ``psf_fwhm``
+    are given, ``ha_beam_factor`` from the truth Ha map of that grating
+    through the masks carried onto its grid (:func:`ismcgm.cii.ha_beam_factors`,
+    as the measurement does with the observed Ha map).
     """
-    from .cii import jykms_to_cgs, read_alma_cube, reproject_masks
+    from .cii import ha_beam_factors, jykms_to_cgs, read_alma_cube, reproject_masks
 
     alma = read_alma_cube(alma_path, galaxy)
     mask_dict, mask_wcs, _ = read_masks(masks_path)
     weights = reproject_masks(mask_dict, mask_wcs, alma, galaxy)
     truth = fits.getdata(truth_path, "CII")
     nu = alma.nu_line(z)
+    factors = {}
+    if ha_grid is not None:
+        grating, wcs, shape = ha_grid
+        ha = fits.getdata(truth_path, f"{grating.upper()}_HA")
+        carried = {ext: carry_mask(mask_dict[ext], mask_wcs, wcs, shape) for _, _, ext in regions}
+        factors = ha_beam_factors(ha, carried, wcs, alma.beam, psf_fwhm, galaxy)
     return pd.DataFrame([{"component": c, "region": r, "grating": "alma", "line": "CII",
-                          "true_flux": float(jykms_to_cgs(np.nansum(truth * weights[ext]), nu))}
+                          "true_flux": float(jykms_to_cgs(np.nansum(truth * weights[ext]), nu)),
+                          "ha_beam_factor": factors.get(ext, np.nan)}
                          for c, r, ext in regions])
+
+
+def galaxy_true_fluxes(row, truth_path, masks_path, alignment: pd.DataFrame, cube_paths: dict, regions,
+                       alma_path=None) -> pd.DataFrame:
+    """Every noiseless line flux of one galaxy through the pipeline's masks.
+
+    Parameters
+    ----------
+    row : mapping
+        Sample row (``id``, ``z``, ``ifu_psf_fwhm``).
+    truth_path, masks_path : path
+    alignment : DataFrame
+        The galaxy's alignment table (one row per grating).
+    cube_paths : dict
+        ``{grating: cube path}`` in :func:`ismcgm.samples.galaxy_gratings`
+        order (the last one carries the masks and Ha).
+    regions : list of (component, region, extension)
+    alma_path : path, optional
+        ALMA cube: adds the [C II] rows (:func:`true_cii_fluxes`).
+
+    Returns
+    -------
+    DataFrame
+        ``component, region, grating, line, true_flux`` (+ ``ha_beam_factor``
+        on the [C II] rows).
+    """
+    headers = {g: fits.getheader(p, "SCI") for g, p in cube_paths.items()}
+    shapes = {g: (h["NAXIS2"], h["NAXIS1"]) for g, h in headers.items()}
+    wcs = aligned_cube_wcs(headers, alignment)
+    parts = [true_line_fluxes(truth_path, masks_path, wcs, shapes, regions)]
+    if alma_path:
+        ref = list(cube_paths)[-1]
+        parts.append(true_cii_fluxes(truth_path, masks_path, alma_path, float(row["z"]), regions, row["id"],
+                                     ha_grid=(ref, wcs[ref].celestial, shapes[ref]),
+                                     psf_fwhm=float(row["ifu_psf_fwhm"])))
+    return pd.concat(parts, ignore_index=True)

@@ -6,6 +6,7 @@ rule cii_galaxy:
     input:
         cube=lambda w: SAMPLES.loc[w.id, "alma_cube"],
         masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
+        ha_cube=reference_cube,  # Hα map for matching Hα to the ALMA beam
     output:
         f"{RESULTS}/cii/{{variant}}/{{id}}.csv",
     params:

@@ -102,7 +102,7 @@ rule validation:
     params:
         galaxies=GALAXIES,
         alma_galaxies=ALMA_GALAXIES,
-        redshifts={g: float(SAMPLES.loc[g, "z"]) for g in GALAXIES},
+        rows={g: row_dict(g) for g in GALAXIES},
         regions={g: region_names(g) for g in GALAXIES},
         gratings={g: gratings_of(g) for g in GALAXIES},
         samples=lambda w: SAMPLES[["id", "logmstar", "merger"]].to_dict(orient="records"),

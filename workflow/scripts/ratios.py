@@ -2,13 +2,14 @@
 
 import pandas as pd
 
-from ismcgm import ratios
+from ismcgm import cii, ratios
 from ismcgm.io import read_table, write_table
 from ismcgm.workflow_script import run
 
 
 def main():
-    tables = [read_table(snakemake.input.fluxes)] + [read_table(p) for p in snakemake.input.cii]
+    # [C II] over Ha at the same (ALMA) resolution: cii.match_resolution
+    tables = [read_table(snakemake.input.fluxes)] + [cii.match_resolution(read_table(p)) for p in snakemake.input.cii]
     fluxes = ratios.preferred_grating(pd.concat(tables, ignore_index=True))
     samples = pd.DataFrame(snakemake.params.samples)
     table = ratios.compute_ratios(fluxes, samples)
