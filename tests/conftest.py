@@ -35,19 +35,31 @@ def e2e(tmp_path_factory):
     return workdir
 
 
-@pytest.fixture(scope="session")
-def test_mock_cfg():
-    """The test config's ``mock:`` section with the schema defaults filled."""
+def _config(*overrides) -> dict:
+    """config.yaml updated by each override (section by section), schema defaults filled."""
     import yaml
 
     from ismcgm.workflow_config import check_config
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    override = yaml.safe_load(TEST_CONFIG.read_text())
-    for k, v in override.items():
-        if isinstance(v, dict):
-            cfg.setdefault(k, {}).update(v)
-        else:
-            cfg[k] = v
+    for override in overrides:
+        for k, v in override.items():
+            if isinstance(v, dict):
+                cfg.setdefault(k, {}).update(v)
+            else:
+                cfg[k] = v
     check_config(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
-    return cfg["mock"]
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def test_mock_cfg():
+    """The test config's ``mock:`` section with the schema defaults filled."""
+    import yaml
+
+    return _config(yaml.safe_load(TEST_CONFIG.read_text()))["mock"]
+
+
+def default_mock_cfg(**overrides) -> dict:
+    """The default config's ``mock:`` section (schema defaults filled), with ``overrides``."""
+    return {**_config()["mock"], **overrides}

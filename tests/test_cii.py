@@ -5,6 +5,8 @@ mock survey (ismcgm.mock)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,17 +16,9 @@ from astropy.wcs import WCS
 from ismcgm import cii, mock
 from ismcgm import instrument as ins
 from ismcgm.io import InputError
+from tests.conftest import default_mock_cfg
 
-CFG = {
-    "seed": 1,
-    "n_galaxies": 4,
-    "cgm_minus_ism_dex": {"O3": -0.01, "O2": 0.14, "N2": 0.04, "CII_HA": 0.3, "BALMER": -0.05},
-    "scatter_dex": 0.05,
-    "ebv_gas": {"ISM": [0.05, 0.4]},
-    "merger_fraction": 0.25,
-    "ifu_npix": 31,
-    "noise_scale": 1.0,
-}
+CFG = default_mock_cfg(seed=1, n_galaxies=4, ifu_npix=31)
 SEEDS = (1, 2, 3)
 
 
@@ -430,6 +424,67 @@ def test_cii_ratio_table():
     # linear Balmer decrements as a dict, Ha as a dict
     t2 = cii.cii_ratio_table(cii_in, {k: (1e-16, 1e-17) for k in cii_in}, {("g1", "g1", "ISM"): 4.0})
     assert t2["delta_balmer"].isna().all() and t2["delta_balmer_limit"].all()
+
+
+# ---------------------------------------------------------------------------
+# [C II] extent (mask variants 4r_cii, cii_3sigma)
+# ---------------------------------------------------------------------------
+def _gaussian_source_cube(plan, sigma_src, noise_jy=0.0, seed=0):
+    """The mock ALMA grid of ``plan`` holding a circular Gaussian [C II] source at the galaxy position."""
+    hdr, freqs = mock.alma_geometry(plan)
+    w = WCS(fits.Header(hdr))
+    bmaj, bmin, bpa = plan["alma"]["beam_arcsec_deg"]
+    f = 2 * np.sqrt(2 * np.log(2))
+    s2 = sigma_src**2 + bmaj * bmin / f**2  # circularised beam
+    n = mock.ALMA_NPIX
+    yy, xx = np.mgrid[:n, :n]
+    ra, dec = w.pixel_to_world_values(xx, yy)
+    r2 = ((ra - plan["ra"]) * np.cos(np.deg2rad(plan["dec"])) * 3600) ** 2 + ((dec - plan["dec"]) * 3600) ** 2
+    img = np.exp(-0.5 * r2 / s2)
+    nu = ins.cii_observed_ghz(plan["z"]) * 1e9
+    v = ins.C_KMS * (1 - freqs / nu)
+    spec = np.exp(-0.5 * (v / 100.0) ** 2) * 1e-3
+    data = spec[:, None, None] * img[None]
+    if noise_jy:
+        data = data + np.random.default_rng(seed).normal(0, noise_jy, data.shape)
+    return cii.AlmaCube("memory", plan["id"], data, w, freqs, bmaj, bmin, bpa, plan["alma"]["pixscale"],
+                        fits.Header())
+
+
+@pytest.mark.parametrize("sigma_src", [0.1, 0.25])
+def test_cii_half_light_radius_is_beam_deconvolved(plans, sigma_src):
+    """A Gaussian source: the deconvolved half-light radius is sigma sqrt(2 ln 2) (its FWHM / 2)."""
+    plan = next(p for p in plans if not p["merger"])
+    alma = _gaussian_source_cube(plan, sigma_src)
+    hl = cii.cii_half_light_radius(alma, plan["z"], [("", (plan["ra"], plan["dec"]))])
+    assert hl["r_arcsec"] == pytest.approx(sigma_src * np.sqrt(2 * np.log(2)), rel=0.03)
+    assert hl["r_kpc"] / hl["r_arcsec"] == pytest.approx(6.4, rel=0.1)  # kpc/" at z ~ 4.4-5.7
+
+
+def test_cii_contour_region_and_errors(plans):
+    plan = next(p for p in plans if not p["merger"])
+    alma = _gaussian_source_cube(plan, 0.3, noise_jy=2e-4)
+    pos = [("", (plan["ra"], plan["dec"]))]
+    region, rms = cii.cii_contour_region(alma, plan["z"], pos, nsigma=3.0)
+    mom0 = cii.moment0(alma, plan["z"])
+    assert region.any() and np.all(mom0[region] > 3 * rms)
+    # the rms is the moment-0 noise of the injected white noise (channels within +-300 km/s)
+    nchan = int(np.sum(np.abs(alma.velocity(plan["z"])) <= 300.0))
+    dv = mock.ALMA_DV_KMS
+    assert rms == pytest.approx(2e-4 * dv * np.sqrt(nchan), rel=0.1)
+    # only the region connected to the galaxy: a 10-sigma blob far away is not in it
+    far = alma.data.copy()
+    far[:, 5:9, 5:9] += 50 * 2e-4
+    blob = dataclasses.replace(alma, data=far)
+    region2, _ = cii.cii_contour_region(blob, plan["z"], pos, nsigma=3.0)
+    assert not region2[5:9, 5:9].any()
+    with pytest.raises(cii.NoCiiExtent, match="no \\[C II\\] emission above 3 sigma"):
+        empty = dataclasses.replace(alma, data=alma.data - _gaussian_source_cube(plan, 0.3).data)
+        cii.cii_contour_region(empty, plan["z"], pos, nsigma=3.0)
+    with pytest.raises(cii.NoCiiExtent, match="unresolved"):
+        cii.cii_half_light_radius(_gaussian_source_cube(plan, 0.0, noise_jy=2e-5), plan["z"], pos)
+    with pytest.raises(cii.NoCiiExtent, match="detected at only"):
+        cii.cii_half_light_radius(empty, plan["z"], pos)
 
 
 def _gauss_map(cov, w, n, flux=1.0, center=(0.0, 0.0)):

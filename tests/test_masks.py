@@ -363,9 +363,16 @@ def test_error_wrong_bunit(tmp_path):
     assert "BUNIT" in _one_line(exc, "synth03", path)
 
 
-def test_unknown_cgm_outer_is_explicit(single):
-    with pytest.raises(NotImplementedError):
-        masks.make_masks(single["image"], single["cube"], single["wcs"], single["row"], {"cgm_outer": "4r_cii"})
+def test_cgm_outer_choices(single, caplog):
+    """An unknown boundary is an error; a [C II] boundary without an ALMA cube falls back to the top-hat."""
+    with pytest.raises(ValueError, match="cgm_outer"):
+        masks.make_masks(single["image"], single["cube"], single["wcs"], single["row"], {"cgm_outer": "5r_cii"})
+    ref = masks.make_masks(single["image"], single["cube"], single["wcs"], single["row"])
+    with caplog.at_level("WARNING"):
+        m = masks.make_masks(single["image"], single["cube"], single["wcs"], single["row"], {"cgm_outer": "4r_cii"})
+    assert m["cgm_outer_used"] == "tophat" and "no ALMA cube" in caplog.text
+    for k in ref["regions"]:
+        np.testing.assert_array_equal(m["regions"][k], ref["regions"][k])
 
 
 def test_fig1_writes_pdf_png(merger, single, tmp_path):

@@ -29,20 +29,14 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from ismcgm import extract, io, masks, mock
+from ismcgm import cii, extract, io, masks, mock
 from ismcgm import instrument as ins
+from tests.conftest import default_mock_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 
-_PHYSICS = {
-    "cgm_minus_ism_dex": {"O3": -0.01, "O2": 0.14, "N2": 0.04, "CII_HA": 0.3},
-    "scatter_dex": 0.05,
-    "ebv_gas": {"ISM": [0.05, 0.4], "CGM": [0.0, 0.25]},
-    "merger_fraction": 0.25,
-    "noise_scale": 1.0,
-}
-TEST_MOCK = {"seed": 7, "n_galaxies": 4, "ifu_npix": 25, **_PHYSICS}
-DEFAULT_MOCK = {"seed": 1, "n_galaxies": 18, "ifu_npix": 31, **_PHYSICS}
+TEST_MOCK = default_mock_cfg(seed=7, n_galaxies=4, ifu_npix=25)
+DEFAULT_MOCK = default_mock_cfg(seed=1, n_galaxies=18, ifu_npix=31)
 
 #: The mask variants of the workflow configuration (``default``, ``ism5sigma``).
 VARIANTS = yaml.safe_load((REPO / "config.yaml").read_text())["masks"]
@@ -59,6 +53,7 @@ def _write_galaxy(plan, root) -> dict:
     for g in plan["ifu"]["gratings"]:
         mock.write_cube(plan, g, paths[f"cube_{g}"])
     mock.write_image(plan, paths["image"])
+    mock.write_alma(plan, paths["alma_cube"])
     return mock.sample_rows([plan], root=str(root))[0]
 
 
@@ -97,8 +92,10 @@ def _process(plan, row) -> dict:
         "plan": plan, "row": row, "shift": shift, "aligned": aligned, "valid": ref.valid_spaxels,
         "align_err": float(np.hypot(shift.shift_ra_arcsec + err[0], shift.shift_dec_arcsec + err[1])),
     }
-    for name in ("default", "ism5sigma"):
-        m = masks.make_masks(image, ref, aligned, row, VARIANTS[name])
+    alma = cii.read_alma_cube(row["alma_cube"], gid)
+    out["cii_noiseless"] = dataclasses.replace(alma, data=mock.alma_cube(plan, noise=False))
+    for name in ("default", "ism5sigma", "cii4r", "cii3sigma"):
+        m = masks.make_masks(image, ref, aligned, row, VARIANTS[name], alma=alma)
         out[name] = m
         if name == "default":
             pipe = _ism(m["regions"])
@@ -199,7 +196,7 @@ def test_alignment_single_cube_and_cubes_on_different_grids(default_survey):
 # --------------------------------------------------------------------------
 def test_masks_nonempty_disjoint_valid(survey):
     for gid, r in survey.items():
-        for variant in ("default", "ism5sigma"):
+        for variant in ("default", "ism5sigma", "cii4r", "cii3sigma"):
             reg = r[variant]["regions"]
             expect = {"ISM_A", "CGM_A", "ISM_B", "CGM_B"} if r["plan"]["merger"] else {"ISM", "CGM"}
             assert set(reg) == expect, gid
@@ -209,6 +206,66 @@ def test_masks_nonempty_disjoint_valid(survey):
                 assert not np.any(reg[a] & ~r["valid"]), (gid, variant, a)
                 for b in names[i + 1:]:
                     assert not np.any(reg[a] & reg[b]), (gid, variant, a, b)
+
+
+def test_cii_variants_keep_the_ism_and_move_the_outer_boundary(survey):
+    """[C II] variants: same ISM as the default, CGM bounded by 4 r_[CII] or the 3-sigma contour.
+
+    A galaxy whose [C II] is too faint to fit a size (< 5 sigma) falls back
+    to the top-hat boundary (default mock: mock08 at 4 sigma and merger
+    mock01 whose fainter component is at 5.0 sigma).
+    """
+    fallbacks = []
+    for gid, r in survey.items():
+        ism = _ism(r["default"]["regions"])
+        positions = masks._positions(r["row"])
+        for variant in ("cii4r", "cii3sigma"):
+            m = r[variant]
+            np.testing.assert_array_equal(_ism(m["regions"]), ism, err_msg=f"{gid} {variant}")
+        m = r["cii4r"]
+        if m["cgm_outer_used"] == "tophat":
+            fallbacks.append(gid)
+            with pytest.raises(cii.NoCiiExtent):
+                cii.cii_half_light_radius(cii.read_alma_cube(r["row"]["alma_cube"]), r["row"]["z"], positions)
+            np.testing.assert_array_equal(m["regions"]["CGM" if "CGM" in m["regions"] else "CGM_A"],
+                                          r["default"]["regions"]["CGM" if "CGM" in m["regions"] else "CGM_A"])
+            continue
+        assert m["cgm_outer_used"] == "4r_cii", gid
+        # every CGM spaxel centre inside a circle of 4 r_[CII]; every valid non-ISM spaxel inside one in the CGM
+        w, shape = r["aligned"].celestial, ism.shape
+        yy, xx = np.mgrid[: shape[0], : shape[1]]
+        sky = w.pixel_to_world(xx, yy)
+        dist = np.min([sky.separation(SkyCoord(ra, dec, unit="deg")).arcsec for _, (ra, dec) in positions], axis=0)
+        cgm = np.logical_or.reduce([v for k, v in m["regions"].items() if k.startswith("CGM")])
+        radius = m["cgm_outer_info"]["r_outer_arcsec"]
+        np.testing.assert_array_equal(cgm, (dist <= radius) & ~ism & r["valid"], err_msg=gid)
+        # the radius agrees with the same fit on the noiseless cube within its error (3 sigma)
+        noisy = cii.cii_half_light_radius(cii.read_alma_cube(r["row"]["alma_cube"]), r["row"]["z"], positions)
+        clean = cii.cii_half_light_radius(r["cii_noiseless"], r["row"]["z"], positions)
+        assert abs(noisy["r_arcsec"] - clean["r_arcsec"]) < 3 * noisy["r_err_arcsec"], (gid, noisy, clean)
+        assert 4 * noisy["r_arcsec"] == pytest.approx(radius)
+        assert 0.3 < m["cgm_outer_info"]["r_cii_kpc"] < 4.0, gid  # kpc: [C II] sizes of z ~ 5 galaxies
+    assert len(fallbacks) <= max(1, len(survey) // 8), fallbacks  # default mock: mock01 (5.0 sigma), mock08 (4)
+
+
+def test_cii_3sigma_boundary_follows_the_noiseless_contour(survey):
+    """The 3-sigma region agrees with the noiseless [C II] map cut at the same level on the IFU grid.
+
+    At a 3-sigma contour the noise is a third of the level, so the boundary
+    moves by about a beam: pooled IoU >= 0.8, each galaxy >= 0.65.
+    """
+    ious, inter, union = {}, 0, 0
+    for gid, r in survey.items():
+        m = r["cii3sigma"]
+        outer = np.logical_or.reduce(list(m["regions"].values()))
+        level = VARIANTS["cii3sigma"]["cii_nsigma"] * m["cgm_outer_info"]["cii_mom0_rms"]
+        clean = r["cii_noiseless"]
+        mom0 = cii.moment0(clean, r["plan"]["z"])
+        frac = masks.reproject_sb((mom0 > level).astype(float), clean.wcs, r["aligned"].celestial, outer.shape)
+        truth = ((np.nan_to_num(frac) >= 0.5) | _ism(m["regions"])) & r["valid"]
+        ious[gid] = round(float((outer & truth).sum() / (outer | truth).sum()), 3)
+        inter, union = inter + (outer & truth).sum(), union + (outer | truth).sum()
+    assert inter / union >= 0.8 and min(ious.values()) >= 0.65, ious
 
 
 def test_merger_halves_split_by_bisector(survey):

@@ -84,7 +84,11 @@ CGM: ``binary_dilation`` of the IFU-grid ISM (3x3 structure,
 ``dilation_iterations``), then ``astropy.convolution.convolve`` with a
 ``Tophat2DKernel`` of radius ``tophat_diameter_arcsec / 2 / pixscale``,
 keeping every spaxel above half the smallest non-zero kernel value (i.e.
-every spaxel the top-hat reaches, robust to rounding), minus the ISM.  Both
+every spaxel the top-hat reaches, robust to rounding), minus the ISM.  The
+paper's robustness variants replace that outer boundary by one from [C II]
+(``cgm_outer: 4r_cii`` -- a circle of 4 beam-deconvolved [C II] half-light
+radii -- or ``cii_3sigma`` -- the [C II] moment-0 3-sigma contour;
+:func:`cii_outer_boundary`).  Both
 ISM and CGM then lose the cube's invalid (all-NaN) spaxels and the
 ``exclude_region`` (SPEC 0: "drop from all masks").  Mergers are split by
 the perpendicular bisector of the two component positions (side A is the
@@ -134,7 +138,14 @@ DEFAULT_PARAMS = {
     "dilation_iterations": 1,
     "tophat_diameter_arcsec": 0.5,
     "cgm_outer": "tophat",
+    "cii_radius_factor": 4.0,
+    "cii_nsigma": 3.0,
+    "cii_window_kms": 300.0,
 }
+
+#: Outer CGM boundaries: the top-hat expansion of the ISM (the paper's) and
+#: the two [C II] robustness variants, which need the galaxy's ALMA cube.
+CGM_OUTER = ("tophat", "4r_cii", "cii_3sigma")
 
 #: Short FITS keywords of the variant parameters.
 PARAM_KEYS = {
@@ -143,6 +154,9 @@ PARAM_KEYS = {
     "dilation_iterations": "DILITER",
     "tophat_diameter_arcsec": "TOPHATD",
     "cgm_outer": "CGMOUTER",
+    "cii_radius_factor": "CIIRFAC",
+    "cii_nsigma": "CIINSIG",
+    "cii_window_kms": "CIIWIN",
 }
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
@@ -759,9 +773,10 @@ def _check_params(params) -> dict:
     if "variant" in params and "name" not in params:
         params["name"] = params.pop("variant")
     p.update(params)
-    if p["cgm_outer"] != "tophat":
-        raise NotImplementedError(f"cgm_outer={p['cgm_outer']!r} is not implemented yet (only 'tophat')")
-    if float(p["ism_nsigma"]) <= 0 or int(p["dilation_iterations"]) < 0 or float(p["tophat_diameter_arcsec"]) < 0:
+    if p["cgm_outer"] not in CGM_OUTER:
+        raise ValueError(f"cgm_outer={p['cgm_outer']!r} is not one of {CGM_OUTER}")
+    if (float(p["ism_nsigma"]) <= 0 or int(p["dilation_iterations"]) < 0 or float(p["tophat_diameter_arcsec"]) < 0
+            or float(p["cii_radius_factor"]) <= 0 or float(p["cii_nsigma"]) <= 0 or float(p["cii_window_kms"]) <= 0):
         raise ValueError(f"invalid mask parameters {p}")
     return p
 
@@ -858,7 +873,45 @@ def ism_ifu_mask(sb: np.ndarray, wcs: WCS, positions, threshold: float, max_dist
     return out
 
 
-def make_masks(image: Image, cube: Cube, aligned_wcs: WCS, row, params=None) -> dict:
+def cii_outer_boundary(alma, row, params, wcs: WCS, shape, positions) -> tuple[np.ndarray, dict]:
+    """Outer CGM boundary of the [C II] mask variants, on the IFU grid.
+
+    ``cgm_outer: 4r_cii``: spaxels whose centre lies within ``cii_radius_factor``
+    (4) times the beam-deconvolved [C II] half-light radius
+    (:func:`ismcgm.cii.cii_half_light_radius`) of the galaxy position (for a
+    merger: of either component position, with the radius fitted jointly).
+    ``cgm_outer: cii_3sigma``: the region inside the [C II] moment-0
+    ``cii_nsigma`` (3) contour (:func:`ismcgm.cii.cii_contour_region`),
+    reprojected onto the IFU grid with ``reproject_exact``; a spaxel belongs
+    to it when at least half of its area does.
+
+    Returns
+    -------
+    outer : ndarray of bool
+    info : dict
+        ``r_cii_kpc`` (4r_cii) or ``cii_mom0_rms`` [Jy/beam km/s] (cii_3sigma).
+    """
+    from regions import CircleSkyRegion
+    from astropy.coordinates import SkyCoord
+
+    from . import cii
+
+    gid, z = row["id"], float(row["z"])
+    if params["cgm_outer"] == "4r_cii":
+        hl = cii.cii_half_light_radius(alma, z, positions, float(params["cii_window_kms"]), galaxy=gid)
+        radius = float(params["cii_radius_factor"]) * hl["r_arcsec"]
+        outer = np.zeros(tuple(shape), bool)
+        for _, (ra, dec) in positions:
+            circle = CircleSkyRegion(SkyCoord(ra * u.deg, dec * u.deg), radius * u.arcsec)
+            outer |= circle.to_pixel(wcs).to_mask(mode="center").to_image(tuple(shape)) > 0
+        return outer, {"r_cii_kpc": hl["r_kpc"], "r_outer_arcsec": radius}
+    region, noise = cii.cii_contour_region(alma, z, positions, float(params["cii_nsigma"]),
+                                           float(params["cii_window_kms"]), gid)
+    frac = reproject_sb(region.astype(float), alma.wcs, wcs, shape)
+    return np.nan_to_num(frac) >= 0.5, {"cii_mom0_rms": noise}
+
+
+def make_masks(image: Image, cube: Cube, aligned_wcs: WCS, row, params=None, alma=None) -> dict:
     """ISM and CGM masks on the aligned IFU grid of the reference grating.
 
     Parameters
@@ -874,6 +927,11 @@ def make_masks(image: Image, cube: Cube, aligned_wcs: WCS, row, params=None) -> 
         ``ifu_psf_fwhm``, ``merger``, ``components``, ``exclude_region``).
     params : dict, optional
         Mask variant (keys of :data:`DEFAULT_PARAMS`).
+    alma : ismcgm.cii.AlmaCube, optional
+        The galaxy's [C II] cube, for ``cgm_outer`` ``4r_cii`` and
+        ``cii_3sigma`` (:func:`cii_outer_boundary`).  Without it those
+        variants fall back to the top-hat boundary with a warning
+        (``cgm_outer_used`` says which boundary was used).
 
     Returns
     -------
@@ -884,7 +942,8 @@ def make_masks(image: Image, cube: Cube, aligned_wcs: WCS, row, params=None) -> 
         of the PSF-matched image, ``threshold`` [MJy/sr], ``ism_sb`` (the
         PSF-matched image reprojected onto the aligned IFU grid, mean
         surface brightness per spaxel, thresholded for the ISM),
-        ``ism_image`` (ISM footprint on the image grid), ``positions``.
+        ``ism_image`` (ISM footprint on the image grid), ``positions``,
+        ``cgm_outer_used`` and ``cgm_outer_info`` (:func:`cii_outer_boundary`).
 
     Raises
     ------
@@ -932,24 +991,41 @@ def make_masks(image: Image, cube: Cube, aligned_wcs: WCS, row, params=None) -> 
         expanded = convolve(grown.astype(float), kern, boundary="fill", fill_value=0.0, normalize_kernel=False) > eps
     else:
         expanded = grown
-    cgm = expanded & ~ism
-
     drop = ~valid
     excl = str(row.get("exclude_region", "") or "").strip()
     if excl and excl.lower() != "nan":
         drop = drop | exclude_mask(excl, w, shape, gid)
     ism = ism & ~drop
-    cgm = cgm & ~drop
     if not ism.any():
         raise InputError(gid, cube.path, "ISM is empty after removing invalid/excluded spaxels",
                          "check exclude_region and the cube's NaN spaxels")
+    side_a = _bisector_side_a(w, shape, positions[0][1], positions[1][1]) if len(positions) == 2 else None
+
+    outer_used, outer_info = p["cgm_outer"], {}
+    if outer_used != "tophat" and alma is None:
+        log.warning("%s: no ALMA cube for cgm_outer=%s; using the top-hat CGM boundary", gid, outer_used)
+        outer_used = "tophat"
+    if outer_used != "tophat":
+        from .cii import NoCiiExtent
+
+        try:
+            outer, outer_info = cii_outer_boundary(alma, row, p, w, shape, positions)
+            cgm = outer & ~ism & ~drop
+            halves = [cgm] if side_a is None else [cgm & side_a, cgm & ~side_a]
+            if not all(h.any() for h in halves):
+                raise NoCiiExtent(gid, alma.path, f"the [C II] boundary (cgm_outer={outer_used}) lies inside the ISM",
+                                  "use cgm_outer: tophat for this galaxy")
+            expanded = outer
+        except NoCiiExtent as exc:
+            log.warning("%s; using the top-hat CGM boundary", exc)
+            outer_used, outer_info = "tophat", {}
+    cgm = expanded & ~ism & ~drop
     if not cgm.any():
         raise InputError(gid, cube.path,
                          f"CGM is empty (tophat_diameter_arcsec={p['tophat_diameter_arcsec']:g}, after invalid/excluded spaxels)",
                          "enlarge the top-hat or check exclude_region / the cube's field of view")
 
-    if len(positions) == 2:
-        side_a = _bisector_side_a(w, shape, positions[0][1], positions[1][1])
+    if side_a is not None:
         regions = {"ISM_A": ism & side_a, "CGM_A": cgm & side_a, "ISM_B": ism & ~side_a, "CGM_B": cgm & ~side_a}
         for name, m in regions.items():
             if not m.any():
@@ -969,6 +1045,8 @@ def make_masks(image: Image, cube: Cube, aligned_wcs: WCS, row, params=None) -> 
         "ism_sb": sb,
         "ism_image": ism_img,
         "positions": positions,
+        "cgm_outer_used": outer_used,
+        "cgm_outer_info": outer_info,
     }
 
 

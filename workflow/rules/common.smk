@@ -92,6 +92,13 @@ def reference_cube(wildcards):
     return reference_cube_of(wildcards.id)
 
 
+def alma_for_masks(wildcards):
+    """The galaxy's ALMA cube when the mask variant draws its CGM boundary from [C II]."""
+    path = SAMPLES.loc[wildcards.id, "alma_cube"]
+    needs = config["masks"][wildcards.variant]["cgm_outer"] != "tophat"
+    return [path] if needs and path else []
+
+
 def exclude_region(wildcards):
     """The galaxy's exclude_region file, if any (an input so edits trigger a rerun)."""
     path = SAMPLES.loc[wildcards.id, "exclude_region"]

@@ -40,6 +40,7 @@ rule masks:
         cube=reference_cube,
         alignment=f"{RESULTS}/alignment/{{id}}.csv",
         exclude=exclude_region,
+        alma=alma_for_masks,
     output:
         masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
         regions=f"{RESULTS}/masks/{{variant}}/{{id}}_regions.csv",
