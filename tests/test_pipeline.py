@@ -96,6 +96,32 @@ def test_changing_one_shift_reruns_only_what_depends_on_it(e2e, tmp_path):
         assert f"rule {cached}:" not in jobs and f"\n{cached} " not in jobs, cached
 
 
+def test_cii_mask_variants_run_in_the_workflow(e2e, tmp_path):
+    """The [C II] variants take the ALMA cube as a masks input and reuse the cached mock and alignment."""
+    work = tmp_path / "cii_variants"
+    _copy_run(e2e, work)
+    cfg = tmp_path / "cii.yaml"
+    cfg.write_text("variants: [default, cii4r, cii3sigma]\n")
+    targets = [f"results/tables/{v}/regions.csv" for v in ("cii4r", "cii3sigma")]
+    dry = run_snakemake(work, "-n", *targets, configfiles=(TEST_CONFIG, cfg)).stdout
+    assert "rule masks:" in dry and "_cii_cube.fits" in dry
+    for cached in ("mock_cube", "mock_alma", "align"):
+        assert f"rule {cached}:" not in dry, cached
+    run_snakemake(work, "--cores", "2", *targets, configfiles=(TEST_CONFIG, cfg))
+    default = read_table(work / "results/tables/default/regions.csv").set_index(["component", "region"])
+    for variant, outer in (("cii4r", "4r_cii"), ("cii3sigma", "cii_3sigma")):
+        reg = read_table(work / f"results/tables/{variant}/regions.csv").set_index(["component", "region"])
+        assert set(reg["cgm_outer"]) <= {outer, "tophat"} and (reg["cgm_outer"] == outer).any(), reg
+        ism = reg.xs("ISM", level="region")["n_spaxels"]
+        assert (ism == default.xs("ISM", level="region")["n_spaxels"]).all()
+        cgm = reg.xs("CGM", level="region")
+        used = cgm["cgm_outer"] == outer
+        assert (cgm["n_spaxels"] > 0).all()
+        assert (cgm.loc[used, "n_spaxels"] != default.xs("CGM", level="region").loc[used[used].index, "n_spaxels"]).any()
+        if outer == "4r_cii":
+            assert (cgm.loc[used, "r_cii_kpc"].between(0.3, 4.0)).all(), cgm
+
+
 def test_validation_summary_written(e2e):
     import json
 
