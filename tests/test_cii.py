@@ -500,6 +500,17 @@ def _gauss_map(cov, w, n, flux=1.0, center=(0.0, 0.0)):
     return flux * pix * np.exp(-0.5 * q) / (2 * np.pi * np.sqrt(np.linalg.det(cov)))
 
 
+def _rotated_wcs(n, rotation_deg, pix=0.1):
+    """TAN WCS of an n x n grid of ``pix``" pixels, rotated by ``rotation_deg`` (east left at 0)."""
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [150.0, 2.0]
+    w.wcs.crpix = [(n + 1) / 2.0] * 2
+    t = np.deg2rad(rotation_deg)
+    w.wcs.cd = (pix / 3600) * np.array([[-np.cos(t), np.sin(t)], [np.sin(t), np.cos(t)]])
+    return w
+
+
 @pytest.mark.parametrize("rotation_deg", [0.0, 37.0])
 def test_ha_beam_matching_removes_resolution_bias(rotation_deg):
     """Lines distributed alike: [C II] at the beam over beam-matched Ha is the same in ISM and CGM.
@@ -509,12 +520,7 @@ def test_ha_beam_matching_removes_resolution_bias(rotation_deg):
     IFU grid too.
     """
     n, f = 61, 2 * np.sqrt(2 * np.log(2))
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [150.0, 2.0]
-    w.wcs.crpix = [(n + 1) / 2.0] * 2
-    t = np.deg2rad(rotation_deg)
-    w.wcs.cd = (0.1 / 3600) * np.array([[-np.cos(t), np.sin(t)], [np.sin(t), np.cos(t)]])
+    w = _rotated_wcs(n, rotation_deg)
     beam, psf = (0.36, 0.28, 25.0), 0.19
     pa = np.deg2rad(beam[2])
     maj, mnr = np.array([np.sin(pa), np.cos(pa)]), np.array([np.cos(pa), -np.sin(pa)])
@@ -538,12 +544,7 @@ def test_ha_beam_matching_removes_resolution_bias(rotation_deg):
 def test_matching_kernel_covariance_on_a_rotated_grid(rotation_deg):
     """The kernel's second moments, mapped to the sky through the WCS, are C_beam - C_psf."""
     n, f = 41, 2 * np.sqrt(2 * np.log(2))
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [150.0, 2.0]
-    w.wcs.crpix = [(n + 1) / 2.0] * 2
-    t = np.deg2rad(rotation_deg)
-    w.wcs.cd = (0.1 / 3600) * np.array([[-np.cos(t), np.sin(t)], [np.sin(t), np.cos(t)]])
+    w = _rotated_wcs(n, rotation_deg)
     w.array_shape = (n, n)
     beam, psf = (0.40, 0.25, 60.0), 0.19
     k = cii.matching_kernel(beam, psf, w)
