@@ -72,7 +72,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ismcgm.dust import R_V as CALZETTI_RV  # noqa: F401  (kept for backward compatibility)
 from ismcgm.dust import calzetti_k
 from ismcgm.instrument import LINE_WAVELENGTHS, TIED_RATIOS
 
@@ -106,8 +105,9 @@ NII_LOWSN_SNR = 5.0
 UNEXTINCTED_LINES = ("CII",)
 
 
-#: Columns required in the ``line_fluxes`` table.
-LINE_FLUX_COLUMNS = (
+#: Columns the ratios need: a subset of the ``line_fluxes.csv`` contract
+#: (:data:`ismcgm.linefluxes.LINE_FLUX_COLUMNS`), also met by the [C II] rows.
+REQUIRED_COLUMNS = (
     "id",
     "component",
     "region",
@@ -203,7 +203,7 @@ def as_bool(values) -> np.ndarray:
 
 
 def _check_line_fluxes(line_fluxes: pd.DataFrame) -> None:
-    missing = [c for c in LINE_FLUX_COLUMNS if c not in line_fluxes.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in line_fluxes.columns]
     if missing:
         raise ValueError(f"line_fluxes lacks the columns {missing}")
     dup = line_fluxes.duplicated(_KEYS + ["line"])
