@@ -1,10 +1,13 @@
-"""DAG-build time of the workflow (``snakemake -n``) versus the number of mock galaxies.
+"""Scale of the workflow: DAG-build time and wall time against cores.
 
-No data are generated: the mock's galaxy list is computed from the config at
-parse time.  Prints each time and the ratio to the 18-galaxy baseline,
-measured in the same process run.
+(a) ``snakemake -n`` versus the number of mock galaxies.  No data are
+generated: the mock's galaxy list is computed from the config at parse time.
+(b) With ``--cores``, the wall time of the whole analysis from an empty
+directory at each core count (the default config, or ``--configfile`` on top
+of it, e.g. ``tests/config/test.yaml`` for a quick look).  Each part prints
+its times and the ratios to its first entry, all measured in the same run.
 
-    python bench/scale.py [--sizes 18 100 1000]
+    python bench/scale.py [--sizes 18 100 1000] [--cores 1 2 16] [--configfile extra.yaml]
 """
 
 from __future__ import annotations
@@ -32,9 +35,25 @@ def dry_run_seconds(n_galaxies: int, workdir: Path) -> float:
     return dt
 
 
+def full_run_seconds(cores: int, workdir: Path, configfile: str | None) -> float:
+    """Wall time of the whole analysis from an empty ``workdir``."""
+    cfgs = [str(REPO / "config.yaml")] + ([str(Path(configfile).resolve())] if configfile else [])
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--cores", str(cores), "-q", "rules", "--configfile", *cfgs]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    return dt
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[18, 100, 1000])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="*", default=[18, 100, 1000],
+                    help="mock sample sizes for the dry runs (none: skip)")
+    ap.add_argument("--cores", type=int, nargs="*", default=[], help="core counts for timed full runs")
+    ap.add_argument("--configfile", default=None, help="extra config for the timed full runs")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = None
@@ -42,6 +61,12 @@ def main():
             dt = dry_run_seconds(n, Path(tmp))
             base = base or dt
             print(f"snakemake -n with {n:5d} mock galaxies: {dt:6.2f} s   ratio to {args.sizes[0]}: {dt / base:5.2f}")
+        base = None
+        for cores in args.cores:
+            dt = full_run_seconds(cores, Path(tmp) / f"cores{cores}", args.configfile)
+            base = base or dt
+            print(f"full analysis at --cores {cores:2d}: {dt:7.1f} s   speed-up over --cores {args.cores[0]}: "
+                  f"{base / dt:5.2f}", flush=True)
 
 
 if __name__ == "__main__":
