@@ -45,6 +45,9 @@ LINE_FAMILIES = {
     "CII": ("CII",),
 }
 
+#: Columns of the truth tables compared with the measured fluxes.
+TRUE_COLUMNS = ["component", "region", "grating", "line", "true_flux"]
+
 #: Ratios whose injected shift is a config value.
 DIRECT = ("O3", "O2", "N2", "CII_HA", "BALMER")
 
@@ -96,8 +99,9 @@ def true_fluxes_as_measured(true_df: pd.DataFrame, line_fluxes: pd.DataFrame, in
     from .dust import correct, ebv_from_balmer
 
     keys = ["component", "region", "grating", "line"]
-    df = line_fluxes.drop(columns=["flux", "flux_dustcorr", "ebv_gas", "ha_beam_factor"], errors="ignore").merge(
-        true_df.rename(columns={"true_flux": "flux"}), on=keys, how="left")
+    native = ["flux_native", "flux_native_err", "upper_limit_native"]
+    df = line_fluxes.drop(columns=["flux", "flux_dustcorr", "ebv_gas"] + native, errors="ignore").merge(
+        true_df.rename(columns={"true_flux": "flux", "true_flux_native": "flux_native"}), on=keys, how="left")
     out = []
     for (comp, region), g in df.groupby(["component", "region"], sort=False):
         g = g.copy()
@@ -211,27 +215,30 @@ def true_cii_fluxes(truth_path, masks_path, alma_path, z, regions, galaxy=None, 
     (:func:`ismcgm.cii.reproject_masks`).  Returns ``component, region,
     grating ('alma'), line ('CII'), true_flux`` [erg/s/cm2] and, when
     ``ha_grid = (grating, aligned celestial WCS, (ny, nx))`` and ``psf_fwhm``
-    are given, ``ha_beam_factor`` from the truth Ha map of that grating
-    through the masks carried onto its grid (:func:`ismcgm.cii.ha_beam_factors`,
-    as the measurement does with the observed Ha map).
+    are given, ``true_flux_native``: the beam spill undone as the
+    measurement does (:func:`ismcgm.cii.transfer_matrix` from the truth Ha
+    map of that grating through the masks carried onto its grid).
     """
-    from .cii import ha_beam_factors, jykms_to_cgs, read_alma_cube, reproject_masks
+    from .cii import jykms_to_cgs, read_alma_cube, region_names, reproject_masks, transfer_matrix
 
     alma = read_alma_cube(alma_path, galaxy)
     mask_dict, mask_wcs, _ = read_masks(masks_path)
     weights = reproject_masks(mask_dict, mask_wcs, alma, galaxy)
     truth = fits.getdata(truth_path, "CII")
     nu = alma.nu_line(z)
-    factors = {}
+    out = pd.DataFrame([{"component": c, "region": r, "grating": "alma", "line": "CII",
+                         "true_flux": float(jykms_to_cgs(np.nansum(truth * weights[ext]), nu))}
+                        for c, r, ext in regions])
+    out["true_flux_native"] = np.nan
     if ha_grid is not None:
         grating, wcs, shape = ha_grid
         ha = fits.getdata(truth_path, f"{grating.upper()}_HA")
         carried = {ext: carry_mask(mask_dict[ext], mask_wcs, wcs, shape) for _, _, ext in regions}
-        factors = ha_beam_factors(ha, carried, wcs, alma.beam, psf_fwhm, galaxy)
-    return pd.DataFrame([{"component": c, "region": r, "grating": "alma", "line": "CII",
-                          "true_flux": float(jykms_to_cgs(np.nansum(truth * weights[ext]), nu)),
-                          "ha_beam_factor": factors.get(ext, np.nan)}
-                         for c, r, ext in regions])
+        names, t = transfer_matrix(ha, carried, wcs, alma.beam, psf_fwhm, galaxy)
+        index = {region_names(galaxy, n): k for k, n in enumerate(names)}
+        order = [index[(c, r)] for c, r in zip(out["component"], out["region"])]
+        out["true_flux_native"] = np.linalg.solve(t[np.ix_(order, order)], out["true_flux"].to_numpy(float))
+    return out
 
 
 def galaxy_true_fluxes(row, truth_path, masks_path, alignment: pd.DataFrame, cube_paths: dict, regions,
@@ -255,7 +262,7 @@ def galaxy_true_fluxes(row, truth_path, masks_path, alignment: pd.DataFrame, cub
     Returns
     -------
     DataFrame
-        ``component, region, grating, line, true_flux`` (+ ``ha_beam_factor``
+        ``component, region, grating, line, true_flux`` (+ ``true_flux_native``
         on the [C II] rows).
     """
     headers = {g: fits.getheader(p, "SCI") for g, p in cube_paths.items()}

@@ -8,8 +8,8 @@ from ismcgm.workflow_script import run
 
 
 def main():
-    # [C II] over Ha at the same (ALMA) resolution: cii.match_resolution
-    tables = [read_table(snakemake.input.fluxes)] + [cii.match_resolution(read_table(p)) for p in snakemake.input.cii]
+    # [C II] at the IFU resolution (beam spill between the regions undone): cii.native_resolution
+    tables = [read_table(snakemake.input.fluxes)] + [cii.native_resolution(read_table(p)) for p in snakemake.input.cii]
     fluxes = ratios.preferred_grating(pd.concat(tables, ignore_index=True))
     samples = pd.DataFrame(snakemake.params.samples)
     table = ratios.compute_ratios(fluxes, samples)

@@ -24,16 +24,16 @@ def main():
 
     samples = pd.DataFrame(par.samples)
     true_fluxes = validation.true_fluxes_as_measured(true_df, fluxes, par.intrinsic_ha_hb)
-    # ratios as the pipeline forms them ([C II] over beam-matched Ha: cii.match_resolution)
-    true_ratios = ratios.compute_ratios(ratios.preferred_grating(cii.match_resolution(true_fluxes)), samples)
-    measured_ratios = ratios.compute_ratios(ratios.preferred_grating(cii.match_resolution(fluxes)), samples)
+    # ratios as the pipeline forms them ([C II] at the IFU resolution: cii.native_resolution)
+    true_ratios = ratios.compute_ratios(ratios.preferred_grating(cii.native_resolution(true_fluxes)), samples)
+    measured_ratios = ratios.compute_ratios(ratios.preferred_grating(cii.native_resolution(fluxes)), samples)
     # the same components as the measured statistic: the measured limits decide
     keys = ["component", "region", "ratio"]
     true_ratios = true_ratios.drop(columns="limit").merge(measured_ratios[keys + ["limit"]], on=keys)
     true_stats = stats.statistics_table(true_ratios, par.seed, par.n_mc)
     measured = read_table(inp.stats)
     recovery = validation.recovery_table(measured, true_stats, validation.injected_shifts(truth, ratios.RATIOS))
-    pull_rows, pulls = validation.flux_pulls(fluxes, true_df.drop(columns="ha_beam_factor", errors="ignore"))
+    pull_rows, pulls = validation.flux_pulls(fluxes, true_df[validation.TRUE_COLUMNS])
     write_table(recovery, snakemake.output.recovery, comment="validation against the SYNTHETIC mock truth")
     write_table(pulls, snakemake.output.pulls, comment="pull = (flux - true flux through the mask) / flux_err")
     with atomic_path(snakemake.output.summary) as tmp:
