@@ -75,8 +75,12 @@ def sample_row(wildcards):
 
 
 def mask_params(wildcards):
-    """Parameters of the mask variant, with its name."""
-    return {"name": wildcards.variant, **config["masks"][wildcards.variant]}
+    """Parameters of the mask variant, with its name (the [C II] ones only where the variant uses [C II],
+    so that editing them reruns only those variants)."""
+    params = config["masks"][wildcards.variant]
+    if params["cgm_outer"] == "tophat":
+        params = {k: v for k, v in params.items() if not k.startswith("cii_")}
+    return {"name": wildcards.variant, **params}
 
 
 def image_path(wildcards):
