@@ -1500,8 +1500,11 @@ def _make_result(problem, data, theta, beta, chi2, success, method):
         amp[swap] = amp[swap][:, ::-1]
     # everything per realisation (its own channel mask), never over the batch
     mask = data.w > 0
-    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+    if np.all(mask == mask[0]):  # the usual case: one mask for all
+        patterns, inverse = mask[:1], np.zeros(n, dtype=np.intp)
+    else:
+        patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
     covered = np.array([_group_coverage(problem, p) for p in patterns])[inverse]  # (n, ng)
     n_cont = np.array([problem.n_cont - np.count_nonzero(_cont_without_data(problem, p)) for p in patterns])
     comp_flux, flux = {}, {}
