@@ -625,18 +625,19 @@ def _dense_linear(problem, data, theta):
 # the last bit, on which other realisations are fitted in the same call (the
 # workflow fits them in chunks of any size).  So the realisation axis is never
 # a dimension of a BLAS matrix (whose blocking and kernels depend on the
-# matrix sizes), and no array that a realisation's numbers are summed over has
-# a shape that depends on the batch:
+# matrix sizes), and every sum of a realisation's numbers runs over its own
+# numbers only, in an order that does not depend on the batch:
 #
-# * every sum over channels is a stacked matrix product over the *dense*
-#   fitted-channel axis (one BLAS call of a shape fixed by the problem per
-#   realisation), or a pairwise sum (:func:`_tree_sum`) over a stencil in
-#   which the realisation's own values form a prefix followed by exact zeros;
-# * the Gaussians are evaluated on short per-transition stencils whose length
-#   is shared by the batch, but only the channels within ``_STENCIL_NSIG``
-#   observed sigmas of the realisation's own line centre are kept (the rest
-#   are zeroed), and they are added into the dense columns one transition at
-#   a time in a fixed order;
+# * every sum over the fitted channels is a stacked matrix product over the
+#   *dense* fitted-channel axis (one BLAS call of a shape fixed by the problem
+#   per realisation);
+# * the Gaussians are evaluated on ragged per-transition stencils (the
+#   channels within ``_STENCIL_NSIG`` observed sigmas of the realisation's own
+#   line centre), laid out one after the other in a flat array ordered by
+#   transition, realisation and channel; sums over stencils and additions
+#   into the dense columns are sequential accumulations in that order
+#   (:func:`numpy.bincount`), so a realisation's sums see its own values only,
+#   always in the same order;
 # * the grid scan applies its (data-independent) columns to the data in
 #   blocks of a fixed number of realisations (:func:`_apply_to_rows`);
 # * the damped Newton iteration keeps every realisation on its own path.
@@ -649,23 +650,6 @@ _STENCIL_NSIG = 7.0
 
 #: Realisations per matrix product of the grid scan (see :func:`_apply_to_rows`).
 _ROW_BLOCK = 16
-
-
-def _tree_sum(x):
-    """Pairwise sum over the last axis, in an order fixed by position alone.
-
-    The axis is zero-padded to a power of two and halved repeatedly.  If the
-    non-zero values of a row form a prefix, the result equals that of the
-    prefix alone, however long the axis is.
-    """
-    size = x.shape[-1]
-    p2 = 1 << max(0, size - 1).bit_length()
-    if p2 != size:
-        x = np.concatenate([x, np.zeros(x.shape[:-1] + (p2 - size,))], axis=-1)
-    while p2 > 1:
-        p2 //= 2
-        x = x[..., :p2] + x[..., p2:]
-    return x[..., 0]
 
 
 def _apply_to_rows(mat, x):
@@ -685,12 +669,7 @@ def _apply_to_rows(mat, x):
 
 @dataclass(frozen=True)
 class _Stencils:
-    """The fitted transitions (those inside a window) for stencil evaluation.
-
-    ``edges`` holds the channel edges of every window, each extended by
-    ``pad`` extrapolated edges so that a stencil may run past the window's
-    end (those channels are discarded).
-    """
+    """The fitted transitions (those inside a window) for stencil evaluation."""
 
     rest_A: np.ndarray  # (T,)
     lsf_kms: np.ndarray  # (T,)
@@ -699,25 +678,22 @@ class _Stencils:
     start: np.ndarray  # (T,) first fitted channel of the window
     n_chan: np.ndarray  # (T,) channels in the window
     edge_off: np.ndarray  # (T,) offset of the window's edges in ``edges``
-    edges: np.ndarray
+    edges: np.ndarray  # the channel edges of all windows, one after the other
     windows: tuple  # ((segment, slice of the transitions), ...)
 
 
 def _stencil_setup(problem):
-    pad = max(seg.stop - seg.start for seg in problem.segments) + 1
     idx, start, n_chan, edge_off, edges, windows = [], [], [], [], [], []
     off = 0
     for seg in problem.segments:
-        e = seg.edges_A
-        ext = np.concatenate([e, e[-1] + (e[-1] - e[-2]) * np.arange(1, pad + 1)])
         windows.append((seg, slice(len(idx), len(idx) + seg.trans.size)))
         for t in seg.trans:
             idx.append(t)
             start.append(seg.start)
             n_chan.append(seg.stop - seg.start)
             edge_off.append(off)
-        edges.append(ext)
-        off += ext.size
+        edges.append(seg.edges_A)
+        off += seg.edges_A.size
     idx = np.asarray(idx, dtype=np.intp)
     tr = problem.trans
     return _Stencils(
@@ -731,6 +707,100 @@ def _stencil_setup(problem):
         edges=np.concatenate(edges),
         windows=tuple(windows),
     )
+
+
+class _Flat:
+    """Ragged stencils of one kinematic component, flattened.
+
+    Stencil ``i = t * n + row`` covers the fitted channels within
+    ``_STENCIL_NSIG`` observed sigmas of the centre of transition ``t`` of
+    realisation ``row`` (clipped to the transition's window).  Its ``L``
+    channels are described by ``L + 1`` consecutive points of the flat
+    arrays, one per channel edge; the point of a channel's lower edge holds
+    that channel's values, the last point of a stencil (the upper edge of its
+    last channel) holds ``chan = n_fit`` and a zero ``scale``.
+
+    Per stencil (shape (T * n,)): ``row``, ``tr`` (transition), ``mu``,
+    ``sobs``, ``sw``.  Per point (shape (E,)): ``sid`` (stencil), ``chan``
+    (fitted channel, ``n_fit`` for none), ``x`` (standardised edge), ``scale``
+    (weight of the transition / channel width x channel weight), ``prof``
+    (weighted channel-integrated profile per unit group amplitude) and, for
+    derivatives, ``phi`` (normal density at ``x``), ``dv`` and ``dq``
+    (``d prof / dv`` and ``d prof / d sigma**2``).
+    """
+
+
+def _flat_stencils(ctx, theta_c, order):
+    """The :class:`_Flat` stencils of ``ctx`` at ``theta_c`` (n, 2)."""
+    st = ctx.st
+    n, n_t = theta_c.shape[0], st.rest_A.size
+    f = _Flat()
+    mu, sobs, sw = _centres_widths(theta_c, ctx.problem.z, st.rest_A, st.lsf_kms)
+    mu, sobs, sw = mu.T.ravel(), sobs.T.ravel(), sw.T.ravel()  # transition-major
+    lo = mu - _STENCIL_NSIG * sw
+    hi = mu + _STENCIL_NSIG * sw
+    first = np.empty(mu.size, dtype=np.intp)
+    last = np.empty(mu.size, dtype=np.intp)
+    for seg, sl in st.windows:
+        fs = slice(sl.start * n, sl.stop * n)
+        first[fs] = np.searchsorted(seg.edges_A, lo[fs], side="right")
+        last[fs] = np.searchsorted(seg.edges_A, hi[fs], side="left")
+    n_chan = np.repeat(st.n_chan, n)
+    first -= 1
+    np.clip(first, 0, n_chan, out=first)
+    np.minimum(last, n_chan, out=last)
+    count = np.maximum(last - first, 0)
+    count += 1  # points (edges) per stencil
+    ends = np.cumsum(count)
+    sid = np.repeat(np.arange(mu.size), count)
+    local = np.arange(ends[-1]) - (ends - count)[sid]
+    edge = st.edges[(np.repeat(st.edge_off, n) + first)[sid] + local]
+    chan = (np.repeat(st.start, n) + first)[sid] + local
+    chan[ends - 1] = ctx.n_fit
+    de = np.empty(edge.size)
+    np.subtract(edge[1:], edge[:-1], out=de[:-1])
+    de[ends - 1] = 1.0  # no channel starts at the last edge of a stencil
+    x = edge - mu[sid]
+    x /= sw[sid]
+    scale = np.repeat(st.weight, n)[sid] / de
+    scale *= ctx.w_ext[chan]
+    cdf = ndtr(x)
+    prof = np.empty(edge.size)
+    np.subtract(cdf[1:], cdf[:-1], out=prof[:-1])
+    prof[-1] = 0.0
+    prof *= scale
+    f.n, f.ends, f.sid, f.chan, f.x, f.scale, f.prof = n, ends, sid, chan, x, scale, prof
+    f.row = np.tile(np.arange(n), n_t)
+    f.tr = np.repeat(np.arange(n_t), n)
+    f.mu, f.sobs, f.sw = mu, sobs, sw
+    if order:
+        # x = (e - mu) / s with mu = mu0 (1 + v/c), s = mu S / c, S = sqrt(q + lsf^2):
+        # d cdf(x) / dv = -phi(x) (b0 + b1 x), d cdf(x) / dq = -phi(x) aq x
+        # (see :func:`_cdf_derivatives`)
+        msl = np.repeat(st.rest_A * (1.0 + ctx.problem.z) / _C, n)
+        f.b0 = msl / sw
+        f.b1 = msl * sobs / (_C * sw)
+        f.aq = mu / (2.0 * _C * sobs * sw)
+        f.msl = msl
+        phi = x * x
+        phi *= -0.5
+        np.exp(phi, out=phi)
+        phi *= _INV_SQRT_2PI
+        g = f.b1[sid] * x
+        g += f.b0[sid]
+        g *= phi  # -d cdf / dv
+        dv = np.empty(edge.size)
+        np.subtract(g[:-1], g[1:], out=dv[:-1])
+        dv[-1] = 0.0
+        dv *= scale
+        g = x * phi
+        g *= f.aq[sid]  # -d cdf / dq
+        dq = np.empty(edge.size)
+        np.subtract(g[:-1], g[1:], out=dq[:-1])
+        dq[-1] = 0.0
+        dq *= scale
+        f.phi, f.dv, f.dq = phi, dv, dq
+    return f
 
 
 class _Projected:
@@ -769,7 +839,6 @@ class _Projected:
         self.q, self.r = np.linalg.qr(problem.cont_basis[:, self.cont_keep] * w[:, None])
         self.qt = np.ascontiguousarray(self.q.T)
         self.rinv = np.linalg.inv(self.r)
-        self.group_sel = (self.st.group[:, None] == np.arange(problem.n_groups)).astype(float)
         yw = np.ascontiguousarray(y * w)
         self.qty = (yw[:, None, :] @ self.q)[:, 0]
         self.z = yw - (self.qty[:, None, :] @ self.qt)[:, 0]
@@ -789,79 +858,37 @@ class _Projected:
         out.problem = problem
         return out
 
-    def _stencils(self, theta_c):
-        """Stencils of all fitted transitions for one component.
-
-        Returns ``(mu, sobs, sw, pos, edges)``: centres [A], observed sigmas
-        [km/s] and [A], shape (n, T); the fitted-channel index of every
-        stencil channel, shape (n, T, s), with ``n_fit`` for channels outside
-        the transition's own range (within ``_STENCIL_NSIG`` observed sigmas of
-        its centre, clipped to its window); and the stencil edges [A], shape
-        (n, T, s + 1).  A stencil starts at the first channel of the range,
-        so the channels kept form a prefix of it.
-        """
-        st = self.st
-        mu, sobs, sw = _centres_widths(theta_c, self.problem.z, st.rest_A, st.lsf_kms)
-        lo = mu - _STENCIL_NSIG * sw
-        hi = mu + _STENCIL_NSIG * sw
-        first = np.empty(mu.shape, dtype=np.intp)
-        last = np.empty(mu.shape, dtype=np.intp)
-        for seg, sl in st.windows:
-            first[:, sl] = np.searchsorted(seg.edges_A, lo[:, sl], side="right") - 1
-            last[:, sl] = np.searchsorted(seg.edges_A, hi[:, sl], side="left")
-        first = np.clip(first, 0, st.n_chan)
-        length = np.maximum(np.minimum(last, st.n_chan) - first, 0)
-        size = max(1, int(np.max(length)))
-        steps = np.arange(size)
-        pos = np.where(steps < length[:, :, None], (st.start + first)[:, :, None] + steps, self.n_fit)
-        edges = st.edges[(st.edge_off + first)[:, :, None] + np.arange(size + 1)]
-        return mu, sobs, sw, pos, edges
-
     def _line_parts(self, theta, order=0):
-        """Weighted line columns on the fitted channels, and their derivatives.
+        """Weighted line columns on the fitted channels, and the stencils.
 
         Parameters
         ----------
         theta : ndarray, shape (n, 2 * n_components)
         order : {0, 1, 2}
-            Highest order of the derivatives to compute.
+            Highest order of the derivatives to prepare.
 
         Returns
         -------
         lw : ndarray, shape (n, n_fit + 1, k)
             Weighted line columns (last channel: discarded values).
-        parts : list
-            For ``order >= 1``, one ``(c, pos, derivs)`` per component:
-            ``derivs`` (n_d, n, T, s) holds the weighted derivatives with
-            respect to ``(v, q)`` (then ``(vv, vq, qq)``) of the profiles of
-            the transitions (per unit group amplitude) on their stencils
-            ``pos`` (see :meth:`_stencils`).  Empty otherwise.
+        flats : list of _Flat
+            The stencils of every component.
         """
         pb, st = self.problem, self.st
-        n, ng = theta.shape[0], pb.n_groups
-        z = pb.z
-        lw = np.zeros((n, self.n_fit + 1, pb.n_line_cols))
-        rows = np.arange(n)[:, None]
-        m = st.rest_A * (1.0 + z) / _C
-        parts = []
+        n, ng, k = theta.shape[0], pb.n_groups, pb.n_line_cols
+        m1 = self.n_fit + 1
+        flats, idx, val = [], [], []
         for c in range(pb.n_components):
-            mu, sobs, sw, pos, edges = self._stencils(theta[:, 2 * c : 2 * c + 2])
-            x = edges - mu[:, :, None]
-            x /= sw[:, :, None]
-            res = _cdf_derivatives(
-                x, mu[:, :, None], sobs[:, :, None], sw[:, :, None], m[:, None], order
-            )
-            scale = st.weight[:, None] / np.diff(edges, axis=2)
-            scale *= self.w_ext[pos]
-            prof = np.diff(res[0], axis=2)
-            prof *= scale
-            for t in range(st.group.size):  # one transition at a time, in a fixed order
-                lw[rows, pos[:, t], c * ng + st.group[t]] += prof[:, t]
-            if order:
-                derivs = np.stack([np.diff(d, axis=2) for d in res[1:]])
-                derivs *= scale
-                parts.append((c, pos, derivs))
-        return lw, parts
+            f = _flat_stencils(self, theta[:, 2 * c : 2 * c + 2], order)
+            base = f.row * (m1 * k) + (c * ng + st.group)[f.tr]
+            idx.append(base[f.sid] + f.chan * k)
+            val.append(f.prof)
+            flats.append(f)
+        if len(idx) > 1:
+            idx, val = [np.concatenate(idx)], [np.concatenate(val)]
+        # sequential accumulation in transition order (see the batch-invariance notes)
+        lw = np.bincount(idx[0], weights=val[0], minlength=n * m1 * k).reshape(n, m1, k)
+        return lw, flats
 
     def evaluate(self, theta, rows=None, order=0, linear=False):
         """Projected chi^2 at ``theta`` for the realisations ``rows``.
@@ -893,7 +920,7 @@ class _Projected:
             Only with ``linear=True``.
         """
         rows = np.arange(self.n_real) if rows is None else rows
-        lw_ext, parts = self._line_parts(theta, order)
+        lw_ext, flats = self._line_parts(theta, order)
         lw = lw_ext[:, : self.n_fit]
         zs = self.z[rows]
         lt = np.swapaxes(lw, 1, 2)
@@ -904,7 +931,7 @@ class _Projected:
         chi2 = self.zz[rows] - (b[:, None, :] @ a[:, :, None])[:, 0, 0]
         out = [chi2]
         if order:
-            out.extend(self._curvature(a, lw, lt, zs, qtl, minv, parts, order))
+            out.extend(self._curvature(a, lw, lt, zs, qtl, minv, flats, order))
         if linear:
             cont = np.full((a.shape[0], self.problem.n_cont), np.nan)
             rhs = self.qty[rows] - (qtl @ a[:, :, None])[:, :, 0]
@@ -912,7 +939,7 @@ class _Projected:
             out.append(np.concatenate([a, cont], axis=1))
         return out[0] if len(out) == 1 else tuple(out)
 
-    def _curvature(self, a, lw, lt, zs, qtl, minv, parts, order):
+    def _curvature(self, a, lw, lt, zs, qtl, minv, flats, order):
         """Gradient, Gauss-Newton matrix and Hessian (see :meth:`evaluate`).
 
         With ``P = I - Q Q^T``, ``B = P L``, ``u_j = P dL_j a``,
@@ -923,42 +950,73 @@ class _Projected:
         * ``J_j.J_l = u_j.u_l - (B^T u_j) M^-1 (B^T u_l) + s_j M^-1 s_l``,
         * half the exact Hessian of the projected chi^2 (implicit-function
           theorem) is ``u_j.u_l - R_jl - (B^T u_j - s_j) M^-1 (B^T u_l - s_l)``.
+
+        ``R_jl`` is summed by parts over every stencil,
+        ``sum_ch (G(e_hi) - G(e_lo)) h = sum_e G(e) (h_below - h_above)``, so
+        only the normal density times powers of ``x`` is needed at the edges
+        (``G`` being the second derivatives of the normal CDF).
         """
-        pb = self.problem
+        pb, st = self.problem, self.st
         n, ng, nc = a.shape[0], pb.n_groups, pb.n_components
         n_par = 2 * nc
-        group = self.st.group
+        m1 = self.n_fit + 1
         r = zs - (lw @ a[:, :, None])[:, :, 0] + np.matmul(self.q, qtl @ a[:, :, None])[:, :, 0]
-        r_ext = np.zeros((n, self.n_fit + 1))
+        r_ext = np.zeros((n, m1))
         r_ext[:, : self.n_fit] = r
-        u_ext = np.zeros((n, self.n_fit + 1, n_par))  # dL_j a on the fitted channels
+        r_flat = r_ext.ravel()
         s = np.zeros((n, a.shape[1], n_par))
         r2 = np.zeros((n, n_par, n_par))
         a_groups = a.reshape(n, nc, ng)
-        rows = np.arange(n)[:, None]
-        for c, pos, derivs in parts:
-            amp = np.ascontiguousarray(a_groups[:, c, group])  # (n, T)
-            ua = derivs[:2] * amp[:, :, None]
-            for t in range(group.size):  # one transition at a time, in a fixed order
-                u_ext[rows, pos[:, t], 2 * c] += ua[0, :, t]
-                u_ext[rows, pos[:, t], 2 * c + 1] += ua[1, :, t]
-            # d^T r on the stencils: the kept channels are a prefix of each stencil
-            dr = _tree_sum(derivs * r_ext[rows[:, :, None], pos])  # (n_d, n, T)
-            for j in (0, 1):
-                s[:, c * ng : (c + 1) * ng, 2 * c + j] = (dr[j][:, None, :] @ self.group_sel)[:, 0]
+        idx, val = [], []
+        for c, f in enumerate(flats):
+            amp = a_groups[f.row, c, st.group[f.tr]]  # per stencil
+            amp_pt = amp[f.sid]
+            cell = f.row[f.sid] * m1 + f.chan
+            base = cell * n_par + 2 * c
+            idx += [base, base + 1]
+            val += [f.dv * amp_pt, f.dq * amp_pt]
+            rr = r_flat[cell]
+            # d^T r per line group (sequential sums in stencil order)
+            grp = (f.row * ng + st.group[f.tr])[f.sid]
+            s[:, c * ng : (c + 1) * ng, 2 * c] = np.bincount(grp, f.dv * rr, n * ng).reshape(n, ng)
+            s[:, c * ng : (c + 1) * ng, 2 * c + 1] = np.bincount(grp, f.dq * rr, n * ng).reshape(n, ng)
             if order == 2:
-                for (j, l), d in zip(((0, 0), (0, 1), (1, 1)), dr[2:]):
-                    val = (d[:, None, :] @ amp[:, :, None])[:, 0, 0]
-                    r2[:, 2 * c + j, 2 * c + l] = val
-                    r2[:, 2 * c + l, 2 * c + j] = val
-        u = u_ext[:, : self.n_fit]
+                h = rr * f.scale  # zero at the last point of every stencil
+                dh = np.empty(h.size)
+                dh[0] = -h[0]
+                np.subtract(h[:-1], h[1:], out=dh[1:])
+                ph = dh * f.phi
+                n_s = f.row.size
+                mom = [np.bincount(f.sid, ph, n_s)]
+                for _ in range(3):
+                    ph *= f.x
+                    mom.append(np.bincount(f.sid, ph, n_s))
+                b0, b1, aq = f.b0, f.b1, f.aq
+                c_vq = f.msl / (2.0 * _C * f.sobs * f.sw)
+                c_qq = -f.mu / (4.0 * _C * f.sobs**3 * f.sw)
+                # second derivatives of the CDF / phi, as polynomials in x
+                poly = (
+                    (2.0 * b0 * b1, 2.0 * b1 * b1 - b0 * b0, -2.0 * b0 * b1, -b1 * b1),
+                    (aq * b0, 2.0 * aq * b1 - c_vq, -aq * b0, -aq * b1),
+                    (0.0, 2.0 * aq * aq - c_qq, 0.0, -aq * aq),
+                )
+                for (j, l), coef in zip(((0, 0), (0, 1), (1, 1)), poly):
+                    rt = coef[0] * mom[0] + coef[1] * mom[1] + coef[2] * mom[2] + coef[3] * mom[3]
+                    rt *= amp
+                    val_jl = np.bincount(f.row, rt, n)  # sum over transitions, in order
+                    r2[:, 2 * c + j, 2 * c + l] = val_jl
+                    r2[:, 2 * c + l, 2 * c + j] = val_jl
+        if len(idx) > 1:
+            idx, val = np.concatenate(idx), np.concatenate(val)
+        u = np.bincount(idx, weights=val, minlength=n * m1 * n_par).reshape(n, m1, n_par)
+        u = u[:, : self.n_fit]
         ut = np.swapaxes(u, 1, 2)
         qtu = np.matmul(self.qt, u)
         uu = ut @ u - np.swapaxes(qtu, 1, 2) @ qtu
         btu = lt @ u - np.swapaxes(qtl, 1, 2) @ qtu  # (n, k, p)
         jtr = -(ut @ r[:, :, None])[:, :, 0]
-        st = np.swapaxes(s, 1, 2)
-        jtj = uu - np.swapaxes(btu, 1, 2) @ minv @ btu + st @ minv @ s
+        st_ = np.swapaxes(s, 1, 2)
+        jtj = uu - np.swapaxes(btu, 1, 2) @ minv @ btu + st_ @ minv @ s
         if order == 1:
             return jtj, jtr
         diff = btu - s
