@@ -733,7 +733,8 @@ class _Flat:
 def _flat_stencils(ctx, theta_c, order):
     """The :class:`_Flat` stencils of ``ctx`` at ``theta_c`` (n, 2)."""
     st = ctx.st
-    n, n_t = theta_c.shape[0], st.rest_A.size
+    n = theta_c.shape[0]
+    rep = ctx.per_stencil(n)
     f = _Flat()
     mu, sobs, sw = _centres_widths(theta_c, ctx.problem.z, st.rest_A, st.lsf_kms)
     mu, sobs, sw = mu.T.ravel(), sobs.T.ravel(), sw.T.ravel()  # transition-major
@@ -745,39 +746,35 @@ def _flat_stencils(ctx, theta_c, order):
         fs = slice(sl.start * n, sl.stop * n)
         first[fs] = np.searchsorted(seg.edges_A, lo[fs], side="right")
         last[fs] = np.searchsorted(seg.edges_A, hi[fs], side="left")
-    n_chan = np.repeat(st.n_chan, n)
     first -= 1
-    np.clip(first, 0, n_chan, out=first)
-    np.minimum(last, n_chan, out=last)
+    np.clip(first, 0, rep.n_chan, out=first)
+    np.minimum(last, rep.n_chan, out=last)
     count = np.maximum(last - first, 0)
     count += 1  # points (edges) per stencil
     ends = np.cumsum(count)
+    first -= ends - count  # now minus the first point of the stencil
     sid = np.repeat(np.arange(mu.size), count)
-    local = np.arange(ends[-1]) - (ends - count)[sid]
-    edge = st.edges[(np.repeat(st.edge_off, n) + first)[sid] + local]
-    chan = (np.repeat(st.start, n) + first)[sid] + local
+    local = np.arange(ends[-1])
+    edge = st.edges[(rep.edge_off + first)[sid] + local]
+    chan = (rep.start + first)[sid]
+    chan += local
     chan[ends - 1] = ctx.n_fit
-    de = np.empty(edge.size)
-    np.subtract(edge[1:], edge[:-1], out=de[:-1])
-    de[ends - 1] = 1.0  # no channel starts at the last edge of a stencil
     x = edge - mu[sid]
-    x /= sw[sid]
-    scale = np.repeat(st.weight, n)[sid] / de
-    scale *= ctx.w_ext[chan]
+    x *= (1.0 / sw)[sid]
+    scale = rep.weight[sid] * ctx.ww_ext[chan]  # 0 at the last point of a stencil
     cdf = ndtr(x)
     prof = np.empty(edge.size)
     np.subtract(cdf[1:], cdf[:-1], out=prof[:-1])
     prof[-1] = 0.0
     prof *= scale
-    f.n, f.ends, f.sid, f.chan, f.x, f.scale, f.prof = n, ends, sid, chan, x, scale, prof
-    f.row = np.tile(np.arange(n), n_t)
-    f.tr = np.repeat(np.arange(n_t), n)
+    f.n, f.sid, f.chan, f.x, f.scale, f.prof = n, sid, chan, x, scale, prof
+    f.row, f.tr = rep.row, rep.tr
     f.mu, f.sobs, f.sw = mu, sobs, sw
     if order:
         # x = (e - mu) / s with mu = mu0 (1 + v/c), s = mu S / c, S = sqrt(q + lsf^2):
         # d cdf(x) / dv = -phi(x) (b0 + b1 x), d cdf(x) / dq = -phi(x) aq x
         # (see :func:`_cdf_derivatives`)
-        msl = np.repeat(st.rest_A * (1.0 + ctx.problem.z) / _C, n)
+        msl = rep.msl
         f.b0 = msl / sw
         f.b1 = msl * sobs / (_C * sw)
         f.aq = mu / (2.0 * _C * sobs * sw)
@@ -829,6 +826,9 @@ class _Projected:
         self.w = w
         self.w_ext = np.append(w, 0.0)  # the extra channel collects discarded stencil values
         self.st = _stencil_setup(problem)
+        width = np.concatenate([np.diff(seg.edges_A) for seg in problem.segments])
+        self.ww_ext = np.append(w / width, 0.0)  # weight / channel width
+        self._per_stencil = {}
         n_per = problem.cont_order + 1
         keep = [
             np.arange(i * n_per, (i + 1) * n_per)
@@ -851,6 +851,23 @@ class _Projected:
     @property
     def n_fit(self):
         return self.w.size
+
+    def per_stencil(self, n):
+        """Per-stencil constants of the flat stencils of ``n`` realisations (cached)."""
+        rep = self._per_stencil.get(n)
+        if rep is None:
+            st = self.st
+            n_t = st.rest_A.size
+            rep = _Flat()
+            rep.row = np.tile(np.arange(n), n_t)
+            rep.tr = np.repeat(np.arange(n_t), n)
+            rep.n_chan = np.repeat(st.n_chan, n)
+            rep.edge_off = np.repeat(st.edge_off, n)
+            rep.start = np.repeat(st.start, n)
+            rep.weight = np.repeat(st.weight, n)
+            rep.msl = np.repeat(st.rest_A * (1.0 + self.problem.z) / _C, n)
+            self._per_stencil[n] = rep
+        return rep
 
     def with_problem(self, problem):
         """The same projected data for another model (e.g. one component fewer)."""
