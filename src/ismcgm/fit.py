@@ -639,7 +639,7 @@ def _dense_linear(problem, data, theta):
 #   (:func:`numpy.bincount`), so a realisation's sums see its own values only,
 #   always in the same order;
 # * the grid scan applies its (data-independent) columns to the data in
-#   blocks of a fixed number of realisations (:func:`_apply_to_rows`);
+#   blocks of a fixed number (``_ROW_BLOCK``) of realisations (:func:`_scan`);
 # * the damped Newton iteration keeps every realisation on its own path.
 #
 # ``tests/test_fit.py::test_batch_invariance`` checks this.
@@ -648,23 +648,8 @@ def _dense_linear(problem, data, theta):
 #: by the fast fitter (the neglected tails are below 1e-11 of the flux).
 _STENCIL_NSIG = 7.0
 
-#: Realisations per matrix product of the grid scan (see :func:`_apply_to_rows`).
+#: Realisations per matrix product of the grid scan (see :func:`_scan`).
 _ROW_BLOCK = 16
-
-
-def _apply_to_rows(mat, x):
-    """``mat @ x[i]`` for every row ``i`` of ``x``, shape (n, a).
-
-    One BLAS product per block of ``_ROW_BLOCK`` rows (zero-padded), so the
-    matrix shapes, and hence the arithmetic of every row, do not depend on
-    the number of rows.
-    """
-    n, m = x.shape
-    nb = -(-n // _ROW_BLOCK)
-    xb = np.zeros((nb * _ROW_BLOCK, m))
-    xb[:n] = x
-    out = np.matmul(mat, xb.reshape(nb, _ROW_BLOCK, m).transpose(0, 2, 1))
-    return out.transpose(0, 2, 1).reshape(nb * _ROW_BLOCK, mat.shape[0])[:n]
 
 
 @dataclass(frozen=True)
@@ -752,6 +737,7 @@ def _flat_stencils(ctx, theta_c, order):
     count = np.maximum(last - first, 0)
     count += 1  # points (edges) per stencil
     ends = np.cumsum(count)
+    f.chan0, f.n_chan = rep.start + first, count - 1  # channels of every stencil
     first -= ends - count  # now minus the first point of the stencil
     sid = np.repeat(np.arange(mu.size), count)
     local = np.arange(ends[-1])
@@ -1113,23 +1099,32 @@ def _scan(ctx, grid):
     theta = np.concatenate([np.column_stack([v, np.full(v.size, s)]) for s, v in zip(sigmas, velocities)])
     starts = np.cumsum([0] + [v.size for v in velocities])
     n_grid, m, k = theta.shape[0], ctx.n_fit, ctx.problem.n_line_cols
-    lw = ctx._line_parts(theta)[0][:, :m]  # the weighted columns on all fitted channels
-    lt = np.ascontiguousarray(np.swapaxes(lw, 1, 2))  # (grid, k, m)
+    lw, (flat,) = ctx._line_parts(theta)  # the weighted columns on all fitted channels
+    lw = lw[:, :m]
     qtl = np.matmul(ctx.qt, lw)
-    minv = _inv_normal(lt @ lw - np.swapaxes(qtl, 1, 2) @ qtl)
-    # b = L^T z on the non-zero channels of every (dispersion, group) block;
-    # each product's shape depends on the problem only
+    minv = _inv_normal(np.swapaxes(lw, 1, 2) @ lw - np.swapaxes(qtl, 1, 2) @ qtl)
+    # b = L^T z on the channels of the stencils of every (dispersion, group)
+    # block; every product's shape depends on the problem only, and the data
+    # enter in zero-padded blocks of _ROW_BLOCK realisations
     n = ctx.n_real
-    b = np.empty((k, n, n_grid))
+    nb = -(-n // _ROW_BLOCK)
+    zb = np.zeros((nb * _ROW_BLOCK, m))
+    zb[:n] = ctx.z
+    zb = np.ascontiguousarray(zb.reshape(nb, _ROW_BLOCK, m).transpose(0, 2, 1))  # (nb, m, block)
+    group = ctx.st.group[flat.tr].reshape(-1, n_grid)  # (T, grid)
+    c0 = flat.chan0.reshape(-1, n_grid)
+    c1 = c0 + flat.n_chan.reshape(-1, n_grid)
+    c0 = np.where(c1 > c0, c0, m)  # empty stencils
+    b = np.zeros((k, n, n_grid))
     for i0, i1 in zip(starts[:-1], starts[1:]):
-        blk = lt[i0:i1]
         for j in range(k):
-            nz = np.flatnonzero(np.any(blk[:, j] != 0.0, axis=0))
-            if nz.size == 0:
-                b[j, :, i0:i1] = 0.0
+            sel = group[:, i0] == j
+            lo, hi = np.min(c0[sel, i0:i1], initial=m), np.max(c1[sel, i0:i1], initial=0)
+            if hi <= lo:
                 continue
-            c0, c1 = nz[0], nz[-1] + 1
-            b[j, :, i0:i1] = _apply_to_rows(np.ascontiguousarray(blk[:, j, c0:c1]), ctx.z[:, c0:c1])
+            mat = np.ascontiguousarray(lw[i0:i1, lo:hi, j])
+            out = np.matmul(mat, zb[:, lo:hi, :])  # (nb, grid points, block)
+            b[j, :, i0:i1] = out.transpose(0, 2, 1).reshape(nb * _ROW_BLOCK, i1 - i0)[:n]
     # chi2 - |z|^2 = -b^T M^-1 b, elementwise in a fixed order
     quad = np.zeros((n, n_grid))
     for cols in _window_groups(ctx):
@@ -1235,6 +1230,24 @@ def _clip_theta(theta, v_bounds, sigma_bounds):
     return out
 
 
+def _min_eigenvalue(a):
+    """Smallest eigenvalue of every symmetric matrix ``a`` (n, p, p); closed form for p = 2."""
+    if a.shape[-1] != 2:
+        return np.linalg.eigvalsh(a)[:, 0]
+    half_tr = 0.5 * (a[:, 0, 0] + a[:, 1, 1])
+    half_diff = 0.5 * (a[:, 0, 0] - a[:, 1, 1])
+    return half_tr - np.sqrt(half_diff * half_diff + a[:, 0, 1] * a[:, 0, 1])
+
+
+def _solve_sym(a, b):
+    """``a^-1 b`` for symmetric matrices ``a`` (n, p, p) and ``b`` (n, p); Cramer's rule for p = 2."""
+    if a.shape[-1] != 2:
+        return np.linalg.solve(a, b[:, :, None])[:, :, 0]
+    a00, a01, a11 = a[:, 0, 0], a[:, 0, 1], a[:, 1, 1]
+    det = a00 * a11 - a01 * a01
+    return np.column_stack([a11 * b[:, 0] - a01 * b[:, 1], a00 * b[:, 1] - a01 * b[:, 0]]) / det[:, None]
+
+
 def _newton(ctx, theta0, v_bounds, sigma_bounds, rows=None, max_iter=100, xtol=1e-2, ftol=1e-9):
     """Batched, bounded, damped Newton minimisation of the projected chi^2.
 
@@ -1248,8 +1261,9 @@ def _newton(ctx, theta0, v_bounds, sigma_bounds, rows=None, max_iter=100, xtol=1
     definite (near a minimum: quadratic convergence) and the Gauss-Newton
     matrix elsewhere (as MINPACK, which keeps the descent local), ``D`` the
     diagonal of the Gauss-Newton matrix and ``lambda`` adapted as in
-    Levenberg-Marquardt (decreased after a successful step, increased after
-    a failed one).  A parameter on a bound that the gradient pushes outwards
+    Levenberg-Marquardt (divided by 5 after a successful step; after a
+    failed one multiplied by 4, and at least 0.25, which shortens the step at
+    once).  A parameter on a bound that the gradient pushes outwards
     is held fixed for the step; a parameter that the step would take past a
     bound is put on it, and the step of the others is solved again with it
     held there.  A realisation has converged when a step moves no velocity
@@ -1313,11 +1327,11 @@ def _newton(ctx, theta0, v_bounds, sigma_bounds, rows=None, max_iter=100, xtol=1
         d = np.maximum(d, 1e-12 * np.max(d, axis=1, keepdims=True) + 1e-300)
         sd = np.sqrt(d)
         hs = np.where(ff, h / (sd[:, :, None] * sd[:, None, :]), 0.0) + (~free)[:, :, None] * eye
-        newton = np.linalg.eigvalsh(hs)[:, 0] > 1e-6
+        newton = _min_eigenvalue(hs) > 1e-6
         h = np.where(newton[:, None, None], h, jtj[idx])
         damped = h + lam[idx, None, None] * d[:, :, None] * eye
         dfree = np.where(ff, damped, 0.0) + (~free)[:, :, None] * eye
-        step = -np.linalg.solve(dfree, np.where(free, g, 0.0)[:, :, None])[:, :, 0]
+        step = -_solve_sym(dfree, np.where(free, g, 0.0))
         # a free parameter that the step takes past a bound is put on the
         # bound, and the step of the others is solved again with it fixed
         hit = free & ((par + step < lo) | (par + step > hi))
@@ -1327,7 +1341,7 @@ def _newton(ctx, theta0, v_bounds, sigma_bounds, rows=None, max_iter=100, xtol=1
             ff2 = free2[:, :, None] & free2[:, None, :]
             rhs = g + (damped @ sb[:, :, None])[:, :, 0]
             d2 = np.where(ff2, damped, 0.0) + (~free2)[:, :, None] * eye
-            s2 = -np.linalg.solve(d2, np.where(free2, rhs, 0.0)[:, :, None])[:, :, 0]
+            s2 = -_solve_sym(d2, np.where(free2, rhs, 0.0))
             step = np.where(hit.any(axis=1)[:, None], np.where(hit, sb, s2), step)
         trial = np.clip(par + step, lo, hi)
         step = trial - par
@@ -1350,7 +1364,9 @@ def _newton(ctx, theta0, v_bounds, sigma_bounds, rows=None, max_iter=100, xtol=1
         pint[acc], chi2[acc], beta[acc] = trial[better], chi2_t[better], beta_t[better]
         jtj[acc], grad[acc], hess[acc] = jtj_t[better], grad_t[better], hess_t[better]
         lam[acc] = np.maximum(lam[acc] / 5.0, 1e-9)
-        lam[idx[~better]] *= 4.0
+        # after a failed step the damping is raised at once to a level that
+        # shortens the step (lambda ~ 1: between Newton and steepest descent)
+        lam[idx[~better]] = np.maximum(lam[idx[~better]] * 4.0, 0.25)
         tiny = (np.abs(actual) <= ftol * chi2[idx]) & (np.abs(predicted) <= ftol * chi2[idx])
         done = (moved < xtol) | tiny | (lam[idx] > 1e12)
         active[idx[done]] = False
