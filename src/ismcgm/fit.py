@@ -1114,12 +1114,14 @@ def _scan(ctx, grid):
     group = ctx.st.group[flat.tr].reshape(-1, n_grid)  # (T, grid)
     c0 = flat.chan0.reshape(-1, n_grid)
     c1 = c0 + flat.n_chan.reshape(-1, n_grid)
-    c0 = np.where(c1 > c0, c0, m)  # empty stencils
+    c0 = np.minimum.reduceat(np.where(c1 > c0, c0, m), starts[:-1], axis=1)  # (T, n_sigma)
+    c1 = np.maximum.reduceat(c1, starts[:-1], axis=1)
+    c0 = [np.min(c0[group[:, 0] == j], axis=0, initial=m) for j in range(k)]  # (k, n_sigma)
+    c1 = [np.max(c1[group[:, 0] == j], axis=0, initial=0) for j in range(k)]
     b = np.zeros((k, n, n_grid))
-    for i0, i1 in zip(starts[:-1], starts[1:]):
+    for i, (i0, i1) in enumerate(zip(starts[:-1], starts[1:])):
         for j in range(k):
-            sel = group[:, i0] == j
-            lo, hi = np.min(c0[sel, i0:i1], initial=m), np.max(c1[sel, i0:i1], initial=0)
+            lo, hi = c0[j][i], c1[j][i]
             if hi <= lo:
                 continue
             mat = np.ascontiguousarray(lw[i0:i1, lo:hi, j])
