@@ -732,7 +732,8 @@ def _flat_stencils(ctx, theta_c, order):
         first[fs] = np.searchsorted(seg.edges_A, lo[fs], side="right")
         last[fs] = np.searchsorted(seg.edges_A, hi[fs], side="left")
     first -= 1
-    np.clip(first, 0, rep.n_chan, out=first)
+    np.maximum(first, 0, out=first)
+    np.minimum(first, rep.n_chan, out=first)
     np.minimum(last, rep.n_chan, out=last)
     count = np.maximum(last - first, 0)
     count += 1  # points (edges) per stencil
@@ -760,11 +761,10 @@ def _flat_stencils(ctx, theta_c, order):
         # x = (e - mu) / s with mu = mu0 (1 + v/c), s = mu S / c, S = sqrt(q + lsf^2):
         # d cdf(x) / dv = -phi(x) (b0 + b1 x), d cdf(x) / dq = -phi(x) aq x
         # (see :func:`_cdf_derivatives`)
-        msl = rep.msl
-        f.b0 = msl / sw
-        f.b1 = msl * sobs / (_C * sw)
-        f.aq = mu / (2.0 * _C * sobs * sw)
-        f.msl = msl
+        # b0 = m / s, b1 = s_v / s = m / mu and aq = s_q / s = 1 / (2 S^2), m = d mu / dv
+        f.b0 = rep.msl / sw
+        f.b1 = rep.msl / mu
+        f.aq = 0.5 / (sobs * sobs)
         phi = x * x
         phi *= -0.5
         np.exp(phi, out=phi)
@@ -852,6 +852,9 @@ class _Projected:
             rep.start = np.repeat(st.start, n)
             rep.weight = np.repeat(st.weight, n)
             rep.msl = np.repeat(st.rest_A * (1.0 + self.problem.z) / _C, n)
+            rep.row_group = rep.row * self.problem.n_groups + st.group[rep.tr]
+            rep.row_cell = rep.row * (self.n_fit + 1)
+            rep.row3 = np.concatenate([3 * rep.row, 3 * rep.row + 1, 3 * rep.row + 2])
             self._per_stencil[n] = rep
         return rep
 
@@ -969,18 +972,18 @@ class _Projected:
         r_flat = r_ext.ravel()
         s = np.zeros((n, a.shape[1], n_par))
         r2 = np.zeros((n, n_par, n_par))
-        a_groups = a.reshape(n, nc, ng)
         idx, val = [], []
         for c, f in enumerate(flats):
-            amp = a_groups[f.row, c, st.group[f.tr]]  # per stencil
+            rep = self.per_stencil(n)
+            amp = a[:, c * ng : (c + 1) * ng].ravel()[rep.row_group]  # per stencil
             amp_pt = amp[f.sid]
-            cell = f.row[f.sid] * m1 + f.chan
+            cell = rep.row_cell[f.sid] + f.chan
             base = cell * n_par + 2 * c
             idx += [base, base + 1]
             val += [f.dv * amp_pt, f.dq * amp_pt]
             rr = r_flat[cell]
             # d^T r per line group (sequential sums in stencil order)
-            grp = (f.row * ng + st.group[f.tr])[f.sid]
+            grp = rep.row_group[f.sid]
             s[:, c * ng : (c + 1) * ng, 2 * c] = np.bincount(grp, f.dv * rr, n * ng).reshape(n, ng)
             s[:, c * ng : (c + 1) * ng, 2 * c + 1] = np.bincount(grp, f.dq * rr, n * ng).reshape(n, ng)
             if order == 2:
@@ -989,26 +992,30 @@ class _Projected:
                 dh[0] = -h[0]
                 np.subtract(h[:-1], h[1:], out=dh[1:])
                 ph = dh * f.phi
-                n_s = f.row.size
-                mom = [np.bincount(f.sid, ph, n_s)]
-                for _ in range(3):
-                    ph *= f.x
-                    mom.append(np.bincount(f.sid, ph, n_s))
+                n_s = amp.size
+                s0 = np.bincount(f.sid, ph, n_s)
+                ph *= f.x
+                s1 = np.bincount(f.sid, ph, n_s)
+                ph *= f.x
+                s2 = np.bincount(f.sid, ph, n_s)
+                ph *= f.x
+                s3 = np.bincount(f.sid, ph, n_s)
+                # the second derivatives of the CDF are phi(x) times cubics in x:
+                # d2/dv2 = 2 b0 b1 (1 - x^2) + (2 b1^2 - b0^2) x - b1^2 x^3,
+                # d2/dvdq = aq (b0 (1 - x^2) + b1 (x - x^3)), d2/dq2 = aq^2 (3 x - x^3)
                 b0, b1, aq = f.b0, f.b1, f.aq
-                c_vq = f.msl / (2.0 * _C * f.sobs * f.sw)
-                c_qq = -f.mu / (4.0 * _C * f.sobs**3 * f.sw)
-                # second derivatives of the CDF / phi, as polynomials in x
-                poly = (
-                    (2.0 * b0 * b1, 2.0 * b1 * b1 - b0 * b0, -2.0 * b0 * b1, -b1 * b1),
-                    (aq * b0, 2.0 * aq * b1 - c_vq, -aq * b0, -aq * b1),
-                    (0.0, 2.0 * aq * aq - c_qq, 0.0, -aq * aq),
-                )
-                for (j, l), coef in zip(((0, 0), (0, 1), (1, 1)), poly):
-                    rt = coef[0] * mom[0] + coef[1] * mom[1] + coef[2] * mom[2] + coef[3] * mom[3]
-                    rt *= amp
-                    val_jl = np.bincount(f.row, rt, n)  # sum over transitions, in order
-                    r2[:, 2 * c + j, 2 * c + l] = val_jl
-                    r2[:, 2 * c + l, 2 * c + j] = val_jl
+                s0 -= s2
+                s2 = s1 - s3
+                vv = (2.0 * b0 * b1) * s0 + (2.0 * b1 * b1 - b0 * b0) * s1 - (b1 * b1) * s3
+                vq = aq * (b0 * s0 + b1 * s2)
+                qq = (aq * aq) * (3.0 * s1 - s3)
+                rt = np.concatenate([vv, vq, qq])
+                rt *= np.tile(amp, 3)
+                rt = np.bincount(rep.row3, rt, 3 * n).reshape(n, 3)  # sum over transitions, in order
+                j = 2 * c
+                r2[:, j, j] = rt[:, 0]
+                r2[:, j, j + 1] = r2[:, j + 1, j] = rt[:, 1]
+                r2[:, j + 1, j + 1] = rt[:, 2]
         if len(idx) > 1:
             idx, val = np.concatenate(idx), np.concatenate(val)
         u = np.bincount(idx, weights=val, minlength=n * m1 * n_par).reshape(n, m1, n_par)
@@ -1017,7 +1024,7 @@ class _Projected:
         qtu = np.matmul(self.qt, u)
         uu = ut @ u - np.swapaxes(qtu, 1, 2) @ qtu
         btu = lt @ u - np.swapaxes(qtl, 1, 2) @ qtu  # (n, k, p)
-        jtr = -(ut @ r[:, :, None])[:, :, 0]
+        jtr = -(a[:, None, :] @ s)[:, 0, :]  # -u_j.r = -a.s_j
         st_ = np.swapaxes(s, 1, 2)
         jtj = uu - np.swapaxes(btu, 1, 2) @ minv @ btu + st_ @ minv @ s
         if order == 1:
