@@ -645,8 +645,8 @@ def _dense_linear(problem, data, theta):
 # ``tests/test_fit.py::test_batch_invariance`` checks this.
 
 #: Gaussians are evaluated within this many observed sigmas of their centre
-#: by the fast fitter (the neglected tails are below 1e-11 of the flux).
-_STENCIL_NSIG = 7.0
+#: by the fast fitter (the neglected tails hold 2e-9 of the flux).
+_STENCIL_NSIG = 6.0
 
 #: Realisations per matrix product of the grid scan (see :func:`_scan`).
 _ROW_BLOCK = 16
