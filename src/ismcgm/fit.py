@@ -10,13 +10,17 @@ share it:
     weighted linear least squares (the continuum, which does not depend on
     ``v`` and ``sigma``, is projected out of the data once).  The remaining
     two (or four) nonlinear parameters are found by a grid scan of the
-    projected chi^2 (shared by all realisations) and a batched, damped Newton
-    refinement with the analytic gradient and Hessian of the projected
-    chi^2 (Golub & Pereyra 1973).  Gaussians are evaluated only within
-    7 sigma of their centres.  Everything is vectorised over the Monte Carlo
-    realisations with numpy, yet the result of every realisation is
-    bit-identical whichever other realisations are fitted in the same call
-    (see "Batch invariance" below the fast fitter's heading).
+    projected chi^2 (line columns shared by all realisations, applied to the
+    data on the channels near each line group only) and a batched, damped
+    Newton refinement in ``(v, log(sigma**2 + s_L**2))`` with the analytic
+    gradient and Hessian of the projected chi^2 (Golub & Pereyra 1973);
+    typically three evaluations per realisation.  Gaussians are evaluated
+    only within 6 observed sigma of their centres, on ragged per-line
+    stencils flattened over all realisations (no padding to the widest
+    line).  Everything is vectorised over the Monte Carlo realisations with
+    numpy, yet the result of every realisation is bit-identical whichever
+    other realisations are fitted in the same call (see "Batch invariance"
+    below the fast fitter's heading).
 ``method="lmfit"``
     The reference: :class:`lmfit.Minimizer` (MINPACK ``leastsq``) on all
     parameters at once (``v``, ``sigma``, one amplitude per free line, the
@@ -639,7 +643,8 @@ def _dense_linear(problem, data, theta):
 #   (:func:`numpy.bincount`), so a realisation's sums see its own values only,
 #   always in the same order;
 # * the grid scan applies its (data-independent) columns to the data in
-#   blocks of a fixed number (``_ROW_BLOCK``) of realisations (:func:`_scan`);
+#   zero-padded blocks of a fixed number (``_ROW_BLOCK``) of realisations,
+#   over channel ranges that depend on the grid alone (:func:`_scan`);
 # * the damped Newton iteration keeps every realisation on its own path.
 #
 # ``tests/test_fit.py::test_batch_invariance`` checks this.
@@ -706,10 +711,13 @@ class _Flat:
     last channel) holds ``chan = n_fit`` and a zero ``scale``.
 
     Per stencil (shape (T * n,)): ``row``, ``tr`` (transition), ``mu``,
-    ``sobs``, ``sw``.  Per point (shape (E,)): ``sid`` (stencil), ``chan``
-    (fitted channel, ``n_fit`` for none), ``x`` (standardised edge), ``scale``
-    (weight of the transition / channel width x channel weight), ``prof``
-    (weighted channel-integrated profile per unit group amplitude) and, for
+    ``sobs``, ``sw`` (centre [A], observed sigma [km/s] and [A]), ``chan0``
+    and ``n_chan`` (its first fitted channel and number of channels) and, for
+    derivatives, ``b0``, ``b1``, ``aq`` (see :func:`_cdf_derivatives`).  Per
+    point (shape (E,)): ``sid`` (stencil), ``chan`` (fitted channel,
+    ``n_fit`` for none), ``x`` (standardised edge), ``scale`` (weight of the
+    transition x channel weight / channel width), ``prof`` (weighted
+    channel-integrated profile per unit group amplitude) and, for
     derivatives, ``phi`` (normal density at ``x``), ``dv`` and ``dq``
     (``d prof / dv`` and ``d prof / d sigma**2``).
     """
