@@ -10,13 +10,17 @@ share it:
     weighted linear least squares (the continuum, which does not depend on
     ``v`` and ``sigma``, is projected out of the data once).  The remaining
     two (or four) nonlinear parameters are found by a grid scan of the
-    projected chi^2 (shared by all realisations) and a batched, damped Newton
-    refinement with the analytic gradient and Hessian of the projected
-    chi^2 (Golub & Pereyra 1973).  Gaussians are evaluated only within
-    7 sigma of their centres.  Everything is vectorised over the Monte Carlo
-    realisations with numpy, yet the result of every realisation is
-    bit-identical whichever other realisations are fitted in the same call
-    (see "Batch invariance" below the fast fitter's heading).
+    projected chi^2 (line columns shared by all realisations, applied to the
+    data on the channels near each line group only) and a batched, damped
+    Newton refinement in ``(v, log(sigma**2 + s_L**2))`` with the analytic
+    gradient and Hessian of the projected chi^2 (Golub & Pereyra 1973);
+    typically three evaluations per realisation.  Gaussians are evaluated
+    only within 6 observed sigma of their centres, on ragged per-line
+    stencils flattened over all realisations (no padding to the widest
+    line).  Everything is vectorised over the Monte Carlo realisations with
+    numpy, yet the result of every realisation is bit-identical whichever
+    other realisations are fitted in the same call (see "Batch invariance"
+    below the fast fitter's heading).
 ``method="lmfit"``
     The reference: :class:`lmfit.Minimizer` (MINPACK ``leastsq``) on all
     parameters at once (``v``, ``sigma``, one amplitude per free line, the
@@ -625,72 +629,37 @@ def _dense_linear(problem, data, theta):
 # the last bit, on which other realisations are fitted in the same call (the
 # workflow fits them in chunks of any size).  So the realisation axis is never
 # a dimension of a BLAS matrix (whose blocking and kernels depend on the
-# matrix sizes), and no array that a realisation's numbers are summed over has
-# a shape that depends on the batch:
+# matrix sizes), and every sum of a realisation's numbers runs over its own
+# numbers only, in an order that does not depend on the batch:
 #
-# * every sum over channels is a stacked matrix product over the *dense*
-#   fitted-channel axis (one BLAS call of a shape fixed by the problem per
-#   realisation), or a pairwise sum (:func:`_tree_sum`) over a stencil in
-#   which the realisation's own values form a prefix followed by exact zeros;
-# * the Gaussians are evaluated on short per-transition stencils whose length
-#   is shared by the batch, but only the channels within ``_STENCIL_NSIG``
-#   observed sigmas of the realisation's own line centre are kept (the rest
-#   are zeroed), and they are added into the dense columns one transition at
-#   a time in a fixed order;
+# * every sum over the fitted channels is a stacked matrix product over the
+#   *dense* fitted-channel axis (one BLAS call of a shape fixed by the problem
+#   per realisation);
+# * the Gaussians are evaluated on ragged per-transition stencils (the
+#   channels within ``_STENCIL_NSIG`` observed sigmas of the realisation's own
+#   line centre), laid out one after the other in a flat array ordered by
+#   transition, realisation and channel; sums over stencils and additions
+#   into the dense columns are sequential accumulations in that order
+#   (:func:`numpy.bincount`), so a realisation's sums see its own values only,
+#   always in the same order;
 # * the grid scan applies its (data-independent) columns to the data in
-#   blocks of a fixed number of realisations (:func:`_apply_to_rows`);
+#   zero-padded blocks of a fixed number (``_ROW_BLOCK``) of realisations,
+#   over channel ranges that depend on the grid alone (:func:`_scan`);
 # * the damped Newton iteration keeps every realisation on its own path.
 #
 # ``tests/test_fit.py::test_batch_invariance`` checks this.
 
 #: Gaussians are evaluated within this many observed sigmas of their centre
-#: by the fast fitter (the neglected tails are below 1e-11 of the flux).
-_STENCIL_NSIG = 7.0
+#: by the fast fitter (the neglected tails hold 2e-9 of the flux).
+_STENCIL_NSIG = 6.0
 
-#: Realisations per matrix product of the grid scan (see :func:`_apply_to_rows`).
+#: Realisations per matrix product of the grid scan (see :func:`_scan`).
 _ROW_BLOCK = 16
-
-
-def _tree_sum(x):
-    """Pairwise sum over the last axis, in an order fixed by position alone.
-
-    The axis is zero-padded to a power of two and halved repeatedly.  If the
-    non-zero values of a row form a prefix, the result equals that of the
-    prefix alone, however long the axis is.
-    """
-    size = x.shape[-1]
-    p2 = 1 << max(0, size - 1).bit_length()
-    if p2 != size:
-        x = np.concatenate([x, np.zeros(x.shape[:-1] + (p2 - size,))], axis=-1)
-    while p2 > 1:
-        p2 //= 2
-        x = x[..., :p2] + x[..., p2:]
-    return x[..., 0]
-
-
-def _apply_to_rows(mat, x):
-    """``mat @ x[i]`` for every row ``i`` of ``x``, shape (n, a).
-
-    One BLAS product per block of ``_ROW_BLOCK`` rows (zero-padded), so the
-    matrix shapes, and hence the arithmetic of every row, do not depend on
-    the number of rows.
-    """
-    n, m = x.shape
-    nb = -(-n // _ROW_BLOCK)
-    xb = np.zeros((nb * _ROW_BLOCK, m))
-    xb[:n] = x
-    out = np.matmul(mat, xb.reshape(nb, _ROW_BLOCK, m).transpose(0, 2, 1))
-    return out.transpose(0, 2, 1).reshape(nb * _ROW_BLOCK, mat.shape[0])[:n]
 
 
 @dataclass(frozen=True)
 class _Stencils:
-    """The fitted transitions (those inside a window) for stencil evaluation.
-
-    ``edges`` holds the channel edges of every window, each extended by
-    ``pad`` extrapolated edges so that a stencil may run past the window's
-    end (those channels are discarded).
-    """
+    """The fitted transitions (those inside a window) for stencil evaluation."""
 
     rest_A: np.ndarray  # (T,)
     lsf_kms: np.ndarray  # (T,)
@@ -699,25 +668,22 @@ class _Stencils:
     start: np.ndarray  # (T,) first fitted channel of the window
     n_chan: np.ndarray  # (T,) channels in the window
     edge_off: np.ndarray  # (T,) offset of the window's edges in ``edges``
-    edges: np.ndarray
+    edges: np.ndarray  # the channel edges of all windows, one after the other
     windows: tuple  # ((segment, slice of the transitions), ...)
 
 
 def _stencil_setup(problem):
-    pad = max(seg.stop - seg.start for seg in problem.segments) + 1
     idx, start, n_chan, edge_off, edges, windows = [], [], [], [], [], []
     off = 0
     for seg in problem.segments:
-        e = seg.edges_A
-        ext = np.concatenate([e, e[-1] + (e[-1] - e[-2]) * np.arange(1, pad + 1)])
         windows.append((seg, slice(len(idx), len(idx) + seg.trans.size)))
         for t in seg.trans:
             idx.append(t)
             start.append(seg.start)
             n_chan.append(seg.stop - seg.start)
             edge_off.append(off)
-        edges.append(ext)
-        off += ext.size
+        edges.append(seg.edges_A)
+        off += seg.edges_A.size
     idx = np.asarray(idx, dtype=np.intp)
     tr = problem.trans
     return _Stencils(
@@ -731,6 +697,101 @@ def _stencil_setup(problem):
         edges=np.concatenate(edges),
         windows=tuple(windows),
     )
+
+
+class _Flat:
+    """Ragged stencils of one kinematic component, flattened.
+
+    Stencil ``i = t * n + row`` covers the fitted channels within
+    ``_STENCIL_NSIG`` observed sigmas of the centre of transition ``t`` of
+    realisation ``row`` (clipped to the transition's window).  Its ``L``
+    channels are described by ``L + 1`` consecutive points of the flat
+    arrays, one per channel edge; the point of a channel's lower edge holds
+    that channel's values, the last point of a stencil (the upper edge of its
+    last channel) holds ``chan = n_fit`` and a zero ``scale``.
+
+    Per stencil (shape (T * n,)): ``row``, ``tr`` (transition), ``mu``,
+    ``sobs``, ``sw`` (centre [A], observed sigma [km/s] and [A]), ``chan0``
+    and ``n_chan`` (its first fitted channel and number of channels) and, for
+    derivatives, ``b0``, ``b1``, ``aq`` (see :func:`_cdf_derivatives`).  Per
+    point (shape (E,)): ``sid`` (stencil), ``chan`` (fitted channel,
+    ``n_fit`` for none), ``x`` (standardised edge), ``scale`` (weight of the
+    transition x channel weight / channel width), ``prof`` (weighted
+    channel-integrated profile per unit group amplitude) and, for
+    derivatives, ``phi`` (normal density at ``x``), ``dv`` and ``dq``
+    (``d prof / dv`` and ``d prof / d sigma**2``).
+    """
+
+
+def _flat_stencils(ctx, theta_c, order):
+    """The :class:`_Flat` stencils of ``ctx`` at ``theta_c`` (n, 2)."""
+    st = ctx.st
+    n = theta_c.shape[0]
+    rep = ctx.per_stencil(n)
+    f = _Flat()
+    mu, sobs, sw = _centres_widths(theta_c, ctx.problem.z, st.rest_A, st.lsf_kms)
+    mu, sobs, sw = mu.T.ravel(), sobs.T.ravel(), sw.T.ravel()  # transition-major
+    lo = mu - _STENCIL_NSIG * sw
+    hi = mu + _STENCIL_NSIG * sw
+    first = np.empty(mu.size, dtype=np.intp)
+    last = np.empty(mu.size, dtype=np.intp)
+    for seg, sl in st.windows:
+        fs = slice(sl.start * n, sl.stop * n)
+        first[fs] = np.searchsorted(seg.edges_A, lo[fs], side="right")
+        last[fs] = np.searchsorted(seg.edges_A, hi[fs], side="left")
+    first -= 1
+    np.maximum(first, 0, out=first)
+    np.minimum(first, rep.n_chan, out=first)
+    np.minimum(last, rep.n_chan, out=last)
+    count = np.maximum(last - first, 0)
+    count += 1  # points (edges) per stencil
+    ends = np.cumsum(count)
+    f.chan0, f.n_chan = rep.start + first, count - 1  # channels of every stencil
+    first -= ends - count  # now minus the first point of the stencil
+    sid = np.repeat(np.arange(mu.size), count)
+    local = np.arange(ends[-1])
+    edge = st.edges[(rep.edge_off + first)[sid] + local]
+    chan = (rep.start + first)[sid]
+    chan += local
+    chan[ends - 1] = ctx.n_fit
+    x = edge - mu[sid]
+    x *= (1.0 / sw)[sid]
+    scale = rep.weight[sid] * ctx.ww_ext[chan]  # 0 at the last point of a stencil
+    cdf = ndtr(x)
+    prof = np.empty(edge.size)
+    np.subtract(cdf[1:], cdf[:-1], out=prof[:-1])
+    prof[-1] = 0.0
+    prof *= scale
+    f.n, f.sid, f.chan, f.x, f.scale, f.prof = n, sid, chan, x, scale, prof
+    f.row, f.tr = rep.row, rep.tr
+    f.mu, f.sobs, f.sw = mu, sobs, sw
+    if order:
+        # x = (e - mu) / s with mu = mu0 (1 + v/c), s = mu S / c, S = sqrt(q + lsf^2):
+        # d cdf(x) / dv = -phi(x) (b0 + b1 x), d cdf(x) / dq = -phi(x) aq x
+        # (see :func:`_cdf_derivatives`)
+        # b0 = m / s, b1 = s_v / s = m / mu and aq = s_q / s = 1 / (2 S^2), m = d mu / dv
+        f.b0 = rep.msl / sw
+        f.b1 = rep.msl / mu
+        f.aq = 0.5 / (sobs * sobs)
+        phi = x * x
+        phi *= -0.5
+        np.exp(phi, out=phi)
+        phi *= _INV_SQRT_2PI
+        g = f.b1[sid] * x
+        g += f.b0[sid]
+        g *= phi  # -d cdf / dv
+        dv = np.empty(edge.size)
+        np.subtract(g[:-1], g[1:], out=dv[:-1])
+        dv[-1] = 0.0
+        dv *= scale
+        g = x * phi
+        g *= f.aq[sid]  # -d cdf / dq
+        dq = np.empty(edge.size)
+        np.subtract(g[:-1], g[1:], out=dq[:-1])
+        dq[-1] = 0.0
+        dq *= scale
+        f.phi, f.dv, f.dq = phi, dv, dq
+    return f
 
 
 class _Projected:
@@ -759,6 +820,9 @@ class _Projected:
         self.w = w
         self.w_ext = np.append(w, 0.0)  # the extra channel collects discarded stencil values
         self.st = _stencil_setup(problem)
+        width = np.concatenate([np.diff(seg.edges_A) for seg in problem.segments])
+        self.ww_ext = np.append(w / width, 0.0)  # weight / channel width
+        self._per_stencil = {}
         n_per = problem.cont_order + 1
         keep = [
             np.arange(i * n_per, (i + 1) * n_per)
@@ -769,7 +833,6 @@ class _Projected:
         self.q, self.r = np.linalg.qr(problem.cont_basis[:, self.cont_keep] * w[:, None])
         self.qt = np.ascontiguousarray(self.q.T)
         self.rinv = np.linalg.inv(self.r)
-        self.group_sel = (self.st.group[:, None] == np.arange(problem.n_groups)).astype(float)
         yw = np.ascontiguousarray(y * w)
         self.qty = (yw[:, None, :] @ self.q)[:, 0]
         self.z = yw - (self.qty[:, None, :] @ self.qt)[:, 0]
@@ -783,85 +846,63 @@ class _Projected:
     def n_fit(self):
         return self.w.size
 
+    def per_stencil(self, n):
+        """Per-stencil constants of the flat stencils of ``n`` realisations (cached)."""
+        rep = self._per_stencil.get(n)
+        if rep is None:
+            st = self.st
+            n_t = st.rest_A.size
+            rep = _Flat()
+            rep.row = np.tile(np.arange(n), n_t)
+            rep.tr = np.repeat(np.arange(n_t), n)
+            rep.n_chan = np.repeat(st.n_chan, n)
+            rep.edge_off = np.repeat(st.edge_off, n)
+            rep.start = np.repeat(st.start, n)
+            rep.weight = np.repeat(st.weight, n)
+            rep.msl = np.repeat(st.rest_A * (1.0 + self.problem.z) / _C, n)
+            rep.row_group = rep.row * self.problem.n_groups + st.group[rep.tr]
+            rep.row_cell = rep.row * (self.n_fit + 1)
+            rep.row3 = np.concatenate([3 * rep.row, 3 * rep.row + 1, 3 * rep.row + 2])
+            self._per_stencil[n] = rep
+        return rep
+
     def with_problem(self, problem):
         """The same projected data for another model (e.g. one component fewer)."""
         out = copy.copy(self)
         out.problem = problem
         return out
 
-    def _stencils(self, theta_c):
-        """Stencils of all fitted transitions for one component.
-
-        Returns ``(mu, sobs, sw, pos, edges)``: centres [A], observed sigmas
-        [km/s] and [A], shape (n, T); the fitted-channel index of every
-        stencil channel, shape (n, T, s), with ``n_fit`` for channels outside
-        the transition's own range (within ``_STENCIL_NSIG`` observed sigmas of
-        its centre, clipped to its window); and the stencil edges [A], shape
-        (n, T, s + 1).  A stencil starts at the first channel of the range,
-        so the channels kept form a prefix of it.
-        """
-        st = self.st
-        mu, sobs, sw = _centres_widths(theta_c, self.problem.z, st.rest_A, st.lsf_kms)
-        lo = mu - _STENCIL_NSIG * sw
-        hi = mu + _STENCIL_NSIG * sw
-        first = np.empty(mu.shape, dtype=np.intp)
-        last = np.empty(mu.shape, dtype=np.intp)
-        for seg, sl in st.windows:
-            first[:, sl] = np.searchsorted(seg.edges_A, lo[:, sl], side="right") - 1
-            last[:, sl] = np.searchsorted(seg.edges_A, hi[:, sl], side="left")
-        first = np.clip(first, 0, st.n_chan)
-        length = np.maximum(np.minimum(last, st.n_chan) - first, 0)
-        size = max(1, int(np.max(length)))
-        steps = np.arange(size)
-        pos = np.where(steps < length[:, :, None], (st.start + first)[:, :, None] + steps, self.n_fit)
-        edges = st.edges[(st.edge_off + first)[:, :, None] + np.arange(size + 1)]
-        return mu, sobs, sw, pos, edges
-
     def _line_parts(self, theta, order=0):
-        """Weighted line columns on the fitted channels, and their derivatives.
+        """Weighted line columns on the fitted channels, and the stencils.
 
         Parameters
         ----------
         theta : ndarray, shape (n, 2 * n_components)
         order : {0, 1, 2}
-            Highest order of the derivatives to compute.
+            Highest order of the derivatives to prepare.
 
         Returns
         -------
         lw : ndarray, shape (n, n_fit + 1, k)
             Weighted line columns (last channel: discarded values).
-        parts : list
-            For ``order >= 1``, one ``(c, pos, derivs)`` per component:
-            ``derivs`` (n_d, n, T, s) holds the weighted derivatives with
-            respect to ``(v, q)`` (then ``(vv, vq, qq)``) of the profiles of
-            the transitions (per unit group amplitude) on their stencils
-            ``pos`` (see :meth:`_stencils`).  Empty otherwise.
+        flats : list of _Flat
+            The stencils of every component.
         """
         pb, st = self.problem, self.st
-        n, ng = theta.shape[0], pb.n_groups
-        z = pb.z
-        lw = np.zeros((n, self.n_fit + 1, pb.n_line_cols))
-        rows = np.arange(n)[:, None]
-        m = st.rest_A * (1.0 + z) / _C
-        parts = []
+        n, ng, k = theta.shape[0], pb.n_groups, pb.n_line_cols
+        m1 = self.n_fit + 1
+        flats, idx, val = [], [], []
         for c in range(pb.n_components):
-            mu, sobs, sw, pos, edges = self._stencils(theta[:, 2 * c : 2 * c + 2])
-            x = edges - mu[:, :, None]
-            x /= sw[:, :, None]
-            res = _cdf_derivatives(
-                x, mu[:, :, None], sobs[:, :, None], sw[:, :, None], m[:, None], order
-            )
-            scale = st.weight[:, None] / np.diff(edges, axis=2)
-            scale *= self.w_ext[pos]
-            prof = np.diff(res[0], axis=2)
-            prof *= scale
-            for t in range(st.group.size):  # one transition at a time, in a fixed order
-                lw[rows, pos[:, t], c * ng + st.group[t]] += prof[:, t]
-            if order:
-                derivs = np.stack([np.diff(d, axis=2) for d in res[1:]])
-                derivs *= scale
-                parts.append((c, pos, derivs))
-        return lw, parts
+            f = _flat_stencils(self, theta[:, 2 * c : 2 * c + 2], order)
+            base = f.row * (m1 * k) + (c * ng + st.group)[f.tr]
+            idx.append(base[f.sid] + f.chan * k)
+            val.append(f.prof)
+            flats.append(f)
+        if len(idx) > 1:
+            idx, val = [np.concatenate(idx)], [np.concatenate(val)]
+        # sequential accumulation in transition order (see the batch-invariance notes)
+        lw = np.bincount(idx[0], weights=val[0], minlength=n * m1 * k).reshape(n, m1, k)
+        return lw, flats
 
     def evaluate(self, theta, rows=None, order=0, linear=False):
         """Projected chi^2 at ``theta`` for the realisations ``rows``.
@@ -893,7 +934,7 @@ class _Projected:
             Only with ``linear=True``.
         """
         rows = np.arange(self.n_real) if rows is None else rows
-        lw_ext, parts = self._line_parts(theta, order)
+        lw_ext, flats = self._line_parts(theta, order)
         lw = lw_ext[:, : self.n_fit]
         zs = self.z[rows]
         lt = np.swapaxes(lw, 1, 2)
@@ -904,7 +945,7 @@ class _Projected:
         chi2 = self.zz[rows] - (b[:, None, :] @ a[:, :, None])[:, 0, 0]
         out = [chi2]
         if order:
-            out.extend(self._curvature(a, lw, lt, zs, qtl, minv, parts, order))
+            out.extend(self._curvature(a, lw, lt, zs, qtl, minv, flats, order))
         if linear:
             cont = np.full((a.shape[0], self.problem.n_cont), np.nan)
             rhs = self.qty[rows] - (qtl @ a[:, :, None])[:, :, 0]
@@ -912,7 +953,7 @@ class _Projected:
             out.append(np.concatenate([a, cont], axis=1))
         return out[0] if len(out) == 1 else tuple(out)
 
-    def _curvature(self, a, lw, lt, zs, qtl, minv, parts, order):
+    def _curvature(self, a, lw, lt, zs, qtl, minv, flats, order):
         """Gradient, Gauss-Newton matrix and Hessian (see :meth:`evaluate`).
 
         With ``P = I - Q Q^T``, ``B = P L``, ``u_j = P dL_j a``,
@@ -923,42 +964,77 @@ class _Projected:
         * ``J_j.J_l = u_j.u_l - (B^T u_j) M^-1 (B^T u_l) + s_j M^-1 s_l``,
         * half the exact Hessian of the projected chi^2 (implicit-function
           theorem) is ``u_j.u_l - R_jl - (B^T u_j - s_j) M^-1 (B^T u_l - s_l)``.
+
+        ``R_jl`` is summed by parts over every stencil,
+        ``sum_ch (G(e_hi) - G(e_lo)) h = sum_e G(e) (h_below - h_above)``, so
+        only the normal density times powers of ``x`` is needed at the edges
+        (``G`` being the second derivatives of the normal CDF).
         """
-        pb = self.problem
+        pb, st = self.problem, self.st
         n, ng, nc = a.shape[0], pb.n_groups, pb.n_components
         n_par = 2 * nc
-        group = self.st.group
+        m1 = self.n_fit + 1
         r = zs - (lw @ a[:, :, None])[:, :, 0] + np.matmul(self.q, qtl @ a[:, :, None])[:, :, 0]
-        r_ext = np.zeros((n, self.n_fit + 1))
+        r_ext = np.zeros((n, m1))
         r_ext[:, : self.n_fit] = r
-        u_ext = np.zeros((n, self.n_fit + 1, n_par))  # dL_j a on the fitted channels
+        r_flat = r_ext.ravel()
         s = np.zeros((n, a.shape[1], n_par))
         r2 = np.zeros((n, n_par, n_par))
-        a_groups = a.reshape(n, nc, ng)
-        rows = np.arange(n)[:, None]
-        for c, pos, derivs in parts:
-            amp = np.ascontiguousarray(a_groups[:, c, group])  # (n, T)
-            ua = derivs[:2] * amp[:, :, None]
-            for t in range(group.size):  # one transition at a time, in a fixed order
-                u_ext[rows, pos[:, t], 2 * c] += ua[0, :, t]
-                u_ext[rows, pos[:, t], 2 * c + 1] += ua[1, :, t]
-            # d^T r on the stencils: the kept channels are a prefix of each stencil
-            dr = _tree_sum(derivs * r_ext[rows[:, :, None], pos])  # (n_d, n, T)
-            for j in (0, 1):
-                s[:, c * ng : (c + 1) * ng, 2 * c + j] = (dr[j][:, None, :] @ self.group_sel)[:, 0]
+        idx, val = [], []
+        for c, f in enumerate(flats):
+            rep = self.per_stencil(n)
+            amp = a[:, c * ng : (c + 1) * ng].ravel()[rep.row_group]  # per stencil
+            amp_pt = amp[f.sid]
+            cell = rep.row_cell[f.sid] + f.chan
+            base = cell * n_par + 2 * c
+            idx += [base, base + 1]
+            val += [f.dv * amp_pt, f.dq * amp_pt]
+            rr = r_flat[cell]
+            # d^T r per line group (sequential sums in stencil order)
+            grp = rep.row_group[f.sid]
+            s[:, c * ng : (c + 1) * ng, 2 * c] = np.bincount(grp, f.dv * rr, n * ng).reshape(n, ng)
+            s[:, c * ng : (c + 1) * ng, 2 * c + 1] = np.bincount(grp, f.dq * rr, n * ng).reshape(n, ng)
             if order == 2:
-                for (j, l), d in zip(((0, 0), (0, 1), (1, 1)), dr[2:]):
-                    val = (d[:, None, :] @ amp[:, :, None])[:, 0, 0]
-                    r2[:, 2 * c + j, 2 * c + l] = val
-                    r2[:, 2 * c + l, 2 * c + j] = val
-        u = u_ext[:, : self.n_fit]
+                h = rr * f.scale  # zero at the last point of every stencil
+                dh = np.empty(h.size)
+                dh[0] = -h[0]
+                np.subtract(h[:-1], h[1:], out=dh[1:])
+                ph = dh * f.phi
+                n_s = amp.size
+                s0 = np.bincount(f.sid, ph, n_s)
+                ph *= f.x
+                s1 = np.bincount(f.sid, ph, n_s)
+                ph *= f.x
+                s2 = np.bincount(f.sid, ph, n_s)
+                ph *= f.x
+                s3 = np.bincount(f.sid, ph, n_s)
+                # the second derivatives of the CDF are phi(x) times cubics in x:
+                # d2/dv2 = 2 b0 b1 (1 - x^2) + (2 b1^2 - b0^2) x - b1^2 x^3,
+                # d2/dvdq = aq (b0 (1 - x^2) + b1 (x - x^3)), d2/dq2 = aq^2 (3 x - x^3)
+                b0, b1, aq = f.b0, f.b1, f.aq
+                s0 -= s2
+                s2 = s1 - s3
+                vv = (2.0 * b0 * b1) * s0 + (2.0 * b1 * b1 - b0 * b0) * s1 - (b1 * b1) * s3
+                vq = aq * (b0 * s0 + b1 * s2)
+                qq = (aq * aq) * (3.0 * s1 - s3)
+                rt = np.concatenate([vv, vq, qq])
+                rt *= np.tile(amp, 3)
+                rt = np.bincount(rep.row3, rt, 3 * n).reshape(n, 3)  # sum over transitions, in order
+                j = 2 * c
+                r2[:, j, j] = rt[:, 0]
+                r2[:, j, j + 1] = r2[:, j + 1, j] = rt[:, 1]
+                r2[:, j + 1, j + 1] = rt[:, 2]
+        if len(idx) > 1:
+            idx, val = np.concatenate(idx), np.concatenate(val)
+        u = np.bincount(idx, weights=val, minlength=n * m1 * n_par).reshape(n, m1, n_par)
+        u = u[:, : self.n_fit]
         ut = np.swapaxes(u, 1, 2)
         qtu = np.matmul(self.qt, u)
         uu = ut @ u - np.swapaxes(qtu, 1, 2) @ qtu
         btu = lt @ u - np.swapaxes(qtl, 1, 2) @ qtu  # (n, k, p)
-        jtr = -(ut @ r[:, :, None])[:, :, 0]
-        st = np.swapaxes(s, 1, 2)
-        jtj = uu - np.swapaxes(btu, 1, 2) @ minv @ btu + st @ minv @ s
+        jtr = -(a[:, None, :] @ s)[:, 0, :]  # -u_j.r = -a.s_j
+        st_ = np.swapaxes(s, 1, 2)
+        jtj = uu - np.swapaxes(btu, 1, 2) @ minv @ btu + st_ @ minv @ s
         if order == 1:
             return jtj, jtr
         diff = btu - s
@@ -1021,9 +1097,14 @@ def _scan(ctx, grid):
 
     The projected chi^2 is evaluated on the grid of :func:`_scan_grid` for
     all realisations at once (the line columns are shared; only ``b = L^T z``
-    depends on the realisation).  The best grid point is then refined by a
-    parabola through its velocity neighbours and one through the best chi^2
-    of the neighbouring dispersions (in log sigma).
+    depends on the realisation).  ``b`` is computed for every dispersion of
+    the grid and every line group over the channels where the group's
+    columns are non-zero only (the stencils of its transitions), and
+    ``b^T M^-1 b`` from the upper triangle of ``M^-1`` within every fitting
+    window (``M`` couples only groups of the same window).  The best grid
+    point is then refined by a parabola through its velocity neighbours and
+    one through the best chi^2 of the neighbouring dispersions (in log
+    sigma).
 
     Returns
     -------
@@ -1033,22 +1114,42 @@ def _scan(ctx, grid):
     theta = np.concatenate([np.column_stack([v, np.full(v.size, s)]) for s, v in zip(sigmas, velocities)])
     starts = np.cumsum([0] + [v.size for v in velocities])
     n_grid, m, k = theta.shape[0], ctx.n_fit, ctx.problem.n_line_cols
-    lw = np.empty((n_grid, m, k))  # the weighted columns on all fitted channels
-    for i0, i1 in zip(starts[:-1], starts[1:]):  # one dispersion at a time: short stencils
-        lw[i0:i1] = ctx._line_parts(theta[i0:i1])[0][:, :m]
-    lt = np.ascontiguousarray(np.swapaxes(lw, 1, 2))
+    lw, (flat,) = ctx._line_parts(theta)  # the weighted columns on all fitted channels
+    lw = lw[:, :m]
     qtl = np.matmul(ctx.qt, lw)
-    minv = _inv_normal(lt @ lw - np.swapaxes(qtl, 1, 2) @ qtl)
-    b = _apply_to_rows(lt.reshape(n_grid * k, m), ctx.z).reshape(-1, n_grid, k)  # (n, grid, k)
+    minv = _inv_normal(np.swapaxes(lw, 1, 2) @ lw - np.swapaxes(qtl, 1, 2) @ qtl)
+    # b = L^T z on the channels of the stencils of every (dispersion, group)
+    # block; every product's shape depends on the problem only, and the data
+    # enter in zero-padded blocks of _ROW_BLOCK realisations
+    n = ctx.n_real
+    nb = -(-n // _ROW_BLOCK)
+    zb = np.zeros((nb * _ROW_BLOCK, m))
+    zb[:n] = ctx.z
+    zb = np.ascontiguousarray(zb.reshape(nb, _ROW_BLOCK, m).transpose(0, 2, 1))  # (nb, m, block)
+    group = ctx.st.group[flat.tr].reshape(-1, n_grid)  # (T, grid)
+    c0 = flat.chan0.reshape(-1, n_grid)
+    c1 = c0 + flat.n_chan.reshape(-1, n_grid)
+    c0 = np.minimum.reduceat(np.where(c1 > c0, c0, m), starts[:-1], axis=1)  # (T, n_sigma)
+    c1 = np.maximum.reduceat(c1, starts[:-1], axis=1)
+    c0 = [np.min(c0[group[:, 0] == j], axis=0, initial=m) for j in range(k)]  # (k, n_sigma)
+    c1 = [np.max(c1[group[:, 0] == j], axis=0, initial=0) for j in range(k)]
+    b = np.zeros((k, n, n_grid))
+    for i, (i0, i1) in enumerate(zip(starts[:-1], starts[1:])):
+        for j in range(k):
+            lo, hi = c0[j][i], c1[j][i]
+            if hi <= lo:
+                continue
+            mat = np.ascontiguousarray(lw[i0:i1, lo:hi, j])
+            out = np.matmul(mat, zb[:, lo:hi, :])  # (nb, grid points, block)
+            b[j, :, i0:i1] = out.transpose(0, 2, 1).reshape(nb * _ROW_BLOCK, i1 - i0)[:n]
     # chi2 - |z|^2 = -b^T M^-1 b, elementwise in a fixed order
-    mb = np.zeros_like(b)
-    for j in range(k):
-        mb += minv[None, :, :, j] * b[:, :, None, j]
-    quad = np.zeros(b.shape[:2])
-    for j in range(k):
-        quad += b[:, :, j] * mb[:, :, j]
+    quad = np.zeros((n, n_grid))
+    for cols in _window_groups(ctx):
+        for jj, j in enumerate(cols):
+            quad += minv[:, j, j] * (b[j] * b[j])
+            for l in cols[jj + 1 :]:
+                quad += (2.0 * minv[:, j, l]) * (b[j] * b[l])
     chi2 = -quad.T  # (grid, n)
-    n = chi2.shape[1]
     cols = np.arange(n)
     # velocity: parabola within the row of the best point
     best = np.argmin(chi2, axis=0)
@@ -1067,6 +1168,20 @@ def _scan(ctx, grid):
     shift = _parabola_shift(row_min[rm, cols], row_min[row, cols], row_min[rp, cols])
     s0 = sigmas[row] * np.exp(0.5 * dlog * shift)
     return np.column_stack([v0, s0])
+
+
+def _window_groups(ctx):
+    """Line-column indices coupled by ``M``: the groups of every window (merged if shared)."""
+    pb, st = ctx.problem, ctx.st
+    sets = []
+    for c in range(pb.n_components):
+        for _, sl in st.windows:
+            cols = set((c * pb.n_groups + st.group[sl]).tolist())
+            for other in [s for s in sets if s & cols]:
+                cols |= other
+                sets.remove(other)
+            sets.append(cols)
+    return [sorted(s) for s in sets]
 
 
 def _two_component_candidates(theta1, sigma_bounds):
@@ -1132,19 +1247,43 @@ def _clip_theta(theta, v_bounds, sigma_bounds):
     return out
 
 
+def _min_eigenvalue(a):
+    """Smallest eigenvalue of every symmetric matrix ``a`` (n, p, p); closed form for p = 2."""
+    if a.shape[-1] != 2:
+        return np.linalg.eigvalsh(a)[:, 0]
+    half_tr = 0.5 * (a[:, 0, 0] + a[:, 1, 1])
+    half_diff = 0.5 * (a[:, 0, 0] - a[:, 1, 1])
+    return half_tr - np.sqrt(half_diff * half_diff + a[:, 0, 1] * a[:, 0, 1])
+
+
+def _solve_sym(a, b):
+    """``a^-1 b`` for symmetric matrices ``a`` (n, p, p) and ``b`` (n, p); Cramer's rule for p = 2."""
+    if a.shape[-1] != 2:
+        return np.linalg.solve(a, b[:, :, None])[:, :, 0]
+    a00, a01, a11 = a[:, 0, 0], a[:, 0, 1], a[:, 1, 1]
+    det = a00 * a11 - a01 * a01
+    return np.column_stack([a11 * b[:, 0] - a01 * b[:, 1], a00 * b[:, 1] - a01 * b[:, 0]]) / det[:, None]
+
+
 def _newton(ctx, theta0, v_bounds, sigma_bounds, rows=None, max_iter=100, xtol=1e-2, ftol=1e-9):
     """Batched, bounded, damped Newton minimisation of the projected chi^2.
 
-    The parameters are ``(v, sigma**2)`` per component internally.  The
+    The parameters are ``(v, log(sigma**2 + s_L**2))`` per component
+    internally, with ``s_L`` the smallest instrumental sigma of the lines:
+    regular at ``sigma = 0`` like ``sigma**2``, but nearly the logarithm of
+    the observed line width, in which the projected chi^2 is much closer to
+    a parabola (fewer iterations from a start off by tens of per cent).  The
     step solves ``(H + lambda D) step = -g`` with the gradient ``g`` of
     :meth:`_Projected.evaluate`, ``H`` the exact Hessian where it is positive
     definite (near a minimum: quadratic convergence) and the Gauss-Newton
     matrix elsewhere (as MINPACK, which keeps the descent local), ``D`` the
     diagonal of the Gauss-Newton matrix and ``lambda`` adapted as in
-    Levenberg-Marquardt (decreased after a successful step, increased after
-    a failed one).  A parameter on a bound that the gradient pushes outwards
-    is held fixed for the step, and a step that leaves the bounds is clipped
-    onto them.  A realisation has converged when a step moves no velocity
+    Levenberg-Marquardt (divided by 5 after a successful step; after a
+    failed one multiplied by 4, and at least 0.25, which shortens the step at
+    once).  A parameter on a bound that the gradient pushes outwards
+    is held fixed for the step; a parameter that the step would take past a
+    bound is put on it, and the step of the others is solved again with it
+    held there.  A realisation has converged when a step moves no velocity
     or dispersion by more than ``xtol`` [km/s], when both the actual and the
     predicted relative decrease of chi^2 are below ``ftol`` (as MINPACK), or
     when the damping has grown so large that no step improves chi^2.
@@ -1162,11 +1301,35 @@ def _newton(ctx, theta0, v_bounds, sigma_bounds, rows=None, max_iter=100, xtol=1
     """
     rows = np.arange(ctx.n_real) if rows is None else rows
     n_comp = theta0.shape[1] // 2
-    lo = np.tile([v_bounds[0], sigma_bounds[0] ** 2], n_comp)
-    hi = np.tile([v_bounds[1], sigma_bounds[1] ** 2], n_comp)
-    pint = np.clip(_to_internal(theta0), lo, hi)
+    ls2 = float(np.min(ctx.problem.trans.lsf_kms)) ** 2
+    s_lo, s_hi = sigma_bounds[0] ** 2, sigma_bounds[1] ** 2
+
+    def to_theta(par):
+        out = np.array(par, dtype=float)
+        out[:, 1::2] = np.sqrt(np.clip(np.exp(par[:, 1::2]) - ls2, s_lo, s_hi))
+        return out
+
+    def evaluate(par, r):
+        th = to_theta(par)
+        chi2, jtj, g, h, beta = ctx.evaluate(th, r, order=2, linear=True)
+        # chain rule from q = sigma**2 to p = log(q + ls2): dq/dp = d2q/dp2 = q + ls2
+        sc = np.ones(g.shape)
+        sc[:, 1::2] = th[:, 1::2] ** 2 + ls2
+        g = g * sc
+        s2 = sc[:, :, None] * sc[:, None, :]
+        jtj = jtj * s2
+        h = h * s2
+        i = np.arange(1, g.shape[1], 2)
+        h[:, i, i] += g[:, 1::2]
+        return chi2, jtj, g, h, beta
+
+    lo = np.tile([v_bounds[0], np.log(s_lo + ls2)], n_comp)
+    hi = np.tile([v_bounds[1], np.log(s_hi + ls2)], n_comp)
+    pint = np.array(theta0, dtype=float)
+    pint[:, 1::2] = np.log(pint[:, 1::2] ** 2 + ls2)
+    pint = np.clip(pint, lo, hi)
     n, p = pint.shape
-    chi2, jtj, grad, hess, beta = ctx.evaluate(_to_theta(pint), rows, order=2, linear=True)
+    chi2, jtj, grad, hess, beta = evaluate(pint, rows)
     lam = np.full(n, 1e-3)
     active = np.ones(n, dtype=bool)
     eye = np.eye(p)
@@ -1181,17 +1344,28 @@ def _newton(ctx, theta0, v_bounds, sigma_bounds, rows=None, max_iter=100, xtol=1
         d = np.maximum(d, 1e-12 * np.max(d, axis=1, keepdims=True) + 1e-300)
         sd = np.sqrt(d)
         hs = np.where(ff, h / (sd[:, :, None] * sd[:, None, :]), 0.0) + (~free)[:, :, None] * eye
-        newton = np.linalg.eigvalsh(hs)[:, 0] > 1e-6
+        newton = _min_eigenvalue(hs) > 1e-6
         h = np.where(newton[:, None, None], h, jtj[idx])
         damped = h + lam[idx, None, None] * d[:, :, None] * eye
-        damped = np.where(ff, damped, 0.0) + (~free)[:, :, None] * eye
-        step = -np.linalg.solve(damped, np.where(free, g, 0.0)[:, :, None])[:, :, 0]
+        dfree = np.where(ff, damped, 0.0) + (~free)[:, :, None] * eye
+        step = -_solve_sym(dfree, np.where(free, g, 0.0))
+        # a free parameter that the step takes past a bound is put on the
+        # bound, and the step of the others is solved again with it fixed
+        hit = free & ((par + step < lo) | (par + step > hi))
+        if np.any(hit):
+            sb = np.where(hit, np.clip(par + step, lo, hi) - par, 0.0)
+            free2 = free & ~hit
+            ff2 = free2[:, :, None] & free2[:, None, :]
+            rhs = g + (damped @ sb[:, :, None])[:, :, 0]
+            d2 = np.where(ff2, damped, 0.0) + (~free2)[:, :, None] * eye
+            s2 = -_solve_sym(d2, np.where(free2, rhs, 0.0))
+            step = np.where(hit.any(axis=1)[:, None], np.where(hit, sb, s2), step)
         trial = np.clip(par + step, lo, hi)
         step = trial - par
         gs = (g[:, None, :] @ step[:, :, None])[:, 0, 0]
         shs = (step[:, None, :] @ h @ step[:, :, None])[:, 0, 0]
         predicted = -(2.0 * gs + shs)
-        moved = np.max(np.abs(_to_theta(trial) - _to_theta(par)), axis=1)
+        moved = np.max(np.abs(to_theta(trial) - to_theta(par)), axis=1)
         # when the undamped Newton step from the current point is this small,
         # the current point is the minimum to within ~xtol: stop without
         # another evaluation
@@ -1200,20 +1374,20 @@ def _newton(ctx, theta0, v_bounds, sigma_bounds, rows=None, max_iter=100, xtol=1
         idx, trial, predicted, moved = idx[~final], trial[~final], predicted[~final], moved[~final]
         if idx.size == 0:
             break
-        chi2_t, jtj_t, grad_t, hess_t, beta_t = ctx.evaluate(
-            _to_theta(trial), rows[idx], order=2, linear=True
-        )
+        chi2_t, jtj_t, grad_t, hess_t, beta_t = evaluate(trial, rows[idx])
         actual = chi2[idx] - chi2_t
         better = actual > 0
         acc = idx[better]
         pint[acc], chi2[acc], beta[acc] = trial[better], chi2_t[better], beta_t[better]
         jtj[acc], grad[acc], hess[acc] = jtj_t[better], grad_t[better], hess_t[better]
         lam[acc] = np.maximum(lam[acc] / 5.0, 1e-9)
-        lam[idx[~better]] *= 4.0
+        # after a failed step the damping is raised at once to a level that
+        # shortens the step (lambda ~ 1: between Newton and steepest descent)
+        lam[idx[~better]] = np.maximum(lam[idx[~better]] * 4.0, 0.25)
         tiny = (np.abs(actual) <= ftol * chi2[idx]) & (np.abs(predicted) <= ftol * chi2[idx])
         done = (moved < xtol) | tiny | (lam[idx] > 1e12)
         active[idx[done]] = False
-    return _to_theta(pint), ~active, chi2, beta
+    return to_theta(pint), ~active, chi2, beta
 
 
 def _fit_fast(problem, contexts, theta0, v_bounds, sigma_bounds):
@@ -1500,8 +1674,11 @@ def _make_result(problem, data, theta, beta, chi2, success, method):
         amp[swap] = amp[swap][:, ::-1]
     # everything per realisation (its own channel mask), never over the batch
     mask = data.w > 0
-    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+    if np.all(mask == mask[0]):  # the usual case: one mask for all
+        patterns, inverse = mask[:1], np.zeros(n, dtype=np.intp)
+    else:
+        patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
     covered = np.array([_group_coverage(problem, p) for p in patterns])[inverse]  # (n, ng)
     n_cont = np.array([problem.n_cont - np.count_nonzero(_cont_without_data(problem, p)) for p in patterns])
     comp_flux, flux = {}, {}
