@@ -27,6 +27,27 @@ def run_snakemake(workdir, *args, configfiles=(TEST_CONFIG,), check=True, env=No
     return proc
 
 
+def true_fluxes(workdir, variant="default"):
+    """Noiseless line fluxes of a finished mock run through its masks (truth maps), as the validation rule does."""
+    import pandas as pd
+
+    from ismcgm import samples, validation
+    from ismcgm.io import read_table
+
+    workdir = Path(workdir)
+    s = samples.read_sample_table(workdir / "results/mock/samples.tsv")
+    parts = []
+    for gid, row in s.iterrows():
+        regions = ([(f"{gid}_{x.lower()}", r, f"{r}_{x}") for x in "AB" for r in ("ISM", "CGM")] if row["merger"]
+                   else [(gid, r, r) for r in ("ISM", "CGM")])
+        cubes = {g: workdir / row[f"cube_{g}"] for g in samples.galaxy_gratings(row)}
+        parts.append(validation.galaxy_true_fluxes(row, workdir / f"results/mock/{gid}/{gid}_truth.fits",
+                                                   workdir / f"results/masks/{variant}/{gid}.fits",
+                                                   read_table(workdir / f"results/alignment/{gid}.csv"), cubes,
+                                                   regions))
+    return pd.concat(parts, ignore_index=True)
+
+
 @pytest.fixture(scope="session")
 def e2e(tmp_path_factory):
     """Workdir after one full run of the test config (``--cores 2``)."""

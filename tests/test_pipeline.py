@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ismcgm.io import read_table
-from tests.conftest import REPO, TEST_CONFIG, run_snakemake
+from tests.conftest import REPO, TEST_CONFIG, run_snakemake, true_fluxes
 
 V = "results/tables/default"
 
@@ -141,29 +141,13 @@ def test_report_contains_every_figure_and_main_table(e2e):
         assert category in html, category
 
 
-def _true_fluxes(e2e):
-    """Noiseless line fluxes through the pipeline's masks (truth maps), as the validation rule computes them."""
-    from ismcgm import samples, validation
-
-    s = samples.read_sample_table(e2e / "results/mock/samples.tsv")
-    parts = []
-    for gid, row in s.iterrows():
-        regions = ([(f"{gid}_{x.lower()}", r, f"{r}_{x}") for x in "AB" for r in ("ISM", "CGM")] if row["merger"]
-                   else [(gid, r, r) for r in ("ISM", "CGM")])
-        cubes = {g: e2e / row[f"cube_{g}"] for g in samples.galaxy_gratings(row)}
-        parts.append(validation.galaxy_true_fluxes(row, e2e / f"results/mock/{gid}/{gid}_truth.fits",
-                                                   e2e / f"results/masks/default/{gid}.fits",
-                                                   read_table(e2e / f"results/alignment/{gid}.csv"), cubes, regions))
-    return pd.concat(parts, ignore_index=True)
-
-
 def test_dust_corrected_balmer_recovers_ebv(e2e):
     """E(B-V)_gas from the measured Balmer decrement agrees with the truth through the same mask."""
     from ismcgm.dust import ebv_from_balmer
     from ismcgm.ratios import preferred_grating
 
     fluxes = preferred_grating(read_table(e2e / f"{V}/line_fluxes.csv"))
-    true = preferred_grating(_true_fluxes(e2e).assign(id=""))
+    true = preferred_grating(true_fluxes(e2e).assign(id=""))
     piv = true.pivot_table(index=["component", "region"], columns="line", values="true_flux")
     ebv_true = pd.Series(ebv_from_balmer(piv["HA"].to_numpy(), piv["HB"].to_numpy()), index=piv.index)
     meas = fluxes[fluxes["line"] == "HA"].set_index(["component", "region"])

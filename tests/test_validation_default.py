@@ -1,18 +1,20 @@
 """Science validation on the full default SYNTHETIC mock (18 galaxies).
 
-Slow (a full analysis each): run with ``ISMCGM_SLOW=1 pytest tests/test_validation_default.py``.
+Slow (four full analyses, ~45 min on 2 cores): run with
+``ISMCGM_SLOW=1 pytest tests/test_validation_default.py``.
 CI runs the small end-to-end config instead (tests/test_pipeline.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 
+import pandas as pd
 import pytest
 
+from ismcgm import validation
 from ismcgm.io import read_table
-from tests.conftest import REPO, run_snakemake
+from tests.conftest import REPO, run_snakemake, true_fluxes
 
 #: Every injected shift (BALMER included: equal dust in ISM and CGM) and the scatter set to 0.
 ZERO_SHIFT_CONFIG = ("mock:\n  scatter_dex: 0.0\n"
@@ -21,26 +23,44 @@ ZERO_SHIFT_CONFIG = ("mock:\n  scatter_dex: 0.0\n"
 pytestmark = pytest.mark.skipif(not os.environ.get("ISMCGM_SLOW"), reason="set ISMCGM_SLOW=1 (full default runs)")
 
 
+#: Mock seeds over which the flux pulls are pooled: one noise realisation of
+#: 18 galaxies gives ~30-60 detections per family, whose median pull has a
+#: standard error of ~0.2 (on seed 1 the noise summed over the Hα windows
+#: alone has a median of +0.6 sigma).
+SEEDS = (1, 2, 3)
+
+
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("default")
-    run_snakemake(work, "--cores", "all", configfiles=(REPO / "config.yaml",))
-    return work
+def seed_runs(tmp_path_factory):
+    runs = {}
+    for seed in SEEDS:
+        work = tmp_path_factory.mktemp(f"seed{seed}")
+        cfg = work / "seed.yaml"
+        cfg.write_text(f"mock:\n  seed: {seed}\n")
+        run_snakemake(work, "--cores", "all", configfiles=(REPO / "config.yaml", cfg))
+        runs[seed] = work
+    return runs
 
 
-def test_default_mock_recovers_every_shift(default_run):
-    rec = read_table(default_run / "results/validation/default/recovery.csv")
+def test_default_mock_recovers_every_shift(seed_runs):
+    rec = read_table(seed_runs[1] / "results/validation/default/recovery.csv")
     for _, r in rec.iterrows():
         assert abs(r["measured_shift"] - r["true_shift"]) <= 2 * r["sigma_med"], r.to_dict()
         assert abs(r["measured_shift"] - r["injected_shift"]) <= 2 * r["sigma_med"] + 0.02, r.to_dict()
 
 
-def test_default_mock_flux_pulls(default_run):
-    summary = json.loads((default_run / "results/validation/default/summary.json").read_text())
-    for fam in summary["pulls_by_family"]:
-        if fam["n"] >= 5:
-            assert 0.85 <= fam["std_pull"] <= 1.15, fam
-            assert abs(fam["median_pull"]) < 0.2, fam
+def test_flux_pulls_pooled_over_mock_seeds(seed_runs):
+    """Per line family, pooled over the seeds: pull std in 0.85-1.15 and |median| < 0.2."""
+    rows = []
+    for work in seed_runs.values():
+        fluxes = pd.concat([read_table(work / "results/tables/default/line_fluxes.csv")]
+                           + [read_table(p) for p in sorted((work / "results/cii/default").glob("*.csv"))])
+        pulls, _ = validation.flux_pulls(fluxes, true_fluxes(work)[validation.TRUE_COLUMNS])
+        rows.append(pulls)
+    families = validation.family_pulls(pd.concat(rows, ignore_index=True))
+    for _, fam in families.iterrows():
+        assert 0.85 <= fam["std_pull"] <= 1.15, fam.to_dict()
+        assert abs(fam["median_pull"]) < 0.2, fam.to_dict()
 
 
 def test_zero_shift_mock_rejects_nothing(tmp_path):
