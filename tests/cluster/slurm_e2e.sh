@@ -59,6 +59,7 @@ cleanup() {
     sleep 1
   fi
   local i pidfile pid
+  [ ${#started[@]} -gt 0 ] && log "stopping the daemons"
   for ((i = ${#started[@]} - 1; i >= 0; i--)); do   # slurmd, slurmctld, munged
     pidfile=${started[i]}
     pid=$(cat "$pidfile" 2>/dev/null) || continue
@@ -74,6 +75,7 @@ cleanup() {
   if [ "${ISMCGM_SLURM_KEEP:-0}" = 1 ]; then
     log "kept $WORK"
   else
+    log "removing $WORK"
     rm -rf "$WORK"
   fi
   if [ "$rc" -eq 0 ]; then log "PASS"; else log "FAILED (exit $rc)"; fi
@@ -203,7 +205,7 @@ else
   VENV="$WORK/venv"
   log "creating $VENV with pip install -e '.[test,slurm]'"
   python3 -m venv "$VENV" || die "python3 -m venv failed (apt-get install python3-venv?)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1
   "$VENV/bin/python" -m pip install -q -e "${REPO}[test,slurm]" >"$WORK/log/pip.log" 2>&1 \
     || { tail -n 20 "$WORK/log/pip.log" >&2; die "pip install -e '.[test,slurm]' failed"; }
 fi
