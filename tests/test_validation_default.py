@@ -50,7 +50,10 @@ def test_default_mock_recovers_every_shift(seed_runs):
 
 
 def test_flux_pulls_pooled_over_mock_seeds(seed_runs):
-    """Per line family, pooled over the seeds: pull std in 0.85-1.15 and |median| < 0.2."""
+    """Per line family, pooled over the seeds: pull std in 0.85-1.15 and |median| < 0.2.
+
+    Lines detectable at the truth (true S/N >= 3, :func:`ismcgm.validation.flux_pulls`).
+    """
     rows = []
     for work in seed_runs.values():
         fluxes = pd.concat([read_table(work / "results/tables/default/line_fluxes.csv")]

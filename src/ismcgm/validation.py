@@ -150,17 +150,40 @@ def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected
                                        "pull", "within_2sigma"])
 
 
-def flux_pulls(line_fluxes: pd.DataFrame, true_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-line pulls (flux - true)/flux_err of detected lines.
+def flux_pulls(line_fluxes: pd.DataFrame, true_df: pd.DataFrame,
+               detect_snr: float = 3.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-line pulls ``(flux - true) / flux_err`` of the lines detectable at the truth.
 
-    Returns the per-row table and the summary ``line, n, median_pull, std_pull``.
+    The pulls are taken over the lines whose *true* flux reaches
+    ``detect_snr`` times the measured error (``true_flux / flux_err >=
+    detect_snr``), the detection rule applied to the truth.  Selecting on
+    the *measured* S/N instead (the ``detected`` flag) favours the
+    realisations whose noise pushed a near-threshold line up: on the
+    default mock (seeds 1-3) the detected [N II] lines with true S/N < 5 have
+    a median pull of +1.1, which lifts the [N II] median of all detected
+    lines to +0.23 while the fitter itself is unbiased.  The summary keeps
+    the detected-line statistics too (``n_detected, median_pull_detected``).
+
+    Returns
+    -------
+    rows : DataFrame
+        The selected rows with ``pull`` and ``true_snr``.
+    summary : DataFrame
+        ``line, n, median_pull, std_pull, n_detected, median_pull_detected``.
     """
     keys = ["component", "region", "grating", "line"]
     df = line_fluxes.merge(true_df, on=keys, how="inner")
-    det = df[df["detected"].astype(bool) & (df["flux_err"] > 0)].copy()
-    det["pull"] = (det["flux"] - det["true_flux"]) / det["flux_err"]
-    summary = det.groupby("line", sort=False)["pull"].agg(n="size", median_pull="median", std_pull="std").reset_index()
-    return det, summary
+    df = df[df["flux_err"] > 0].copy()
+    df["pull"] = (df["flux"] - df["true_flux"]) / df["flux_err"]
+    df["true_snr"] = df["true_flux"] / df["flux_err"]
+    sel = df[df["true_snr"] >= detect_snr]
+    det = df[df["detected"].astype(bool)]
+    summary = sel.groupby("line", sort=False)["pull"].agg(n="size", median_pull="median", std_pull="std")
+    by_det = det.groupby("line", sort=False)["pull"].agg(n_detected="size", median_pull_detected="median")
+    summary = summary.join(by_det, how="outer").reset_index()
+    summary["n_detected"] = summary["n_detected"].fillna(0).astype(int)
+    summary["n"] = summary["n"].fillna(0).astype(int)
+    return sel.reset_index(drop=True), summary
 
 
 def family_pulls(pull_rows: pd.DataFrame) -> pd.DataFrame:
@@ -179,7 +202,8 @@ def summary_checks(recovery: pd.DataFrame, families: pd.DataFrame) -> dict:
 
     Shifts: within 2 sigma_med of the true shift and within 2 sigma_med +
     0.02 dex of the injected one.  Fluxes: per line family with at least 5
-    detections, pull std in 0.85-1.15 and |median| < 0.2.
+    lines detectable at the truth (:func:`flux_pulls`), pull std in
+    0.85-1.15 and |median| < 0.2.
     """
     checks = {}
     for _, r in recovery.iterrows():

@@ -109,6 +109,7 @@ rule validation:
         seed=config["seed"],
         n_mc=config["stats"]["n_mc"],
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
+        detect_snr=config["fit"]["detect_snr"],
     log:
         f"{RESULTS}/logs/validation/{{variant}}.log",
     script:

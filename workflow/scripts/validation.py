@@ -33,9 +33,11 @@ def main():
     true_stats = stats.statistics_table(true_ratios, par.seed, par.n_mc)
     measured = read_table(inp.stats)
     recovery = validation.recovery_table(measured, true_stats, validation.injected_shifts(truth, ratios.RATIOS))
-    pull_rows, pulls = validation.flux_pulls(fluxes, true_df[validation.TRUE_COLUMNS])
+    pull_rows, pulls = validation.flux_pulls(fluxes, true_df[validation.TRUE_COLUMNS], par.detect_snr)
     write_table(recovery, snakemake.output.recovery, comment="validation against the SYNTHETIC mock truth")
-    write_table(pulls, snakemake.output.pulls, comment="pull = (flux - true flux through the mask) / flux_err")
+    write_table(pulls, snakemake.output.pulls, comment="pull = (flux - true flux through the mask) / flux_err, over the lines with true flux / flux_err "
+                                                 ">= detect_snr (n, median_pull, std_pull) and over the detected lines "
+                                                 "(n_detected, median_pull_detected)")
     with atomic_path(snakemake.output.summary) as tmp:
         tmp.write_text(json.dumps(validation.summary_checks(recovery, validation.family_pulls(pull_rows)), indent=1))
     plot_recovery(recovery, snakemake.output.pdf, snakemake.output.png, synthetic=True)
