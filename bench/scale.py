@@ -22,30 +22,29 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def dry_run_seconds(n_galaxies: int, workdir: Path) -> float:
-    cfg = workdir / f"n{n_galaxies}.yaml"
-    cfg.write_text(f"mock:\n  n_galaxies: {n_galaxies}\n")
+def _timed_snakemake(workdir: Path, *args: str) -> float:
+    """Wall time [s] of one ``snakemake`` run in ``workdir``; exits with its stderr on failure."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(cfg), "-n", "-q", "rules"]
+           "-q", "rules", *args]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
     return dt
+
+
+def dry_run_seconds(n_galaxies: int, workdir: Path) -> float:
+    """``snakemake -n`` for a mock of ``n_galaxies`` (no data generated)."""
+    cfg = workdir / f"n{n_galaxies}.yaml"
+    cfg.write_text(f"mock:\n  n_galaxies: {n_galaxies}\n")
+    return _timed_snakemake(workdir, "-n", "--configfile", str(cfg))
 
 
 def full_run_seconds(cores: int, workdir: Path, configfile: str | None) -> float:
     """Wall time of the whole analysis from an empty ``workdir``."""
     cfgs = [str(REPO / "config.yaml")] + ([str(Path(configfile).resolve())] if configfile else [])
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", str(cores), "-q", "rules", "--configfile", *cfgs]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    dt = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr[-3000:])
-    return dt
+    return _timed_snakemake(workdir, "--cores", str(cores), "--configfile", *cfgs)
 
 
 def main():
