@@ -243,7 +243,7 @@ def true_cii_fluxes(truth_path, masks_path, alma_path, z, regions, galaxy=None, 
     measurement does (:func:`ismcgm.cii.transfer_matrix` from the truth Ha
     map of that grating through the masks carried onto its grid).
     """
-    from .cii import jykms_to_cgs, read_alma_cube, region_names, reproject_masks, transfer_matrix
+    from .cii import jykms_to_cgs, read_alma_cube, reproject_masks, spill_corrected, transfer_matrix
 
     alma = read_alma_cube(alma_path, galaxy)
     mask_dict, mask_wcs, _ = read_masks(masks_path)
@@ -259,9 +259,8 @@ def true_cii_fluxes(truth_path, masks_path, alma_path, z, regions, galaxy=None, 
         ha = fits.getdata(truth_path, f"{grating.upper()}_HA")
         carried = {ext: carry_mask(mask_dict[ext], mask_wcs, wcs, shape) for _, _, ext in regions}
         names, t = transfer_matrix(ha, carried, wcs, alma.beam, psf_fwhm, galaxy)
-        index = {region_names(galaxy, n): k for k, n in enumerate(names)}
-        order = [index[(c, r)] for c, r in zip(out["component"], out["region"])]
-        out["true_flux_native"] = np.linalg.solve(t[np.ix_(order, order)], out["true_flux"].to_numpy(float))
+        as_measured = out.assign(flux=out["true_flux"], flux_err=0.0, upper_limit=np.nan)
+        out["true_flux_native"] = spill_corrected(as_measured, names, t, galaxy)["flux_native"].to_numpy()
     return out
 
 
