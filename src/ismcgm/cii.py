@@ -809,12 +809,9 @@ def estimate_channel_rms(alma: AlmaCube, signal_free=None, z: float | None = Non
 
 
 def _north_east_vectors(wcs: WCS, x0: float, y0: float):
-    ra, dec = wcs.pixel_to_world_values(x0, y0)
-    d = 1.0 / 3600.0
-    xn, yn = wcs.world_to_pixel_values(ra, dec + d)
-    xe, ye = wcs.world_to_pixel_values(ra + d / np.cos(np.deg2rad(dec)), dec)
-    n = np.array([xn - x0, yn - y0], dtype=float)
-    e = np.array([xe - x0, ye - y0], dtype=float)
+    """Unit pixel-space vectors pointing north and east at pixel (x0, y0)."""
+    a = _sky_to_pixel(wcs, x0, y0)
+    n, e = a[:, 1], a[:, 0]
     return n / np.hypot(*n), e / np.hypot(*e)
 
 
