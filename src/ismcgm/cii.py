@@ -207,6 +207,8 @@ RATIO_TABLE_COLUMNS = (
     "ha_flux_err",
     "cii_flux_native",
     "cii_flux_native_err",
+    "cii_ha_p16",
+    "cii_ha_p84",
 )
 
 #: Label of every synthetic simulation product.
@@ -1331,8 +1333,32 @@ def cii_ratio_table(cii, ha, balmer, snr_detect: float = 3.0):
             "delta_balmer": delta, "delta_balmer_limit": bool(lim),
             "cii_upper_limit": np.nan if det else ul,
             "ha_flux": hf, "ha_flux_err": he, "cii_flux_native": c, "cii_flux_native_err": ce,
+            "cii_ha_p16": ratio - rerr, "cii_ha_p84": ratio + rerr,
         })
     return pd.DataFrame(out, columns=list(RATIO_TABLE_COLUMNS))
+
+
+def with_ratio_percentiles(table, ratios_df):
+    """``cii_ha`` of :func:`cii_ratio_table` replaced by the Monte Carlo ``CII_HA`` of the ratio table.
+
+    Where ``ratios.csv`` has ``CII_HA`` without a limit, ``cii_ha`` =
+    ``10**log_value`` (the median over the realisations of [C II] / dust-corrected
+    Ha), ``cii_ha_p16`` / ``cii_ha_p84`` = ``10**log_p16`` / ``10**log_p84``
+    and ``cii_ha_err`` half their difference, so that Fig. 6 and the
+    statistics use the same numbers.  Limits keep the values of
+    :func:`cii_ratio_table`.
+    """
+    keys = ["id", "component", "region"]
+    mc = ratios_df[(ratios_df["ratio"] == "CII_HA") & (ratios_df["limit"] == "none")]
+    mc = mc[keys + ["log_value", "log_p16", "log_p84"]].astype({k: str for k in keys})
+    out = table.astype({k: str for k in keys}).merge(mc, on=keys, how="left")
+    use = np.isfinite(out["log_value"].to_numpy(float))
+    p16, p84 = 10.0 ** out["log_p16"].to_numpy(float), 10.0 ** out["log_p84"].to_numpy(float)
+    out["cii_ha"] = np.where(use, 10.0 ** out["log_value"].to_numpy(float), out["cii_ha"])
+    out["cii_ha_p16"] = np.where(use, p16, out["cii_ha_p16"])
+    out["cii_ha_p84"] = np.where(use, p84, out["cii_ha_p84"])
+    out["cii_ha_err"] = np.where(use, 0.5 * (p84 - p16), out["cii_ha_err"])
+    return out.loc[:, list(table.columns)]
 
 
 # ---------------------------------------------------------------------------
@@ -1631,6 +1657,18 @@ def transfer_matrix_from_cube(cube, masks_path, z: float, psf_fwhm: float, beam,
     return transfer_matrix(ha, carried, wcs, beam, psf_fwhm, galaxy)
 
 
+def _spill_inverse(table, names, t, galaxy: str):
+    """``T^-1`` in the row order of ``table`` and the diagonal of ``T``; None where not invertible."""
+    index = {region_names(galaxy, n): k for k, n in enumerate(names)}
+    order = [index[(c, r)] for c, r in zip(table["component"], table["region"])]
+    tt = t[np.ix_(order, order)]
+    if np.all(np.isfinite(tt)) and np.linalg.cond(tt) < 1e6:
+        return np.linalg.inv(tt), np.diag(tt)
+    warnings.warn(f"{galaxy}: beam-spill matrix not invertible (a region without Ha); [C II] left as measured",
+                  RuntimeWarning)
+    return None, np.ones(len(table))
+
+
 def spill_corrected(table, names, t, galaxy: str):
     """[C II] of every region at the IFU resolution: ``C_native = T^-1 C_measured``.
 
@@ -1654,21 +1692,59 @@ def spill_corrected(table, names, t, galaxy: str):
         warning.
     """
     df = table.copy()
-    index = {region_names(galaxy, n): k for k, n in enumerate(names)}
-    order = [index[(c, r)] for c, r in zip(df["component"], df["region"])]
-    tt = t[np.ix_(order, order)]
+    inv, diag = _spill_inverse(df, names, t, galaxy)
     flux, err = df["flux"].to_numpy(float), df["flux_err"].to_numpy(float)
-    if np.all(np.isfinite(tt)) and np.linalg.cond(tt) < 1e6:
-        inv = np.linalg.inv(tt)
+    if inv is not None:
         native, native_err = inv @ flux, np.sqrt((inv**2) @ err**2)
-        diag = np.diag(tt)
     else:
-        warnings.warn(f"{galaxy}: beam-spill matrix not invertible (a region without Ha); [C II] left as measured",
-                      RuntimeWarning)
-        native, native_err, diag = flux, err, np.ones(len(df))
+        native, native_err = flux, err
     df["flux_native"], df["flux_native_err"] = native, native_err
     df["upper_limit_native"] = df["upper_limit"].to_numpy(float) / diag
     return df
+
+
+#: Columns of :func:`realisation_table` (``results/cii/<variant>/<id>_realisations.parquet``).
+REALISATION_COLUMNS = ("id", "component", "region", "realisation", "flux", "flux_native")
+
+
+def realisation_table(table, spectra: dict, names, t, galaxy: str):
+    """[C II] flux of every Monte Carlo realisation, measured and at the IFU resolution.
+
+    The spill correction is linear, so it is applied realisation by
+    realisation: ``C_native[:, i] = T^-1 C_measured[:, i]`` over the regions
+    of realisation ``i`` (the measured fluxes where ``T`` is not invertible,
+    as :func:`spill_corrected`).  A failed fit (NaN) in one region makes that
+    realisation's native fluxes NaN in every region it spills into.
+
+    Parameters
+    ----------
+    table, spectra
+        The two outputs of :func:`measure_galaxy`.
+    names, t
+        :func:`transfer_matrix` of the same masks.
+    galaxy : str
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`REALISATION_COLUMNS`, fluxes in erg/s/cm2.
+    """
+    import pandas as pd
+
+    keys = list(zip(table["component"], table["region"]))
+    fluxes = np.array([jykms_to_cgs(spectra[k][2].fluxes, spectra[k][0].nu_line_hz) for k in keys], dtype=float)
+    fluxes = fluxes.reshape(len(keys), -1)
+    inv, _ = _spill_inverse(table, names, t, galaxy)
+    native = inv @ fluxes if inv is not None else fluxes
+    n = fluxes.shape[1]
+    return pd.DataFrame({
+        "id": galaxy,
+        "component": np.repeat([k[0] for k in keys], n),
+        "region": np.repeat([k[1] for k in keys], n),
+        "realisation": np.tile(np.arange(n), len(keys)),
+        "flux": fluxes.ravel(),
+        "flux_native": native.ravel(),
+    }, columns=list(REALISATION_COLUMNS))
 
 
 def native_resolution(rows):

@@ -35,6 +35,7 @@ __all__ = [
     "calzetti_k",
     "k_line",
     "ebv_from_balmer",
+    "ebv_realisations",
     "ebv_stellar",
     "correct",
 ]
@@ -150,6 +151,55 @@ def ebv_from_balmer(ha, hb, intrinsic=INTRINSIC_HA_HB, r_v=R_V):
         ebv = 2.5 / (k_hb - k_ha) * np.log10(np.where(ratio > intrinsic, ratio, intrinsic) / intrinsic)
     ebv = np.where(valid, ebv, np.nan)
     return ebv.item() if ebv.ndim == 0 else ebv
+
+
+def ebv_realisations(ha, hb, intrinsic=INTRINSIC_HA_HB, r_v=R_V, measured=True):
+    """E(B-V)_gas of every Monte Carlo realisation of one region.
+
+    The rules (README, "Error model"):
+
+    * ``measured`` False (Ha or Hb not detected in the region): the Balmer
+      decrement does not constrain the dust; no correction (0 for every
+      realisation).
+    * Ha/Hb below ``intrinsic`` (including Ha <= 0 < Hb): 0, the paper's rule.
+    * Hb <= 0 < Ha: the decrement exceeds any finite value; the realisation
+      keeps that rank, at the top of the distribution, and is given the
+      largest finite E(B-V) of the region's realisations (so that the
+      corrected fluxes stay finite: percentiles, which only use ranks, are
+      the same as with an infinite E(B-V) unless the top realisations reach
+      the 84th percentile).
+    * Ha <= 0 and Hb <= 0: no ratio at all; the realisation gets the median
+      E(B-V) of the others (it moves no percentile).
+    * Non-finite fluxes (a failed fit) stay NaN.
+
+    Parameters
+    ----------
+    ha, hb : array_like, shape (n_real,)
+        Observed Ha and Hb fluxes of the realisations.
+    intrinsic, r_v : float
+        Intrinsic Ha/Hb and R'_V.
+    measured : bool
+        Whether both lines are detected in the region.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_real,)
+    """
+    ha = np.asarray(ha, dtype=float)
+    hb = np.asarray(hb, dtype=float)
+    finite = np.isfinite(ha) & np.isfinite(hb)
+    if not measured:
+        return np.where(finite, 0.0, np.nan)
+    ebv = np.asarray(ebv_from_balmer(ha, hb, intrinsic, r_v), dtype=float).reshape(ha.shape)
+    ok = np.isfinite(ebv)
+    top = finite & (hb <= 0) & (ha > 0)
+    neither = finite & (hb <= 0) & (ha <= 0)
+    if ok.any():
+        ebv = np.where(top, np.max(ebv[ok]), ebv)
+        ebv = np.where(neither, np.median(ebv[ok]), ebv)
+    else:
+        ebv = np.where(finite, 0.0, np.nan)
+    return ebv
 
 
 def ebv_stellar(ebv_gas, f=F_STELLAR_NEBULAR):

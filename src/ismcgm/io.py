@@ -74,11 +74,16 @@ def write_table(df: pd.DataFrame, path, comment: str | None = None) -> None:
             df.to_csv(fh, index=False, float_format="%.10g", lineterminator="\n")
 
 
+#: Cells read as missing by :func:`read_table`: what :func:`write_table` writes for NaN (pandas'
+#: default list would also turn words such as ``null`` -- a ``kind`` of ``d11_draws.csv`` -- into NaN).
+TABLE_NA_VALUES = ("", "nan", "NaN", "<NA>")
+
+
 def read_table(path) -> pd.DataFrame:
     """Read a CSV written by :func:`write_table` (``#`` lines are comments)."""
     import pandas as pd
 
-    return pd.read_csv(path, comment="#")
+    return pd.read_csv(path, comment="#", keep_default_na=False, na_values=list(TABLE_NA_VALUES))
 
 
 # --------------------------------------------------------------------------

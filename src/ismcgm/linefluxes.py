@@ -14,9 +14,14 @@ bit-identical for any chunk size and core count.
 Dust correction (SPEC 6) is done per realisation: E(B-V)_gas from the
 Hα/Hβ of realisation *i* (Hβ from the preferred grating, see
 :data:`ismcgm.ratios.GRATING_PREFERENCE`), every line of that realisation
-corrected with it, and the median and standard deviation taken afterwards.
-So the errors of the dust-corrected fluxes and of E(B-V) are Monte Carlo
-errors that include the Balmer-decrement uncertainty.
+corrected with it, and the distributions summarised with percentiles
+afterwards: ``flux_dustcorr`` and ``ebv_gas`` are medians, their errors half
+the 16th-84th percentile range (:func:`ismcgm.mc.half_width`), never a
+standard deviation (a realisation with a weak Hb has a huge Ha/Hb, and the
+standard deviation of such a heavy tail says nothing about the bulk).  So the
+errors include the Balmer-decrement uncertainty.  A region whose Ha or Hb is
+not detected gets no correction (``ebv_method = none``); the per-realisation
+rules for non-positive fluxes are those of :func:`ismcgm.dust.ebv_realisations`.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import pandas as pd
 
 from . import instrument as ins
 from . import mc
-from .dust import correct, ebv_from_balmer
+from .dust import correct, ebv_realisations
 from .errors import InputError
 from .fit import fit_spectra, three_channel_flux
 
@@ -36,7 +41,7 @@ from .fit import fit_spectra, three_channel_flux
 LINE_FLUX_COLUMNS = [
     "id", "component", "region", "grating", "line", "flux", "flux_err", "snr", "detected",
     "upper_limit", "flux_dustcorr", "flux_dustcorr_err", "ebv_gas", "ebv_gas_err", "velocity_kms",
-    "sigma_kms",
+    "sigma_kms", "ebv_method",
 ]
 
 TABLE_COMMENT = (
@@ -44,7 +49,9 @@ TABLE_COMMENT = (
     "flux, flux_err, upper_limit, flux_dustcorr, flux_dustcorr_err in erg s^-1 cm^-2;\n"
     "flux = median of the Monte Carlo realisations, flux_err = their standard deviation;\n"
     "upper_limit = 3-sigma limit (three-channel sums) where not detected;\n"
-    "dust correction Calzetti (2000) per realisation, E(B-V)_gas from Ha/Hb; velocity_kms, sigma_kms medians [km/s]."
+    "dust correction Calzetti (2000) per realisation, E(B-V)_gas from Ha/Hb; flux_dustcorr, ebv_gas = medians,\n"
+    "their _err = half the 16-84 percentile range; ebv_method = balmer | none (Ha or Hb not detected: no correction);\n"
+    "velocity_kms, sigma_kms medians [km/s]."
 )
 
 
@@ -109,28 +116,112 @@ def fit_chunk(gid, spectra, z, grating, realisations, seed, fit_cfg, cube_draws=
     return pd.concat(parts, ignore_index=True)
 
 
-def _dust(real: pd.DataFrame, intrinsic: float) -> pd.DataFrame:
-    """Per-realisation E(B-V)_gas and dust-corrected fluxes (see module docstring)."""
+def _dust(real: pd.DataFrame, table: pd.DataFrame, intrinsic: float) -> tuple[pd.DataFrame, pd.Series]:
+    """Per-realisation E(B-V)_gas and dust-corrected fluxes (see module docstring).
+
+    Returns the realisations with ``ebv`` and ``flux_dustcorr`` and, per
+    (component, region), the method used (``balmer`` or ``none``).
+    """
     from .ratios import preferred_grating
 
     pref = preferred_grating(real, keys=("component", "region", "line", "realisation"))
-    balmer = pref[pref["line"].isin(["HA", "HB"])].pivot_table(
-        index=["component", "region", "realisation"], columns="line", values="flux")
+    balmer = pref[pref["line"].isin(["HA", "HB"])].set_index(
+        ["component", "region", "realisation", "line"])["flux"].unstack("line")
+    detected = preferred_grating(table).set_index(["component", "region", "line"])["detected"]
+    parts, methods = [], {}
     if {"HA", "HB"} <= set(balmer.columns):
-        ebv = pd.Series(ebv_from_balmer(balmer["HA"].to_numpy(), balmer["HB"].to_numpy(), intrinsic),
-                        index=balmer.index, name="ebv")
-    else:
-        ebv = pd.Series(dtype=float, name="ebv")
+        for (comp, region), grp in balmer.groupby(level=["component", "region"], sort=False):
+            measured = bool(detected.get((comp, region, "HA"), False)) and bool(detected.get((comp, region, "HB"), False))
+            ebv = ebv_realisations(grp["HA"].to_numpy(), grp["HB"].to_numpy(), intrinsic, measured=measured)
+            methods[(comp, region)] = "balmer" if measured else "none"
+            parts.append(pd.Series(ebv, index=grp.index, name="ebv"))
+    ebv = pd.concat(parts) if parts else pd.Series(dtype=float, name="ebv")
     real = real.join(ebv, on=["component", "region", "realisation"])
     wave_A = real["line"].map(ins.LINE_WAVELENGTHS).to_numpy()
     e = real["ebv"].to_numpy()
     corr = correct(real["flux"].to_numpy(), wave_A, np.nan_to_num(e, nan=0.0))
     real["flux_dustcorr"] = np.where(np.isfinite(e), corr, np.nan)
-    return real
+    return real, pd.Series(methods, name="ebv_method", dtype=object)
 
 
-def gather(chunks: pd.DataFrame, detect_snr: float, intrinsic_ha_hb: float):
+def _flux_summaries(real: pd.DataFrame, detect_snr: float) -> pd.DataFrame:
+    """Median, error, detection and limit of every (component, region, grating, line) (SPEC 4-5)."""
+    rows = []
+    for (gid, comp, region, grating, line), g in real.groupby(["id", "component", "region", "grating", "line"],
+                                                              sort=False):
+        s = mc.summarise(g["flux"].to_numpy(), detect_snr, g["flux3"].to_numpy())
+        rows.append({
+            "id": gid, "component": comp, "region": region, "grating": grating, "line": line,
+            "flux": s.flux, "flux_err": s.err, "snr": s.snr, "detected": bool(s.detected),
+            "upper_limit": s.upper_limit,
+            "velocity_kms": _nanmedian(g["velocity_kms"].to_numpy()),
+            "sigma_kms": _nanmedian(g["sigma_kms"].to_numpy()),
+        })
+    return pd.DataFrame(rows)
+
+
+#: How lines measured in two gratings are used (config ``ratios.overlap``).
+OVERLAP_MODES = ("red", "combine")
+
+#: Grating name of the inverse-variance combination of two gratings.
+COMBINED = "combined"
+
+
+def overlap_scale(overlap: pd.DataFrame) -> float:
+    """Median G395M(H)/G235M flux ratio of the lines detected in both (1 where there are none)."""
+    r = overlap["ratio_red_over_g235m"].to_numpy(float) if len(overlap) else np.array([])
+    r = r[np.isfinite(r) & (r > 0)]
+    return float(np.median(r)) if r.size else 1.0
+
+
+def combine_overlap(real: pd.DataFrame, table: pd.DataFrame, scale: float) -> pd.DataFrame:
+    """Inverse-variance combination of the lines measured in G235M and G395M/H, per realisation.
+
+    G235M fluxes are first put on the G395M(H) scale (multiplied by ``scale``,
+    :func:`overlap_scale`); the weights are ``1 / flux_err**2`` of each
+    grating's summary (the G235M error scaled likewise).  The combined rows
+    have grating :data:`COMBINED` and are preferred by
+    :func:`ismcgm.ratios.preferred_grating`.
+    """
+    keys = ["id", "component", "region", "line"]
+    blue = table[table["grating"] == "g235m"].set_index(keys)
+    red = table[~table["grating"].isin(["g235m", COMBINED])].set_index(keys)
+    both = blue.index.intersection(red.index)
+    parts = []
+    for key in both:
+        sb, sr = scale * float(blue.loc[key, "flux_err"]), float(red.loc[key, "flux_err"])
+        if not (np.isfinite(sb) and np.isfinite(sr) and sb > 0 and sr > 0):
+            continue
+        wb, wr = 1.0 / sb**2, 1.0 / sr**2
+        sel = (real["id"] == key[0]) & (real["component"] == key[1]) & (real["region"] == key[2]) & (
+            real["line"] == key[3])
+        rb = real[sel & (real["grating"] == "g235m")].set_index("realisation")
+        rr = real[sel & (real["grating"] == red.loc[key, "grating"])].set_index("realisation")
+        rb = rb.reindex(rr.index)
+        comb = rr.copy()
+        for col in ("flux", "flux3"):
+            comb[col] = (wb * scale * rb[col] + wr * rr[col]) / (wb + wr)
+        comb["grating"] = COMBINED
+        parts.append(comb.reset_index())
+    if not parts:
+        return real
+    return pd.concat([real] + [p[real.columns] for p in parts], ignore_index=True)
+
+
+def gather(chunks: pd.DataFrame, detect_snr: float, intrinsic_ha_hb: float, overlap_mode: str = "red"):
     """Line-flux table, per-realisation table and grating overlap from all chunks.
+
+    Parameters
+    ----------
+    chunks : DataFrame
+        The concatenated Monte Carlo chunks (:func:`fit_chunk`).
+    detect_snr : float
+        Detection threshold.
+    intrinsic_ha_hb : float
+        Intrinsic Ha/Hb of the dust correction.
+    overlap_mode : str
+        ``red`` (SPEC 5: G395M/H for lines in both gratings) or ``combine``
+        (also the inverse-variance combination, :func:`combine_overlap`).
 
     Returns
     -------
@@ -144,31 +235,36 @@ def gather(chunks: pd.DataFrame, detect_snr: float, intrinsic_ha_hb: float):
         line, flux_g235m, flux_red, red_grating, ratio_red_over_g235m,
         ratio_err``.
     """
+    if overlap_mode not in OVERLAP_MODES:
+        raise ValueError(f"overlap mode {overlap_mode!r}: use one of {OVERLAP_MODES}")
     real = chunks.sort_values(["id", "component", "region", "grating", "line", "realisation"], kind="stable")
-    real = _dust(real.reset_index(drop=True), intrinsic_ha_hb)
-    rows = []
-    for (gid, comp, region, grating, line), g in real.groupby(["id", "component", "region", "grating", "line"],
-                                                              sort=False):
-        s = mc.summarise(g["flux"].to_numpy(), detect_snr, g["flux3"].to_numpy())
+    real = real.reset_index(drop=True)
+    table = _flux_summaries(real, detect_snr)
+    overlap = grating_overlap(table)
+    if overlap_mode == "combine":
+        real = combine_overlap(real, table, overlap_scale(overlap))
+        table = _flux_summaries(real, detect_snr)
+    real, methods = _dust(real, table, intrinsic_ha_hb)
+    dust_rows = []
+    for (comp, region, grating, line), g in real.groupby(["component", "region", "grating", "line"], sort=False):
         fd, e = g["flux_dustcorr"].to_numpy(), g["ebv"].to_numpy()
-        rows.append({
-            "id": gid,
+        _, fd_med, _ = mc.percentiles(fd)
+        _, e_med, _ = mc.percentiles(e)
+        dust_rows.append({
             "component": comp, "region": region, "grating": grating, "line": line,
-            "flux": s.flux, "flux_err": s.err, "snr": s.snr, "detected": bool(s.detected),
-            "upper_limit": s.upper_limit,
-            "flux_dustcorr": _nanmedian(fd), "flux_dustcorr_err": _nanstd(fd),
-            "ebv_gas": _nanmedian(e), "ebv_gas_err": _nanstd(e),
-            "velocity_kms": _nanmedian(g["velocity_kms"].to_numpy()),
-            "sigma_kms": _nanmedian(g["sigma_kms"].to_numpy()),
+            "flux_dustcorr": float(fd_med), "flux_dustcorr_err": float(mc.half_width(fd)),
+            "ebv_gas": float(e_med), "ebv_gas_err": float(mc.half_width(e)),
+            "ebv_method": methods.get((comp, region), "none"),
         })
-    table = pd.DataFrame(rows, columns=LINE_FLUX_COLUMNS)
-    return table, real, grating_overlap(table)
+    dust = pd.DataFrame(dust_rows)
+    table = table.merge(dust, on=["component", "region", "grating", "line"], how="left", sort=False)
+    return table.loc[:, LINE_FLUX_COLUMNS], real, overlap
 
 
 def grating_overlap(table: pd.DataFrame) -> pd.DataFrame:
     """G395M(or H)/G235M flux ratio of lines measured in both gratings (SPEC 5)."""
     blue = table[table["grating"] == "g235m"]
-    red = table[table["grating"] != "g235m"]
+    red = table[~table["grating"].isin(["g235m", COMBINED])]
     m = blue.merge(red, on=["id", "component", "region", "line"], suffixes=("_b", "_r"))
     m = m[m["detected_b"] & m["detected_r"]]
     ratio = m["flux_r"] / m["flux_b"]
@@ -182,7 +278,3 @@ def _nanmedian(a):
     a = np.asarray(a, dtype=float)
     return float(np.nanmedian(a)) if np.isfinite(a).any() else np.nan
 
-
-def _nanstd(a):
-    a = np.asarray(a, dtype=float)
-    return float(np.nanstd(a, ddof=1)) if np.isfinite(a).sum() > 1 else np.nan

@@ -300,3 +300,62 @@ def _nan_std(a):
 def _scalar(x):
     x = np.asarray(x)
     return x.item() if x.ndim == 0 else x
+
+
+# ---------------------------------------------------------------------------
+# percentile summaries of skewed, heavy-tailed distributions (SPEC 6-7)
+# ---------------------------------------------------------------------------
+#: Percentiles of a Monte Carlo summary: lower 1-sigma, median, upper 1-sigma.
+SUMMARY_PERCENTILES = (16.0, 50.0, 84.0)
+
+
+def percentiles(values, q=SUMMARY_PERCENTILES, axis=-1):
+    """Percentiles of Monte Carlo values that may hold +-inf, ignoring NaN.
+
+    The usual linear interpolation between the two closest order statistics
+    (``numpy.percentile``'s default) for finite neighbours; where a neighbour
+    is infinite the result is that infinity (an infinite value is a rank, "more
+    than any finite value", so a percentile that reaches it is infinite, and
+    one that does not is unaffected).  NaN values are left out.
+
+    Parameters
+    ----------
+    values : array_like
+        Realisations along ``axis``.
+    q : sequence of float
+        Percentiles in [0, 100].
+    axis : int
+        Axis of the realisations.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(len(q),) + shape without axis``; NaN where no value is
+        finite or infinite.
+    """
+    v = np.moveaxis(np.asarray(values, dtype=float), axis, -1)
+    n = np.sum(~np.isnan(v), axis=-1)
+    v = np.sort(v, axis=-1)  # NaN sorts last
+    q = np.asarray(q, dtype=float)
+    out = np.full(q.shape + v.shape[:-1], np.nan)
+    for i, qi in enumerate(q):
+        pos = qi / 100.0 * np.maximum(n - 1, 0)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+        frac = pos - lo
+        a = np.take_along_axis(v, lo[..., None], axis=-1)[..., 0]
+        b = np.take_along_axis(v, hi[..., None], axis=-1)[..., 0]
+        with np.errstate(invalid="ignore"):
+            lin = a + (b - a) * frac
+        res = np.where(frac == 0, a, lin)
+        res = np.where(np.isinf(b) & (frac > 0), b, res)
+        res = np.where(np.isinf(a), a, res)
+        out[i] = np.where(n > 0, res, np.nan)
+    return out
+
+
+def half_width(values, axis=-1):
+    """Robust 1-sigma: half the 16th-84th percentile range (:func:`percentiles`)."""
+    p16, _, p84 = percentiles(values, SUMMARY_PERCENTILES, axis=axis)
+    with np.errstate(invalid="ignore"):
+        return 0.5 * (p84 - p16)

@@ -28,20 +28,29 @@ CII_HA    [C II] / Ha                                 [C II] as observed,
 
 Conventions
 -----------
-Values
-    Ratios use the median (fitted) fluxes: ``flux_dustcorr`` for
-    dust-corrected ratios, ``flux`` for observed ones.  A detected line with
-    a non-positive or non-finite flux makes the ratio ``undefined``.
-Errors
-    Linear (first-order) propagation of the 1-sigma flux errors
-    (``flux_dustcorr_err`` / ``flux_err``) into log space:
-    ``sigma_log10(N/D) = (1/ln 10) sqrt((sigma_N/N)^2 + (sigma_D/D)^2)``.
-    Lines are taken as independent, except a line whose flux is tied to
-    another one in the fit (:data:`ismcgm.instrument.TIED_RATIOS`, e.g.
-    [O III]4959 = [O III]5007/3): such a pair is fully correlated and its
-    errors add linearly inside a sum (R23).  The E(B-V) uncertainty is
-    already part of ``flux_dustcorr_err`` and its correlation between
-    numerator and denominator is neglected.
+Values and errors (the workflow's path, SPEC 7)
+    Every ratio is formed in every Monte Carlo realisation from that
+    realisation's fluxes (dust-corrected with that realisation's E(B-V), so
+    numerator and denominator share it; :func:`realisation_fluxes`).
+    ``log_value`` is the median of log10(ratio) over the realisations,
+    ``log_p16`` / ``log_p84`` its 16th / 84th percentiles and ``log_err``
+    half their difference.  No standard deviation is taken: the
+    distributions are skewed and heavy-tailed.  A realisation whose
+    numerator is <= 0 (denominator > 0) has log ratio -inf, one whose
+    denominator is <= 0 (numerator > 0) +inf: they are values of the
+    distribution (its bottom and top ranks), so they move the percentiles as
+    such and are never dropped; a realisation with both <= 0 (or a failed
+    fit) carries no information and is left out
+    (:func:`log_ratio_realisations`, :func:`ismcgm.mc.percentiles`).  Lines
+    tied in the fit (:data:`ismcgm.instrument.TIED_RATIOS`) are tied per
+    realisation too.
+Values and errors without realisations
+    :func:`compute_ratios` without ``realisations`` (the noiseless truth of
+    the validation, unit tests) uses the median fluxes and propagates the
+    1-sigma flux errors linearly,
+    ``sigma_log10(N/D) = (1/ln 10) sqrt((sigma_N/N)^2 + (sigma_D/D)^2)``
+    (tied lines add linearly inside a sum), with ``log_p16``/``log_p84`` =
+    value -+ ``log_err``.
 Limits
     A line is a limit when ``detected`` is False; its value is the 3-sigma
     ``upper_limit``.  For dust-corrected ratios the limit is scaled by the
@@ -74,6 +83,7 @@ import pandas as pd
 
 from ismcgm.dust import calzetti_k
 from ismcgm.instrument import LINE_WAVELENGTHS, TIED_RATIOS
+from ismcgm.mc import percentiles
 
 #: Ratio names, in the order used by every table and figure.
 RATIOS = ("O3", "O2", "O32", "R23", "N2", "N2O2", "BALMER", "CII_HA")
@@ -86,6 +96,8 @@ RATIO_COLUMNS = (
     "ratio",
     "log_value",
     "log_err",
+    "log_p16",
+    "log_p84",
     "limit",
     "nii_lowsn",
     "logmstar",
@@ -376,7 +388,7 @@ def nii_lowsn_flags(line_fluxes: pd.DataFrame, threshold: float = NII_LOWSN_SNR)
     return pd.Series(~(snr >= threshold), index=index, name="nii_lowsn")
 
 
-def compute_ratio(line_fluxes: pd.DataFrame, name: str) -> pd.DataFrame:
+def compute_ratio(line_fluxes: pd.DataFrame, name: str, realisations: pd.DataFrame | None = None) -> pd.DataFrame:
     """One ratio for every component x region (no sample columns).
 
     Parameters
@@ -385,12 +397,16 @@ def compute_ratio(line_fluxes: pd.DataFrame, name: str) -> pd.DataFrame:
         The line-flux table.
     name : str
         A key of :data:`RATIO_DEFINITIONS`.
+    realisations : pandas.DataFrame, optional
+        Per-realisation fluxes (:func:`realisation_fluxes`); then the values
+        and errors of the ratios without limits are the percentiles of the
+        ratio formed realisation by realisation (see module doc).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``id, component, region, ratio, log_value, log_err, limit,
-        nii_lowsn``.
+        Columns ``id, component, region, ratio, log_value, log_err, log_p16,
+        log_p84, limit, nii_lowsn``.
     """
     rdef = RATIO_DEFINITIONS[name]
     num = sum_terms(line_fluxes, rdef.numerator, rdef.dust_corrected)
@@ -398,25 +414,134 @@ def compute_ratio(line_fluxes: pd.DataFrame, name: str) -> pd.DataFrame:
     log_value, log_err, limit = log_ratio(
         num["value"], num["err"], num["state"], den["value"], den["err"], den["state"]
     )
+    p16, p84 = log_value - log_err, log_value + log_err
+    if realisations is not None:
+        mc_log = realisation_log_ratio(line_fluxes, realisations, rdef, num.index)
+        q16, q50, q84 = percentiles(mc_log, axis=1)
+        use = limit == "none"
+        log_value = np.where(use, q50, log_value)
+        p16, p84 = np.where(use, q16, np.nan), np.where(use, q84, np.nan)
+        with np.errstate(invalid="ignore"):
+            log_err = np.where(use, 0.5 * (q84 - q16), np.nan)
     out = num.index.to_frame(index=False)
     out["ratio"] = name
     out["log_value"] = log_value
     out["log_err"] = log_err
+    out["log_p16"] = p16
+    out["log_p84"] = p84
     out["limit"] = limit
     lowsn = nii_lowsn_flags(line_fluxes).reindex(num.index).to_numpy(bool)
     out["nii_lowsn"] = lowsn if name in NII_RATIOS else False
     return out
 
 
+# ---------------------------------------------------------------------------
+# ratios realisation by realisation (SPEC 7)
+# ---------------------------------------------------------------------------
+#: Columns of the per-realisation flux table the ratios take (:func:`realisation_fluxes`).
+REALISATION_COLUMNS = ("id", "component", "region", "line", "realisation", "flux", "flux_dustcorr")
+
+
+def realisation_fluxes(line_realisations: pd.DataFrame, cii_realisations: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One flux per component x region x line x realisation, for :func:`compute_ratios`.
+
+    Parameters
+    ----------
+    line_realisations : pandas.DataFrame
+        ``results/mc/<variant>/realisations.parquet`` (every grating); the
+        preferred grating of each line is kept (:func:`preferred_grating`).
+    cii_realisations : pandas.DataFrame, optional
+        ``results/cii/<variant>/<id>_realisations.parquet`` rows
+        (:func:`ismcgm.cii.realisation_table`).  [C II] enters at the IFU
+        resolution (``flux_native``) and is not extincted.  Its noise is
+        independent of the IFU noise, so IFU realisation ``i`` is paired with
+        [C II] realisation ``i mod n_cii`` (any pairing of independent draws
+        is a draw of the joint distribution).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`REALISATION_COLUMNS`.
+    """
+    keys = ("component", "region", "line", "realisation")
+    real = preferred_grating(line_realisations, keys=keys).loc[:, list(REALISATION_COLUMNS)]
+    if cii_realisations is None or not len(cii_realisations):
+        return real.reset_index(drop=True)
+    ifu = np.sort(real["realisation"].unique())
+    parts = []
+    for (gid, comp, region), grp in cii_realisations.groupby(["id", "component", "region"], sort=False):
+        native = grp.sort_values("realisation")["flux_native"].to_numpy(float)
+        if not native.size:
+            continue
+        flux = native[ifu % native.size]
+        parts.append(pd.DataFrame({"id": gid, "component": comp, "region": region, "line": "CII",
+                                   "realisation": ifu, "flux": flux, "flux_dustcorr": flux}))
+    return pd.concat([real] + parts, ignore_index=True).loc[:, list(REALISATION_COLUMNS)]
+
+
+def _realisation_matrix(realisations: pd.DataFrame, line: str, dust_corrected: bool, index) -> np.ndarray:
+    """Fluxes of one line, shape (len(index), n_realisations); NaN where absent."""
+    corrected = dust_corrected and line not in UNEXTINCTED_LINES
+    col = "flux_dustcorr" if corrected else "flux"
+    rows = realisations[realisations["line"] == line]
+    n_real = int(realisations["realisation"].max()) + 1 if len(realisations) else 0
+    wide = rows.set_index(_KEYS + ["realisation"])[col].unstack("realisation")
+    wide = wide.reindex(index=index, columns=range(n_real))
+    return wide.to_numpy(float)
+
+
+def _realisation_sum(line_fluxes, realisations, lines, dust_corrected, index) -> np.ndarray:
+    """Per-realisation sum of ``lines``, with the fit's ties as in :func:`_tied_terms`."""
+    total = 0.0
+    for line in lines:
+        values = _realisation_matrix(realisations, line, dust_corrected, index)
+        if line in TIED_RATIOS:
+            ref_line, factor = TIED_RATIOS[line]
+            term = line_terms(line_fluxes, line, dust_corrected).reindex(index)
+            ref = line_terms(line_fluxes, ref_line, dust_corrected).reindex(index)
+            use_ref = ((term["state"] != _DETECTED) & (ref["state"] == _DETECTED)).to_numpy(bool)
+            if use_ref.any():
+                ref_values = _realisation_matrix(realisations, ref_line, dust_corrected, index)
+                values = np.where(use_ref[:, None], factor * ref_values, values)
+        total = total + values
+    return total
+
+
+def log_ratio_realisations(num, den) -> np.ndarray:
+    """log10(num/den) of each realisation, with the rules for non-positive fluxes.
+
+    ``num > 0, den > 0``: ``log10(num/den)``.  ``num > 0 >= den``: ``+inf``
+    (the ratio exceeds every finite value: it counts as the top of the
+    distribution).  ``num <= 0 < den``: ``-inf`` (the bottom).  Both <= 0, or
+    a failed fit: NaN (no information; left out of the percentiles).
+    """
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log10(num / den)
+    out = np.where((num > 0) & (den <= 0), np.inf, out)
+    out = np.where((num <= 0) & (den > 0), -np.inf, out)
+    out = np.where((num <= 0) & (den <= 0), np.nan, out)
+    return out
+
+
+def realisation_log_ratio(line_fluxes, realisations, rdef: RatioDefinition, index) -> np.ndarray:
+    """log10 of a ratio in every realisation, shape (len(index), n_realisations)."""
+    num = _realisation_sum(line_fluxes, realisations, rdef.numerator, rdef.dust_corrected, index)
+    den = _realisation_sum(line_fluxes, realisations, rdef.denominator, rdef.dust_corrected, index)
+    return log_ratio_realisations(num, den)
+
+
 #: Header comment of ``ratios.csv``.
 TABLE_COMMENT = (
     "ISM and CGM line ratios (SPEC 7) from dust-corrected fluxes (BALMER: observed Ha/Hb).\n"
-    "log_value = log10(ratio); log_err linear propagation of the 1-sigma flux errors;\n"
+    "Ratios formed per Monte Carlo realisation: log_value = median of log10(ratio), log_p16/log_p84 its\n"
+    "16th/84th percentiles, log_err = (log_p84 - log_p16)/2; limits from the line detections;\n"
     "limit: none | upper (numerator limit) | lower (denominator limit) | undefined (both or missing)."
 )
 
 #: Grating preference for lines measured in two gratings (SPEC 5: use G395M).
-GRATING_PREFERENCE = ("g395m", "g395h", "g235m")
+#: ``combined`` (config ``ratios.overlap: combine``, :func:`ismcgm.linefluxes.combine_overlap`) comes first.
+GRATING_PREFERENCE = ("combined", "g395m", "g395h", "g235m")
 
 
 def preferred_grating(line_fluxes: pd.DataFrame, keys=("component", "region", "line")) -> pd.DataFrame:
@@ -432,7 +557,10 @@ def preferred_grating(line_fluxes: pd.DataFrame, keys=("component", "region", "l
 
 
 def compute_ratios(
-    line_fluxes: pd.DataFrame, samples: pd.DataFrame, ratios: tuple[str, ...] = RATIOS
+    line_fluxes: pd.DataFrame,
+    samples: pd.DataFrame,
+    ratios: tuple[str, ...] = RATIOS,
+    realisations: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """All line ratios of all components and regions (SPEC section 7).
 
@@ -444,6 +572,12 @@ def compute_ratios(
         Sample table with at least ``id, logmstar, merger``.
     ratios : tuple of str
         Ratios to compute, default :data:`RATIOS`.
+    realisations : pandas.DataFrame, optional
+        Per-realisation fluxes (:func:`realisation_fluxes`): the workflow's
+        path (values and errors from the ratio's percentiles over the
+        realisations).  Without it the values come from the median fluxes
+        and the errors from linear propagation (``log_p16``/``log_p84`` =
+        value -+ ``log_err``), e.g. for the noiseless truth.
 
     Returns
     -------
@@ -456,7 +590,7 @@ def compute_ratios(
     unknown = [r for r in ratios if r not in RATIO_DEFINITIONS]
     if unknown:
         raise ValueError(f"unknown ratios {unknown}; known: {list(RATIO_DEFINITIONS)}")
-    table = pd.concat([compute_ratio(line_fluxes, r) for r in ratios], ignore_index=True)
+    table = pd.concat([compute_ratio(line_fluxes, r, realisations) for r in ratios], ignore_index=True)
     info = samples[["id", "logmstar", "merger"]].drop_duplicates("id")
     table = table.merge(info, on="id", how="left")
     table["merger"] = as_bool(table["merger"])

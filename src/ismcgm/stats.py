@@ -12,7 +12,14 @@ Kendall tau_b
     (``tau_b``, ``p_tau``).  ``f_dep_mc`` is the fraction of ``n_mc`` Monte
     Carlo draws with p < 0.05; in each draw every point is redrawn from
     independent Gaussians of width ``log_err`` around its log ISM and log
-    CGM value.
+    CGM value.  ``log_err`` is the robust error of the ratio table (half the
+    16th-84th percentile range of the ratio over the spectral Monte Carlo
+    realisations, :mod:`ismcgm.ratios`), so the draws follow the bulk of
+    each point's distribution: no draw inherits the heavy tail of a weak
+    line (every d11 draw is finite).  A Gaussian rather than a resampling
+    of the realisations themselves, because a realisation may hold an
+    infinite log ratio (a line <= 0 in that realisation), which has a rank
+    but no place in a KS statistic.
 d11 and KS
     ``d11 = (log CGM - log ISM) / sqrt(2)``, the signed perpendicular
     distance to the 1:1 line.  Null hypothesis: each point is moved to its
@@ -505,6 +512,31 @@ def d11_draws_table(ratios_df: pd.DataFrame, seed: int, n_mc: int = N_MC) -> pd.
     if not parts:
         return pd.DataFrame(columns=list(D11_DRAW_COLUMNS))
     return pd.concat(parts, ignore_index=True).loc[:, list(D11_DRAW_COLUMNS)]
+
+
+#: Columns of :func:`headline_table` (the report's landing page).
+HEADLINE_COLUMNS = ("ratio", "N", "CGM - ISM shift [dex]", "16-84 % of the MC median",
+                    "f_rej,MC", "tau_b", "f_dep,MC")
+
+
+def headline_table(stats_df: pd.DataFrame) -> pd.DataFrame:
+    """The statistics a reader wants first, formatted as text (report landing page).
+
+    One row per ratio: N, ``shift_median +- sigma_med``, the 16-84 % range
+    of the Monte Carlo medians, f_rej,MC (KS on d11), tau_b and f_dep,MC.
+    """
+    def fmt(x, spec):
+        return format(x, spec) if np.isfinite(x) else "--"
+
+    rows = []
+    for _, r in stats_df.iterrows():
+        rows.append((
+            r["ratio"], int(r["n"]),
+            f"{fmt(r['shift_median'], '+.3f')} +- {fmt(r['sigma_med'], '.3f')}",
+            f"{fmt(r['shift_p16'], '+.3f')} .. {fmt(r['shift_p84'], '+.3f')}",
+            fmt(r["f_rej_mc"], ".2f"), fmt(r["tau_b"], "+.2f"), fmt(r["f_dep_mc"], ".2f"),
+        ))
+    return pd.DataFrame(rows, columns=list(HEADLINE_COLUMNS))
 
 
 def mass_bin_labels(edges=DEFAULT_MASS_EDGES) -> list[str]:

@@ -8,7 +8,8 @@ rule cii_galaxy:
         masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
         ha_cube=reference_cube,  # Hα map for matching Hα to the ALMA beam
     output:
-        f"{RESULTS}/cii/{{variant}}/{{id}}.csv",
+        fluxes=f"{RESULTS}/cii/{{variant}}/{{id}}.csv",
+        realisations=f"{RESULTS}/cii/{{variant}}/{{id}}_realisations.parquet",
     params:
         row=sample_row,
         seed=config["seed"],

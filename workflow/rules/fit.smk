@@ -60,6 +60,7 @@ rule mc_gather:
     params:
         detect_snr=config["fit"]["detect_snr"],
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
+        overlap=config["ratios"]["overlap"],
         f_stellar_nebular=config["dust"]["f_stellar_nebular"],
     log:
         f"{RESULTS}/logs/mc_gather/{{variant}}.log",

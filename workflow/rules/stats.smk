@@ -7,10 +7,13 @@ localrules:
 
 
 rule ratios:
-    """Dust-corrected line ratios of every component and region (SPEC 7)."""
+    """Dust-corrected line ratios of every component and region, formed realisation by realisation (SPEC 7)."""
     input:
         fluxes=f"{RESULTS}/tables/{{variant}}/line_fluxes.csv",
+        realisations=f"{RESULTS}/mc/{{variant}}/realisations.parquet",
         cii=lambda w: expand(f"{RESULTS}/cii/{w.variant}/{{id}}.csv", id=ALMA_GALAXIES),
+        cii_realisations=lambda w: expand(f"{RESULTS}/cii/{w.variant}/{{id}}_realisations.parquet",
+                                          id=ALMA_GALAXIES),
     output:
         report(f"{RESULTS}/tables/{{variant}}/ratios.csv", caption="../report/ratios.rst",
                category="Ratios", subcategory="{variant}"),
@@ -32,6 +35,7 @@ rule statistics:
         mass=report(f"{RESULTS}/tables/{{variant}}/mass_trend.csv", caption="../report/mass_trend.rst",
                     category="Statistics", subcategory="{variant}"),
         d11=f"{RESULTS}/tables/{{variant}}/d11_draws.csv",
+        headline=f"{RESULTS}/tables/{{variant}}/headline.csv",
     params:
         seed=config["seed"],
         n_mc=config["stats"]["n_mc"],

@@ -19,8 +19,10 @@ def main():
     fluxes = preferred_grating(read_table(snakemake.input.fluxes))
     ratios = read_table(snakemake.input.ratios)
     table = cii.cii_ratio_table(cii_rows, fluxes, ratios, snr_detect=snakemake.params.detect_snr)
+    table = cii.with_ratio_percentiles(table, ratios)  # the Monte Carlo CII_HA of ratios.csv
     write_table(table, snakemake.output[0],
-                comment="cii_flux [erg s^-1 cm^-2]; cii_ha = F[CII]/F(Ha, dust-corrected); "
+                comment="cii_flux [erg s^-1 cm^-2]; cii_ha = F[CII]/F(Ha, dust-corrected), median over the Monte Carlo "
+                        "realisations (ratios.csv CII_HA), cii_ha_p16/p84 its percentiles; "
                         "delta_balmer = log(Ha/Hb)_CGM - log(Ha/Hb)_ISM")
 
 

@@ -4,11 +4,16 @@ One panel per ratio, log ISM on x and log CGM on y.  Points are coloured by
 the three log M* bins (:data:`ismcgm.stats.DEFAULT_MASS_EDGES`, outer bins
 open); mergers use a diamond with a blue (component ``a``) or red
 (component ``b``) edge and their two components are linked by a thin line;
-limits are drawn as arrows of :data:`ARROW_DEX` dex (an ``upper`` limit points
+error bars are asymmetric, from the 16th to the 84th percentile of the ratio
+over the Monte Carlo realisations (``log_p16``/``log_p84``; symmetric
+``log_err`` for tables without them); limits are drawn as arrows of :data:`ARROW_DEX` dex (an ``upper`` limit points
 to lower values, ``lower`` to higher, on the axis of the region that has the
 limit); pairs with an ``undefined`` region are not drawn; N2 / N2O2 points
 with low-S/N [N II]6583 are translucent.  The dashed green line is the 1:1
 relation; each panel states tau_b and f_dep,MC from the statistics table.
+Each panel's range covers the points and their 16-84 % bars (a bar is
+counted up to :data:`MAX_BAR_DEX`, so one very uncertain point cannot
+squeeze the others into a corner; its bar runs off the panel).
 
 This module also holds the small helpers shared by the statistics figures
 (:func:`save_figure`, :func:`add_synthetic_label`, :data:`RATIO_LABELS`).
@@ -46,6 +51,9 @@ SYNTHETIC_LABEL = "SYNTHETIC MOCK DATA"
 
 #: Length of the limit arrows [dex].
 ARROW_DEX = 0.15
+
+#: Longest error bar [dex] that widens a panel's range (longer bars are clipped by the axes).
+MAX_BAR_DEX = 0.6
 
 #: Opacity of low-S/N [N II] points.
 LOWSN_ALPHA = 0.35
@@ -148,13 +156,13 @@ def _plot_point(ax, row, colour):
     marker = "D" if row["merger"] else "o"
     edge = COMPONENT_EDGES.get(suffix, "black")
     x, y = row["log_ism"], row["log_cgm"]
-    xerr = row["err_ism"] if row["limit_ism"] == "none" else np.nan
-    yerr = row["err_cgm"] if row["limit_cgm"] == "none" else np.nan
+    xerr = _bar(row, "ism")
+    yerr = _bar(row, "cgm")
     ax.errorbar(
         x,
         y,
-        xerr=None if not np.isfinite(xerr) else xerr,
-        yerr=None if not np.isfinite(yerr) else yerr,
+        xerr=xerr,
+        yerr=yerr,
         fmt=marker,
         ms=6,
         mfc=colour,
@@ -168,6 +176,36 @@ def _plot_point(ax, row, colour):
     _plot_arrows(ax, x, y, row["limit_ism"], row["limit_cgm"], colour, alpha)
 
 
+def _bar(row, region: str):
+    """Asymmetric error bar ``[[below], [above]]`` of one region (None for limits / no error)."""
+    if row[f"limit_{region}"] != "none":
+        return None
+    lo, hi = row[f"lo_{region}"], row[f"hi_{region}"]
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return None
+    return [[max(lo, 0.0)], [max(hi, 0.0)]]
+
+
+def with_bars(pairs: pd.DataFrame, ratios_df: pd.DataFrame) -> pd.DataFrame:
+    """Pairs with the lengths of their error bars below/above the value (``lo_*``, ``hi_*`` [dex]).
+
+    From ``log_p16``/``log_p84`` of the ratio table when present (the
+    Monte Carlo percentiles), else the symmetric ``log_err``.
+    """
+    keys = ["id", "component", "ratio"]
+    out = pairs.copy()
+    for region, suffix in (("ISM", "ism"), ("CGM", "cgm")):
+        part = ratios_df[ratios_df["region"] == region]
+        value = part["log_value"].to_numpy(float)
+        if {"log_p16", "log_p84"} <= set(part.columns):
+            lo, hi = value - part["log_p16"].to_numpy(float), part["log_p84"].to_numpy(float) - value
+        else:
+            lo = hi = part["log_err"].to_numpy(float)
+        bars = part[keys].assign(**{f"lo_{suffix}": lo, f"hi_{suffix}": hi})
+        out = out.merge(bars, on=keys, how="left")
+    return out
+
+
 def _link_mergers(ax, pairs):
     """Thin line between the two components of each merger."""
     for _, grp in pairs[pairs["merger"]].groupby("id"):
@@ -175,13 +213,18 @@ def _link_mergers(ax, pairs):
             ax.plot(grp["log_ism"], grp["log_cgm"], "-", color="0.5", lw=0.8, zorder=2)
 
 
+def _extent(pairs, side: str) -> np.ndarray:
+    """Bar lengths on one side (``lo``/``hi``), capped at MAX_BAR_DEX, at least the arrow length."""
+    bars = pairs[[f"{side}_ism", f"{side}_cgm"]].to_numpy(float)
+    return np.clip(np.nan_to_num(bars, nan=0.0), 0.0, MAX_BAR_DEX) + ARROW_DEX
+
+
 def _one_to_one(ax, pairs):
-    """Square axis range covering points, error bars and arrows, plus the 1:1 line."""
+    """Square axis range covering points, their 16-84 % bars and arrows, plus the 1:1 line."""
     values = pairs[["log_ism", "log_cgm"]].to_numpy(float)
-    errs = np.nan_to_num(pairs[["err_ism", "err_cgm"]].to_numpy(float)) + ARROW_DEX
     if values.size:
-        lo = np.nanmin(values - errs) - 0.1
-        hi = np.nanmax(values + errs) + 0.1
+        lo = np.nanmin(values - _extent(pairs, "lo")) - 0.1
+        hi = np.nanmax(values + _extent(pairs, "hi")) + 0.1
     else:
         lo, hi = -1.0, 1.0
     ax.plot([lo, hi], [lo, hi], "--", color="green", lw=1.0, zorder=1)
@@ -246,6 +289,7 @@ def plot_fig3(
     pairs = pair_regions(ratios_df)
     drawable = (pairs["limit_ism"] != "undefined") & (pairs["limit_cgm"] != "undefined")
     pairs = pairs[drawable & np.isfinite(pairs["log_ism"]) & np.isfinite(pairs["log_cgm"])].copy()
+    pairs = with_bars(pairs, ratios_df)
     pairs["mass_bin"] = assign_mass_bins(pairs["logmstar"], mass_edges)
     stats_by_ratio = stats_df.set_index("ratio") if len(stats_df) else pd.DataFrame()
     for ax, name in zip(axes, names):

@@ -58,11 +58,19 @@ def summarise(values, n_points: int) -> dict:
 
 
 def _hist_edges(groups: dict) -> np.ndarray:
-    values = np.concatenate([v for v in groups.values() if v.size] or [np.zeros(1)])
-    lo, hi = np.percentile(values, [0.5, 99.5]) if values.size > 1 else (values[0] - 0.5, values[0] + 0.5)
+    """Bin edges covering every data point and the central 99 % of the MC and null draws."""
+    ranges = []
+    for kind, v in groups.items():
+        v = v[np.isfinite(v)]
+        if v.size:
+            ranges.append((v.min(), v.max()) if kind == "data" else tuple(np.percentile(v, [0.5, 99.5])))
+    if not ranges:
+        return np.linspace(-0.5, 0.5, N_BINS + 1)
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     if hi - lo < 1e-3:
         lo, hi = lo - 0.1, hi + 0.1
-    return np.linspace(lo, hi, N_BINS + 1)
+    pad = 0.05 * (hi - lo)
+    return np.linspace(lo - pad, hi + pad, N_BINS + 1)
 
 
 def _plot_summary(ax, summary: dict, y: float, height: float, colour: str) -> None:

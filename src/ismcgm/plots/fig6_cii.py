@@ -7,7 +7,9 @@ symmetric about 0).  Points whose Delta(Ha/Hb) is uncertain (a Balmer limit
 or undefined: ``delta_balmer_limit`` or NaN) are grey with white hatches.
 Merger components are diamonds with a blue (a) or red (b) edge, linked by a
 thin line.  A non-detected [C II] region is drawn at its 3-sigma upper limit
-with an arrow towards lower values on its axis.  The dashed green line is
+with an arrow towards lower values on its axis.  Error bars run from the 16th
+to the 84th percentile of the ratio over the Monte Carlo realisations
+(``cii_ha_p16``/``cii_ha_p84``).  The dashed green line is
 the 1:1 relation; simulated galaxies (``ratio_inner`` on x, ``ratio_outer``
 on y of :func:`ismcgm.cii.sim_profiles`) are grey stars with black edges.
 
@@ -45,7 +47,9 @@ def _pairs(cii_df: pd.DataFrame) -> pd.DataFrame:
     if "delta_balmer_limit" not in df.columns:
         df["delta_balmer_limit"] = False
     keys = ["id", "component"]
-    cols = ["cii_ha", "cii_ha_err", "detected"]
+    if not {"cii_ha_p16", "cii_ha_p84"} <= set(df.columns):  # older tables: symmetric errors
+        df["cii_ha_p16"], df["cii_ha_p84"] = df["cii_ha"] - df["cii_ha_err"], df["cii_ha"] + df["cii_ha_err"]
+    cols = ["cii_ha", "cii_ha_err", "cii_ha_p16", "cii_ha_p84", "detected"]
     ism = df[df["region"] == "ISM"][keys + cols + ["delta_balmer", "delta_balmer_limit"]]
     cgm = df[df["region"] == "CGM"][keys + cols]
     pairs = ism.merge(cgm, on=keys, how="inner", suffixes=("_ism", "_cgm"))
@@ -56,16 +60,28 @@ def _pairs(cii_df: pd.DataFrame) -> pd.DataFrame:
     return pairs
 
 
-def _log_err(value, err):
+def _log_bars(pairs, region: str) -> np.ndarray:
+    """Asymmetric log error bars ``(2, N)`` from the 16th/84th percentiles (NaN where undefined)."""
+    value = pairs[f"cii_ha_{region}"].to_numpy(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((value > 0) & np.isfinite(err), err / (value * np.log(10.0)), np.nan)
+        lo = np.log10(value) - np.log10(pairs[f"cii_ha_p16_{region}"].to_numpy(float))
+        hi = np.log10(pairs[f"cii_ha_p84_{region}"].to_numpy(float)) - np.log10(value)
+    # a 16th percentile <= 0 (a [C II] consistent with zero) has no log: the bar runs off the panel
+    lo = np.where(np.isnan(lo) & np.isfinite(hi), np.inf, lo)
+    return np.vstack([lo, hi])
+
+
+def _bar(bars, i):
+    b = bars[:, i]
+    if np.isnan(b).any():
+        return None
+    return [[min(max(b[0], 0.0), 10.0)], [min(max(b[1], 0.0), 10.0)]]
 
 
 def _upper(ax, pairs, norm, cmap):
     x = np.log10(pairs["cii_ha_ism"].to_numpy(float))
     y = np.log10(pairs["cii_ha_cgm"].to_numpy(float))
-    xe = _log_err(pairs["cii_ha_ism"].to_numpy(float), pairs["cii_ha_err_ism"].to_numpy(float))
-    ye = _log_err(pairs["cii_ha_cgm"].to_numpy(float), pairs["cii_ha_err_cgm"].to_numpy(float))
+    xe, ye = _log_bars(pairs, "ism"), _log_bars(pairs, "cgm")
     for _, grp in pairs[pairs["merger"]].groupby("id"):
         if len(grp) == 2:
             ax.plot(np.log10(grp["cii_ha_ism"]), np.log10(grp["cii_ha_cgm"]), "-", color="0.5", lw=0.8, zorder=2)
@@ -78,8 +94,8 @@ def _upper(ax, pairs, norm, cmap):
         marker = "D" if row["merger"] else "o"
         edge = COMPONENT_EDGES.get(row["suffix"], "black")
         ax.errorbar(x[i], y[i],
-                    xerr=None if not np.isfinite(xe[i]) else xe[i],
-                    yerr=None if not np.isfinite(ye[i]) else ye[i],
+                    xerr=_bar(xe, i) if row["detected_ism"] else None,
+                    yerr=_bar(ye, i) if row["detected_cgm"] else None,
                     fmt="none", ecolor="0.4", elinewidth=0.8, zorder=3)
         ax.scatter(x[i], y[i], s=55, marker=marker, c=[face], edgecolors=edge,
                    linewidths=1.3 if row["suffix"] else 0.7, hatch="///" if uncertain else None, zorder=4)
