@@ -169,7 +169,7 @@ def ebv_realisations(ha, hb, intrinsic=INTRINSIC_HA_HB, r_v=R_V, measured=True):
       the same as with an infinite E(B-V) unless the top realisations reach
       the 84th percentile).
     * Ha <= 0 and Hb <= 0: no ratio at all; the realisation gets the median
-      E(B-V) of the others (it moves no percentile).
+      E(B-V) of the others (those above included; it moves no percentile).
     * Non-finite fluxes (a failed fit) stay NaN.
 
     Parameters
@@ -196,7 +196,7 @@ def ebv_realisations(ha, hb, intrinsic=INTRINSIC_HA_HB, r_v=R_V, measured=True):
     neither = finite & (hb <= 0) & (ha <= 0)
     if ok.any():
         ebv = np.where(top, np.max(ebv[ok]), ebv)
-        ebv = np.where(neither, np.median(ebv[ok]), ebv)
+        ebv = np.where(neither, np.median(ebv[ok | top]), ebv)
     else:
         ebv = np.where(finite, 0.0, np.nan)
     return ebv

@@ -96,12 +96,12 @@ RATIO_COLUMNS = (
     "ratio",
     "log_value",
     "log_err",
-    "log_p16",
-    "log_p84",
     "limit",
     "nii_lowsn",
     "logmstar",
     "merger",
+    "log_p16",
+    "log_p84",
 )
 
 #: Allowed values of the ``limit`` column.
