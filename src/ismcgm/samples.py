@@ -161,12 +161,28 @@ def _as_bool(v) -> bool:
     raise ValueError(f"not a boolean: {v!r}")
 
 
+def _check_row_lengths(path) -> None:
+    """A row with more (non-empty) cells than the header would be shifted silently by pandas: reject it."""
+    lines = [ln.rstrip("\r\n") for ln in Path(path).read_text(errors="replace").splitlines()]
+    lines = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        return
+    n = len(lines[0].split("\t"))
+    for i, ln in enumerate(lines[1:], start=2):
+        cells = ln.split("\t")
+        if len(cells) > n and any(c.strip() for c in cells[n:]):
+            gid = cells[0].strip() or None
+            raise InputError(gid, path, f"data row {i - 1} has {len(cells)} tab-separated cells, the header {n}",
+                             "give every row exactly one cell per header column (empty cells stay as tabs)")
+
+
 def read_sample_table(path) -> pd.DataFrame:
     """Read a tab-separated sample table (SPEC section 0) and check it."""
     import pandas as pd
 
     if not Path(path).is_file():
         raise InputError(None, path, "sample table not found", "set `samples:` to an existing TSV file or to 'mock'")
+    _check_row_lengths(path)
     try:
         df = pd.read_csv(path, sep="\t", dtype={"id": str}, keep_default_na=False, comment="#")
     except pd.errors.EmptyDataError:
