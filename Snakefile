@@ -6,6 +6,10 @@ Run:  snakemake --cores all          (the default analysis, on the SYNTHETIC moc
 
 import os
 
+from ismcgm.workflow_config import read_yaml_config
+
+read_yaml_config(os.path.join(workflow.basedir, "config.yaml"))  # a YAML error names the file
+
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
 

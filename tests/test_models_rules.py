@@ -221,7 +221,15 @@ def test_run_cloudy_unfinished_run_fails(tmp_path):
         models.run_cloudy(str(fake_cloudy(tmp_path, "crash")), name, decks / f"{name}.in",
                           decks / model["line_list_file"], decks / f"{name}.out", decks / f"{name}.lines")
     assert not (decks / f"{name}.out").exists()
-    assert (decks / f".run_{name}" / f"{name}.out").exists()  # kept for inspection
+    assert not (decks / f".run_{name}").exists()  # no scratch folder survives (issue 15)
+
+
+def test_run_cloudy_missing_executable_leaves_no_scratch(tmp_path):
+    decks, name, model = _deck(tmp_path)
+    with pytest.raises(ValueError, match="cloudy.executable"):
+        models.run_cloudy(str(tmp_path / "no_such_cloudy"), name, decks / f"{name}.in",
+                          decks / model["line_list_file"], decks / f"{name}.out", decks / f"{name}.lines")
+    assert sorted(p.name for p in decks.iterdir()) == sorted([f"{name}.in", model["line_list_file"]])
 
 
 def test_run_cloudy_missing_executable(tmp_path):

@@ -86,6 +86,37 @@ def read_table(path) -> pd.DataFrame:
     return pd.read_csv(path, comment="#", keep_default_na=False, na_values=list(TABLE_NA_VALUES))
 
 
+def read_chunks(paths) -> pd.DataFrame:
+    """Read and concatenate the Monte Carlo chunk tables (parquet), checking each one.
+
+    A chunk that cannot be read (truncated, e.g. by a kill while the
+    filesystem kept its mtime), is empty, or has other columns than the
+    first one raises :class:`InputError` naming that chunk: delete it and run
+    the same command again, Snakemake recomputes only that chunk.
+    """
+    import pandas as pd
+
+    fix = "delete that chunk file and run the same snakemake command again (only it is recomputed)"
+    parts, columns = [], None
+    for path in paths:
+        try:
+            df = pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001  (pyarrow raises several types for a damaged file)
+            raise InputError(None, path, f"unreadable Monte Carlo chunk ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})", fix) from None
+        if df.empty:
+            raise InputError(None, path, "empty Monte Carlo chunk (no realisations)", fix)
+        if columns is None:
+            columns = list(df.columns)
+        elif list(df.columns) != columns:
+            raise InputError(None, path, f"Monte Carlo chunk with columns {list(df.columns)}, not {columns} "
+                             "(written by another version?)", fix)
+        parts.append(df)
+    if not parts:
+        raise InputError(None, "results/mc", "no Monte Carlo chunks to gather", "check mc.n_realisations")
+    return pd.concat(parts, ignore_index=True)
+
+
 # --------------------------------------------------------------------------
 # FITS readers
 # --------------------------------------------------------------------------

@@ -533,8 +533,9 @@ def align(cube_or_cubes, image: Image, row, *, line_mask_kms: float = 1500.0, se
         raise InputError(gid, image.path, f"image does not overlap the IFU cube {paths}",
                          "check the image/cube paths and their WCS")
     for e in entries:
-        if not e["overlap"]:
-            log.warning("%s: cube %s does not overlap the image; not used for the alignment", gid, e["cube"].path)
+        if not e["overlap"]:  # the gratings share the pointing: a cube off the image is another field's
+            raise InputError(gid, e["cube"].path, f"cube does not overlap the image {image.path} (the other "
+                             "cube(s) do)", "give this galaxy's cube (the gratings share the pointing)")
     entries = [e for e in entries if e["overlap"]]
     w_ref = grids[entries[0]["grid"]][0]
     ps = pixscale_arcsec(w_ref)

@@ -101,8 +101,8 @@ def run_cloudy(executable: str, name: str, deck, line_list, out, lines, sed_file
     command is ``shlex.split(executable) + ['-r', name]``: Cloudy reads
     ``<name>.in`` and writes ``<name>.out``; the deck's ``save last line
     list`` writes ``<name>.lines``.  On success the two files are moved into
-    place and the scratch folder is removed; on failure it is kept for
-    inspection.
+    place.  The scratch folder is removed in every case; after a failure the
+    end of Cloudy's main output is in the job's log.
 
     Raises
     ------
@@ -115,39 +115,51 @@ def run_cloudy(executable: str, name: str, deck, line_list, out, lines, sed_file
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    shutil.copyfile(deck, work / f"{name}.in")
-    shutil.copyfile(line_list, work / Path(line_list).name)
-    target = _sed_copy_target(sed_file, work)
-    if target is not None:
-        if Path(sed_file).is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(sed_file, target)
-        else:
-            log.info("SED file %s not found here; Cloudy must find it on its data path", sed_file)
-    cmd = shlex.split(executable) + ["-r", name]
-    log.info("running %s in %s", " ".join(cmd), work)
+    try:  # no scratch folder survives, a failed run included (the end of Cloudy's output goes to the log)
+        shutil.copyfile(deck, work / f"{name}.in")
+        shutil.copyfile(line_list, work / Path(line_list).name)
+        target = _sed_copy_target(sed_file, work)
+        if target is not None:
+            if Path(sed_file).is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(sed_file, target)
+            else:
+                log.info("SED file %s not found here; Cloudy must find it on its data path", sed_file)
+        cmd = shlex.split(executable) + ["-r", name]
+        log.info("running %s in %s", " ".join(cmd), work)
+        _run_in(cmd, work, name, out, lines)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out, lines
+
+
+def _run_in(cmd, work: Path, name: str, out: Path, lines: Path) -> None:
+    """Run Cloudy in ``work`` and move its ``.out`` and ``.lines`` onto ``out`` and ``lines``."""
     try:
         proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     except OSError as exc:
         raise ValueError(
-            f"cannot run Cloudy executable {executable!r} ({exc}); fix: set cloudy.executable to the path "
+            f"cannot run Cloudy executable {cmd[0]!r} ({exc}); fix: set cloudy.executable to the path "
             "of Cloudy's cloudy.exe, or to null to use a packaged grid"
         ) from None
     for stream, text in (("stdout", proc.stdout), ("stderr", proc.stderr)):
         if text.strip():
             log.info("Cloudy %s:\n%s", stream, text.strip()[-4000:])
     main_out = work / f"{name}.out"
-    if proc.returncode != 0:
-        raise ValueError(f"Cloudy exited with status {proc.returncode} for model {name}; see {main_out}")
-    cloudy.check_finished(main_out)
-    saved = work / f"{name}.lines"
-    if not saved.is_file():
-        raise ValueError(f"Cloudy wrote no line list {saved} for model {name}; check the deck's save command")
+    try:
+        if proc.returncode != 0:
+            raise ValueError(f"Cloudy exited with status {proc.returncode} for model {name}; see the job's log")
+        cloudy.check_finished(main_out)
+        saved = work / f"{name}.lines"
+        if not saved.is_file():
+            raise ValueError(f"Cloudy wrote no line list for model {name}; check the deck's save command")
+    except ValueError:
+        if main_out.is_file():
+            log.info("end of Cloudy's %s.out:\n%s", name, main_out.read_text(errors="replace")[-4000:])
+        raise
     for src, dst in ((saved, lines), (main_out, out)):
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
-    shutil.rmtree(work, ignore_errors=True)
-    return out, lines
 
 
 def model_grid(models: Sequence[Mapping], grid: str = "hcm_bpass", line_lists=None, main_outputs=None) -> pd.DataFrame:

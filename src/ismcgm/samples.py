@@ -56,18 +56,52 @@ def parse_components(text: str) -> list[tuple[float, float]]:
     return out
 
 
+#: Every column a sample table may have.
+KNOWN_SAMPLE_COLUMNS = (*REQUIRED_SAMPLE_COLUMNS, *OPTIONAL_SAMPLE_COLUMNS)
+
+_COMPONENTS_FIX = "set components to 'ra_a,dec_a;ra_b,dec_b' in degrees"
+
+
+def _cell_error(gid, path, col, value, problem, fix):
+    """The one-line error of one cell: ``galaxy <id>: <table>: column <col>: <value> ...``."""
+    return InputError(gid, path, f"column {col}: {value!r} {problem}", fix)
+
+
+def _check_columns(columns, path) -> None:
+    """Reject duplicate (pandas renames them ``z.1``) and unknown columns, listing the known ones."""
+    known = ", ".join(KNOWN_SAMPLE_COLUMNS)
+    columns = [str(c) for c in columns]
+    for c in columns:
+        base, _, n = c.rpartition(".")
+        if (base in columns and n.isdigit()) or columns.count(c) > 1:
+            name = base if n.isdigit() and base in columns else c
+            raise InputError(None, path, f"column {name!r} appears more than once",
+                             f"keep one {name!r} column (known columns: {known})")
+    unknown = [c for c in columns if c not in KNOWN_SAMPLE_COLUMNS]
+    if unknown:
+        raise InputError(None, path, f"unknown column(s) {', '.join(map(repr, unknown))}",
+                         f"rename or remove them; known columns: {known}")
+
+
 def check_sample_table(df: pd.DataFrame, path="sample table") -> pd.DataFrame:
     """Check a sample table and fill optional columns; raise :class:`InputError`.
 
     Relative file paths are kept as written (relative to the working
     directory, like every path Snakemake sees).
     """
+    if len(df.columns) == 1 and "," in str(df.columns[0]):
+        raise InputError(None, path, "the header is one comma-separated column, not tab-separated columns",
+                         "separate the columns with tabs (a TSV file), not commas")
     missing = [c for c in REQUIRED_SAMPLE_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(
             None, path, f"missing column(s) {', '.join(missing)}",
             "add them (see README, 'Sample table for real data')",
         )
+    _check_columns(df.columns, path)
+    if len(df) == 0:
+        raise InputError(None, path, "the table has a header but no galaxy rows",
+                         "add one row per galaxy (see README, 'Sample table for real data')")
     df = df.copy()
     for col, default in OPTIONAL_SAMPLE_COLUMNS.items():
         if col not in df.columns:
@@ -83,18 +117,36 @@ def check_sample_table(df: pd.DataFrame, path="sample table") -> pd.DataFrame:
     dup = df["id"][df["id"].duplicated()].tolist()
     if dup:
         raise InputError(dup[0], path, f"duplicate sample id {dup[0]!r}", "make every id unique")
-    df["merger"] = df["merger"].map(_as_bool)
+    merger = []
+    for gid, v in zip(df["id"], df["merger"]):
+        try:
+            merger.append(_as_bool(v))
+        except ValueError:
+            raise _cell_error(gid, path, "merger", v, "is not True or False", "write True or False") from None
+    df["merger"] = merger
+    ids = set(df["id"])
     for _, row in df.iterrows():
+        gid = row["id"]
         if not (row["cube_g395m"] or row["cube_g395h"]):
-            raise InputError(
-                row["id"], path, "no cube_g395m or cube_g395h given",
-                "give the G395M (or G395H) cube path",
-            )
-        if row["merger"] and len(parse_components(row["components"])) != 2:
-            raise InputError(
-                row["id"], path, "merger without two component positions",
-                "set components to 'ra_a,dec_a;ra_b,dec_b' in degrees",
-            )
+            raise InputError(gid, path, "no cube_g395m or cube_g395h given", "give the G395M (or G395H) cube path")
+        if row["cube_g395m"] and row["cube_g395h"]:
+            raise InputError(gid, path, "both cube_g395m and cube_g395h are given (G395H replaces G395M)",
+                             "leave one of the two cells empty")
+        try:
+            comps = parse_components(row["components"])
+        except ValueError:
+            raise _cell_error(gid, path, "components", row["components"], "is not 'ra_a,dec_a;ra_b,dec_b'",
+                              _COMPONENTS_FIX) from None
+        if row["merger"] and len(comps) != 2:
+            raise InputError(gid, path, "merger without two component positions", _COMPONENTS_FIX)
+        if not row["merger"] and row["components"].strip():
+            raise _cell_error(gid, path, "components", row["components"], "is given but merger is False",
+                              "empty the components cell, or set merger to True")
+        if row["merger"]:
+            clash = [f"{gid}_{s}" for s in "ab" if f"{gid}_{s}" in ids]
+            if clash:
+                raise InputError(gid, path, f"merger component {clash[0]!r} has the name of another galaxy",
+                                 f"rename galaxy {clash[0]!r} (merger components are named <id>_a and <id>_b)")
     return df.set_index("id", drop=False)
 
 
@@ -109,13 +161,36 @@ def _as_bool(v) -> bool:
     raise ValueError(f"not a boolean: {v!r}")
 
 
+def _check_row_lengths(path) -> None:
+    """A row with more (non-empty) cells than the header would be shifted silently by pandas: reject it."""
+    lines = [ln.rstrip("\r\n") for ln in Path(path).read_text(errors="replace").splitlines()]
+    lines = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        return
+    n = len(lines[0].split("\t"))
+    for i, ln in enumerate(lines[1:], start=2):
+        cells = ln.split("\t")
+        if len(cells) > n and any(c.strip() for c in cells[n:]):
+            gid = cells[0].strip() or None
+            raise InputError(gid, path, f"data row {i - 1} has {len(cells)} tab-separated cells, the header {n}",
+                             "give every row exactly one cell per header column (empty cells stay as tabs)")
+
+
 def read_sample_table(path) -> pd.DataFrame:
     """Read a tab-separated sample table (SPEC section 0) and check it."""
     import pandas as pd
 
     if not Path(path).is_file():
         raise InputError(None, path, "sample table not found", "set `samples:` to an existing TSV file or to 'mock'")
-    df = pd.read_csv(path, sep="\t", dtype={"id": str}, keep_default_na=False, comment="#")
+    _check_row_lengths(path)
+    try:
+        df = pd.read_csv(path, sep="\t", dtype={"id": str}, keep_default_na=False, comment="#")
+    except pd.errors.EmptyDataError:
+        raise InputError(None, path, "the sample table is empty (no header, no rows)",
+                         "write the tab-separated header and one row per galaxy (see README)") from None
+    except pd.errors.ParserError as exc:
+        raise InputError(None, path, f"not a tab-separated table ({str(exc).strip().splitlines()[-1]})",
+                         "give every row as many tab-separated cells as the header") from None
     return check_sample_table(df, path)
 
 

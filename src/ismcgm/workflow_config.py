@@ -20,12 +20,49 @@ class ConfigError(ValueError):
     """A bad config value or sample table; the message is one line."""
 
 
+def read_yaml_config(path) -> dict:
+    """Load one YAML config file; a syntax error names the file and the line."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config {path}: not valid YAML at{where}: {problem} -- fix: correct the YAML syntax "
+                          "there (indent with spaces, 'key: value')") from None
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot be read ({exc.strerror}) -- fix: give an existing config file") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config {path}: the top level is not a mapping of keys -- fix: write 'key: value' lines")
+    return data or {}
+
+
+def source_of(key, files) -> str:
+    """``config <file>``: the last of ``files`` (YAML) that sets the dotted ``key`` (else all of them)."""
+    files = [str(f) for f in files or ()]
+    parts = [p for p in str(key).split(".") if p]
+    for f in reversed(files):
+        try:
+            node = yaml.safe_load(Path(f).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        for part in parts:
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            if parts:
+                return f"config {f}"
+    return f"config {', '.join(files)}" if files else "config"
+
+
 def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def _one_line(err: jsonschema.ValidationError, what: str) -> str:
+def _one_line(err: jsonschema.ValidationError, files) -> str:
     key = _key(err.absolute_path)
+    what = source_of(key, files)
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         allowed = ", ".join(err.schema.get("properties", {}))
@@ -36,8 +73,12 @@ def _one_line(err: jsonschema.ValidationError, what: str) -> str:
     return f"{what}: bad value for {key}: {msg} -- fix: set {key} to a valid value {fix}".strip()
 
 
-def check_config(config: dict, schema_path) -> dict:
+def check_config(config: dict, schema_path, files=()) -> dict:
     """Validate ``config`` against the schema, fill defaults, check cross-references.
+
+    ``files`` are the config files the values came from (the workflow's
+    ``config.yaml`` and each ``--configfile``): every error names the one
+    that sets the offending key.
 
     Raises
     ------
@@ -49,7 +90,7 @@ def check_config(config: dict, schema_path) -> dict:
     schema = yaml.safe_load(Path(schema_path).read_text())
     errors = sorted(jsonschema.validators.validator_for(schema)(schema).iter_errors(config), key=lambda e: len(e.absolute_path))
     if errors:
-        raise ConfigError(_one_line(jsonschema.exceptions.best_match(errors), "config"))
+        raise ConfigError(_one_line(jsonschema.exceptions.best_match(errors), files))
     validate(config, str(schema_path), set_default=True)
     # defaults of each mask variant (schema defaults do not reach additionalProperties)
     variant_schema = schema["properties"]["masks"]["additionalProperties"]["properties"]
@@ -59,19 +100,44 @@ def check_config(config: dict, schema_path) -> dict:
     missing = [v for v in config["variants"] if v not in config["masks"]]
     if missing:
         raise ConfigError(
-            f"config: variants lists {missing[0]!r}, which is not an entry of masks -- "
+            f"{source_of('variants', files)}: variants lists {missing[0]!r}, which is not an entry of masks -- "
             f"fix: add masks.{missing[0]} or use one of: {', '.join(config['masks'])}"
         )
     if config["samples"] != "mock" and not Path(config["samples"]).is_file():
         raise ConfigError(
-            f"config: samples: file {config['samples']!r} not found -- fix: set samples to 'mock' "
+            f"{source_of('samples', files)}: samples: file {config['samples']!r} not found -- fix: set samples to 'mock' "
             "or to the path of an existing tab-separated sample table"
         )
+    for i, sim in enumerate(config["cii"]["sims"]):
+        if not Path(sim).is_file():
+            raise ConfigError(
+                f"{source_of('cii.sims', files)}: cii.sims[{i}]: file {sim!r} not found -- fix: correct the path "
+                "(relative to the directory snakemake runs in) or remove it from cii.sims"
+            )
+    check_mass_bins(config, files)
     return config
 
 
-def check_samples(path, schema_path) -> pd.DataFrame:
-    """Read and check a real sample table (columns, ids, types) with one-line errors."""
+def check_mass_bins(config: dict, files=()) -> None:
+    """``stats.mass_bins`` must be strictly increasing (the schema cannot say so)."""
+    bins = list(config["stats"]["mass_bins"])
+    if any(b <= a for a, b in zip(bins, bins[1:])):
+        raise ConfigError(
+            f"{source_of('stats.mass_bins', files)}: stats.mass_bins {bins} are not strictly increasing -- fix: "
+            f"list the bin edges in increasing order, e.g. {sorted(set(bins))}"
+        )
+
+
+def check_samples(path, schema_path, warn=None) -> pd.DataFrame:
+    """Read and check a real sample table (columns, ids, types, files) with one-line errors.
+
+    The files are checked from their FITS headers (:mod:`ismcgm.inputcheck`);
+    each warning line is passed to ``warn`` (default: printed to stderr).
+    """
+    import sys
+
+    from . import inputcheck
+
     try:
         df = sio.read_sample_table(path)
     except sio.InputError as exc:
@@ -94,8 +160,33 @@ def check_samples(path, schema_path) -> pd.DataFrame:
                     f"galaxy {gid}: {path}: column {col}: file {value!r} not found -- fix: correct the path "
                     "(relative paths are relative to the directory snakemake runs in)"
                 )
+    for gid, row in df.iterrows():
+        try:
+            lines = inputcheck.check_row(gid, row, path)
+        except sio.InputError as exc:
+            raise ConfigError(str(exc)) from None
+        for line in lines:
+            (warn or (lambda m: print(f"WARNING: {m}", file=sys.stderr)))(line)
     return df
 
 
 #: Sample-table columns that name input files.
 FILE_COLUMNS = ("cube_g235m", "cube_g395m", "cube_g395h", "image", "alma_cube", "exclude_region")
+
+
+def main(argv=None) -> int:
+    """``python -m ismcgm.workflow_config FILE...``: check that config files are valid YAML."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    for f in argv:
+        try:
+            read_yaml_config(f)
+        except ConfigError as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

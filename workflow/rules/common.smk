@@ -1,6 +1,8 @@
 """Everything Python of the workflow: config and sample-table validation, the
 sample table, wildcard constraints and input functions."""
 
+import os
+
 import pandas as pd
 from snakemake.utils import validate, min_version
 
@@ -12,7 +14,9 @@ min_version("9.0")
 
 
 # ---------------------------------------------------------------- config
-check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+# every config error names the file that sets the key: the workflow's config.yaml or a --configfile
+CONFIG_FILES = [os.path.join(workflow.basedir, "config.yaml"), *map(str, workflow.overwrite_configfiles or ())]
+check_config(config, workflow.source_path("../schemas/config.schema.yaml"), CONFIG_FILES)
 
 MOCK = config["samples"] == "mock"
 RESULTS = "results"

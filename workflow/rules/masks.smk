@@ -16,6 +16,7 @@ rule align:
     params:
         row=sample_row,
         gratings=lambda w: gratings_of(w.id),
+        max_shift_arcsec=config["alignment"]["max_shift_arcsec"],
     log:
         f"{RESULTS}/logs/align/{{id}}.log",
     script:

@@ -4,13 +4,13 @@
 import re
 
 from ismcgm import models as ismcgm_models
-from ismcgm.workflow_config import ConfigError as _ModelsConfigError
+from ismcgm.workflow_config import ConfigError as _ModelsConfigError, source_of as _config_source
 
 try:
     CLOUDY_RUNS = ismcgm_models.cloudy_runs(config["cloudy"])
     CLOUDY_MODELS = ismcgm_models.cloudy_models(config["cloudy"])
 except ValueError as _exc:
-    raise _ModelsConfigError(f"config: bad value under cloudy: {_exc} -- fix: correct the cloudy section") from None
+    raise _ModelsConfigError(f"{_config_source('cloudy', CONFIG_FILES)}: bad value under cloudy: {_exc} -- fix: correct the cloudy section") from None
 
 CLOUDY_DIR = f"{RESULTS}/cloudy"
 CLOUDY_DECKS = f"{CLOUDY_DIR}/decks"

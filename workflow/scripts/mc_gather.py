@@ -1,15 +1,13 @@
 """Gather the Monte Carlo chunks into the line-flux table (SPEC 4-6)."""
 
-import pandas as pd
-
 from ismcgm import linefluxes
-from ismcgm.io import atomic_path, write_table
+from ismcgm.io import atomic_path, read_chunks, write_table
 from ismcgm.workflow_script import run
 
 
 def main():
     par = snakemake.params
-    chunks = pd.concat([pd.read_parquet(p) for p in snakemake.input], ignore_index=True)
+    chunks = read_chunks(snakemake.input)
     table, real, overlap = linefluxes.gather(chunks, par.detect_snr, par.intrinsic_ha_hb, par.overlap)
     comment = linefluxes.TABLE_COMMENT + f"\nf_stellar_nebular (continuum only) = {par.f_stellar_nebular}"
     write_table(table, snakemake.output.fluxes, comment=comment)
