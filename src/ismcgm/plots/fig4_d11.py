@@ -120,7 +120,7 @@ def _panel(ax, name: str, draws: pd.DataFrame, stats_row) -> None:
     for i, (kind, (colour, _)) in enumerate(DISTRIBUTIONS.items()):
         _plot_summary(ax, summarise(groups[kind], n_points), top * 1.1 + i * step, 0.7 * step, colour)
     ax.axvline(0.0, color="green", ls="--", lw=1.0)
-    ax.set_ylim(0, top * 1.1 + 3.2 * step)
+    ax.set_ylim(0, top * 1.1 + 6.0 * step)  # room for the statistics text above the summaries
     ax.set_xlabel(rf"$d_{{11}}$ ({RATIO_LABELS.get(name, name)}) [dex]")
     ax.set_ylabel("density")
     ax.text(0.03, 0.97, _stats_text(stats_row, n_points), transform=ax.transAxes, ha="left", va="top", fontsize=8)
