@@ -218,3 +218,19 @@ def test_report_landing_page_states_the_headline(e2e):
     html = (e2e / "report_landing.html").read_text(errors="replace")
     assert "ISM vs CGM emission-line ratios" in html and "SYNTHETIC mock survey" in html
     assert "CGM - ISM shift [dex]" in html
+
+
+@pytest.mark.e2e
+def test_overlap_combine_on_the_test_mock(e2e):
+    """`ratios.overlap: combine` on the real chunks: a combined row for every line detected in both gratings."""
+    from ismcgm.io import read_chunks
+
+    chunks = read_chunks(sorted((e2e / "results/mc/default/chunks").glob("*.parquet")))
+    table, real, overlap = linefluxes.gather(chunks, 3.0, 2.86, "combine")
+    comb = table[table["grating"] == linefluxes.COMBINED]
+    assert len(overlap) > 0 and len(comb) >= len(overlap)
+    keys = ["component", "region", "line"]
+    assert set(map(tuple, overlap[keys].to_numpy())) <= set(map(tuple, comb[keys].to_numpy()))
+    # the dust correction of those regions uses the combined Hb
+    pref = ratios.preferred_grating(table)
+    assert set(pref.loc[pref.set_index(keys).index.isin(comb.set_index(keys).index), "grating"]) == {"combined"}
