@@ -410,6 +410,29 @@ def test_image_without_source_names_the_image(tmp_path, good_data, good_cubes):
     inputcheck.check_image_source(image, good_data[1])  # the real one passes
 
 
+def test_merger_source_check_looks_at_each_component(good_data, good_cubes):
+    """A merger's ra/dec is the midpoint between the components, which may hold no light at all."""
+    import dataclasses
+
+    image, row = good_cubes[1], dict(good_data[1])
+    ny, nx = image.data.shape
+    yy, xx = np.indices(image.data.shape)
+    offsets = (-8.0, 8.0)  # pixels: the midpoint (the table position) lies between two separated blobs
+    blobs = sum(np.exp(-((xx - nx / 2 - d) ** 2 + (yy - ny / 2) ** 2) / (2 * 1.5**2)) for d in offsets)
+    data = np.random.default_rng(3).normal(0, 1e-3, image.data.shape) + blobs
+    two = dataclasses.replace(image, data=data)
+    ra, dec = image.wcs.pixel_to_world_values(nx / 2, ny / 2)
+    comps = [image.wcs.pixel_to_world_values(nx / 2 + d, ny / 2) for d in offsets]
+    row.update(ra=float(ra), dec=float(dec), merger=True,
+               components=";".join(f"{float(a):.8f},{float(b):.8f}" for a, b in comps))
+    inputcheck.check_image_source(two, row)  # both components have light: passes
+    far = image.wcs.pixel_to_world_values(nx / 2, ny / 2 + 20)
+    row["components"] = f"{float(comps[0][0]):.8f},{float(comps[0][1]):.8f};{float(far[0]):.8f},{float(far[1]):.8f}"
+    with pytest.raises(InputError) as err:
+        inputcheck.check_image_source(two, row)
+    _one_line(str(err.value), GID, "i2d", "no source", "component position")
+
+
 def test_alignment_shift_above_limit(good_data):
     shift = masks.Alignment(0.45, 0.1, 0.0)
     with pytest.raises(InputError) as err:

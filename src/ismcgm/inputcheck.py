@@ -296,20 +296,33 @@ def check_redshift(cubes, row, *, radius_arcsec=0.5, min_snr=3.0, strong_snr=10.
 
 
 def check_image_source(image, row, *, radius_arcsec=0.3, min_snr=5.0) -> None:
-    """The continuum image must show a source at the galaxy position (aperture S/N >= ``min_snr``)."""
+    """The continuum image must show a source at the galaxy position (aperture S/N >= ``min_snr``).
+
+    For a merger every component position is checked (the table's ``ra``,
+    ``dec`` is then the midpoint, where there may be no light at all).
+    """
     from .masks import image_noise, pixscale_arcsec
 
     gid = row["id"]
     med, std = image_noise(image.data)
-    x0, y0 = image.wcs.world_to_pixel_values(float(row["ra"]), float(row["dec"]))
+    positions = [(float(row["ra"]), float(row["dec"]))]
+    if _is_true(row.get("merger", False)) and str(row.get("components", "")).strip():
+        positions = parse_components(row["components"])
     yy, xx = np.indices(image.data.shape)
-    ap = ((xx - float(x0)) ** 2 + (yy - float(y0)) ** 2 <= (radius_arcsec / pixscale_arcsec(image.wcs)) ** 2)
-    ap &= np.isfinite(image.data)
-    snr = float((image.data[ap] - med).sum() / (std * np.sqrt(ap.sum()))) if ap.any() and std > 0 else 0.0
-    if not snr >= min_snr:
-        raise InputError(gid, image.path, f"no source in the image at the galaxy position (aperture S/N {snr:.1f} "
-                         f"< {min_snr:g} within {radius_arcsec:g}\")",
-                         "check that the image is this galaxy's and its WCS (or ra/dec in the table)")
+    r_pix = radius_arcsec / pixscale_arcsec(image.wcs)
+    for ra, dec in positions:
+        x0, y0 = image.wcs.world_to_pixel_values(ra, dec)
+        ap = ((xx - float(x0)) ** 2 + (yy - float(y0)) ** 2 <= r_pix**2) & np.isfinite(image.data)
+        snr = float((image.data[ap] - med).sum() / (std * np.sqrt(ap.sum()))) if ap.any() and std > 0 else 0.0
+        if not snr >= min_snr:
+            where = "galaxy position" if len(positions) == 1 else f"component position ({ra:.6f}, {dec:.6f})"
+            raise InputError(gid, image.path, f"no source in the image at the {where} (aperture S/N {snr:.1f} "
+                             f"< {min_snr:g} within {radius_arcsec:g}\")",
+                             "check that the image is this galaxy's and its WCS (or ra/dec in the table)")
+
+
+def _is_true(value) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
 
 
 def check_shift(shift, row, paths, max_shift_arcsec) -> None:
