@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
+from ismcgm import align as al
 from ismcgm import mock
 from tests.conftest import run_snakemake
 
@@ -154,7 +155,7 @@ def test_bad_input(name, tmp_path, good_data):
 # ---------------------------------------------------------------------------
 from pathlib import Path  # noqa: E402
 
-from ismcgm import inputcheck, masks  # noqa: E402
+from ismcgm import inputcheck  # noqa: E402
 from ismcgm.errors import InputError  # noqa: E402
 from ismcgm.io import read_chunks, read_cube, read_image  # noqa: E402
 from ismcgm.workflow_config import (  # noqa: E402
@@ -411,11 +412,11 @@ def test_image_without_source_names_the_image(tmp_path, good_data, good_cubes):
 
 
 def test_alignment_shift_above_limit(good_data):
-    shift = masks.Alignment(0.45, 0.1, 0.0)
+    shift = al.Alignment(0.45, 0.1, 0.0)
     with pytest.raises(InputError) as err:
         inputcheck.check_shift(shift, good_data[1], ["c_g235m_s3d.fits"], 0.4)
     _one_line(str(err.value), GID, "c_g235m_s3d.fits", "alignment.max_shift_arcsec")
-    inputcheck.check_shift(masks.Alignment(0.2, 0.1, 0.0), good_data[1], ["c.fits"], 0.4)
+    inputcheck.check_shift(al.Alignment(0.2, 0.1, 0.0), good_data[1], ["c.fits"], 0.4)
 
 
 def test_cube_off_the_image_is_an_error(good_data, good_cubes):
@@ -428,7 +429,7 @@ def test_cube_off_the_image_is_an_error(good_data, good_cubes):
     w.wcs.crval = [w.wcs.crval[0] + 0.1, w.wcs.crval[1]]
     other = dataclasses.replace(cubes[1], wcs=w, path="other_g395m_s3d.fits")
     with pytest.raises(InputError) as err:
-        masks.align([cubes[0], other], image, good_data[1])
+        al.align([cubes[0], other], image, good_data[1])
     _one_line(str(err.value), GID, "other_g395m_s3d.fits", "does not overlap")
 
 

@@ -36,6 +36,7 @@ from . import mc
 from .dust import correct, ebv_realisations
 from .errors import InputError
 from .fit import fit_spectra, three_channel_flux
+from .ratios import preferred_grating
 
 #: Columns of ``line_fluxes.csv`` (issue contract).
 LINE_FLUX_COLUMNS = [
@@ -122,8 +123,6 @@ def _dust(real: pd.DataFrame, table: pd.DataFrame, intrinsic: float) -> tuple[pd
     Returns the realisations with ``ebv`` and ``flux_dustcorr`` and, per
     (component, region), the method used (``balmer`` or ``none``).
     """
-    from .ratios import preferred_grating
-
     pref = preferred_grating(real, keys=("component", "region", "line", "realisation"))
     balmer = pref[pref["line"].isin(["HA", "HB"])].set_index(
         ["component", "region", "realisation", "line"])["flux"].unstack("line")

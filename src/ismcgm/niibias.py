@@ -65,7 +65,6 @@ percentiles (they are logged).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -73,7 +72,7 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial import legendre
 
-from . import fit, instrument
+from . import fit, instrument, seeding
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +111,11 @@ def merged_config(cfg: Mapping | None = None) -> dict:
     return out
 
 
-def _stable_hash(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
-
-
 def seed_sequence(seed: int, snr: float) -> np.random.SeedSequence:
     """SeedSequence of the draws at one S/N, keyed by (seed, 'nii_bias', snr)."""
     if int(seed) < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
-    return np.random.SeedSequence([int(seed), _stable_hash(SEED_KEY), _stable_hash(repr(float(snr)))])
+    return seeding.seed_sequence(seed, SEED_KEY, repr(float(snr)))
 
 
 def rng_for(seed: int, snr: float) -> np.random.Generator:

@@ -60,7 +60,6 @@ draws behind ``ks_p`` / ``f_rej_mc`` of :func:`statistics_table`.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from typing import NamedTuple
 
@@ -69,6 +68,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ismcgm.ratios import RATIOS
+from ismcgm.seeding import rng
 
 #: Default number of Monte Carlo draws.
 N_MC = 100
@@ -127,11 +127,6 @@ PAIR_COLUMNS = (
 # ---------------------------------------------------------------------------
 # random numbers
 # ---------------------------------------------------------------------------
-def stable_hash(name: str) -> int:
-    """A 64-bit integer hash of a string, stable across runs and platforms."""
-    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
-
-
 def make_rng(seed: int, ratio: str, purpose: str = "") -> np.random.Generator:
     """Random generator for one ratio (and optionally one test).
 
@@ -149,10 +144,7 @@ def make_rng(seed: int, ratio: str, purpose: str = "") -> np.random.Generator:
     -------
     numpy.random.Generator
     """
-    entropy = [int(seed), stable_hash(ratio)]
-    if purpose:
-        entropy.append(stable_hash(purpose))
-    return np.random.default_rng(np.random.SeedSequence(entropy))
+    return rng(seed, ratio, *([purpose] if purpose else []))
 
 
 # ---------------------------------------------------------------------------

@@ -3,12 +3,12 @@
 
 import re
 
-from ismcgm import models as ismcgm_models
+from ismcgm import cloudy as ismcgm_cloudy
 from ismcgm.workflow_config import ConfigError as _ModelsConfigError, source_of as _config_source
 
 try:
-    CLOUDY_RUNS = ismcgm_models.cloudy_runs(config["cloudy"])
-    CLOUDY_MODELS = ismcgm_models.cloudy_models(config["cloudy"])
+    CLOUDY_RUNS = ismcgm_cloudy.cloudy_runs(config["cloudy"])
+    CLOUDY_MODELS = ismcgm_cloudy.cloudy_models(config["cloudy"])
 except ValueError as _exc:
     raise _ModelsConfigError(f"{_config_source('cloudy', CONFIG_FILES)}: bad value under cloudy: {_exc} -- fix: correct the cloudy section") from None
 

@@ -20,7 +20,8 @@ from astropy.stats import sigma_clipped_stats
 from matplotlib.patches import Circle
 
 from ..io import atomic_path
-from ..masks import COSMO, pixscale_arcsec
+from ..constants import COSMO
+from ..wcsutil import pixscale_arcsec
 
 SYNTHETIC_LABEL = "SYNTHETIC MOCK DATA"
 
