@@ -8,15 +8,20 @@ holds ``results/``).  Compared:
 
 - every file under ``results/tables/`` and ``results/validation/`` (CSV, JSON,
   parquet, ...): byte for byte;
-- every file under ``results/mc/`` (the per-chunk Monte Carlo parquet files):
-  byte for byte;
-- every FITS file under ``results/masks/`` and ``results/spectra/``: byte for
-  byte; where the bytes differ, each HDU's header (less the volatile keys in
-  ``VOLATILE_KEYS``) and data are compared, so the report says what differs.
+- every file under ``results/mc/`` (the per-chunk Monte Carlo parquet files),
+  ``results/alignment/``, ``results/cii/`` (per-galaxy [C II] tables and
+  realisations) and ``results/cloudy/`` (decks, grid): byte for byte;
+- every FITS file under ``results/masks/``, ``results/spectra/`` and
+  ``results/mock/`` (the SYNTHETIC inputs: cubes, images, ALMA cubes, truth,
+  simulation maps): byte for byte; where the bytes differ, each HDU's header
+  (less the volatile keys in ``VOLATILE_KEYS``) and data are compared, so the
+  report says what differs.
   None of the workflow's FITS writers stamps a date or checksum today, so a
   byte difference is a real difference and always fails.
 
-A file present on one side only is a difference.  Exit 0 when everything is
+A file present on one side only is a difference.  Two runs of the same code
+(``tests/config/test.yaml``, 2 cores) give identical files for all of these,
+so no file needs excluding.  Exit 0 when everything is
 identical, 1 otherwise (2 for a usage error).  Figures (PDF/PNG: matplotlib
 embeds a creation date), logs and the snakemake report are not compared.
 """
@@ -28,7 +33,7 @@ import filecmp
 import sys
 from pathlib import Path
 
-COMPARED = ("tables", "validation", "mc", "masks", "spectra")
+COMPARED = ("tables", "validation", "mc", "masks", "spectra", "alignment", "cii", "cloudy", "mock")
 FITS_SUFFIXES = (".fits", ".fits.gz", ".fit")
 # Header keys that could legitimately change from run to run; none is written
 # by the workflow today (checked: two runs of the same code are identical).

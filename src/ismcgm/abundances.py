@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from . import mc
+from .errors import InputError
 from .ratios import RATIO_DEFINITIONS, preferred_grating
 from .stats import SIGMA_MED_FACTOR
 
@@ -125,11 +126,11 @@ def log_no(method: str, n2o2, r23=None):
     """log(N/O) with ``method`` in :data:`METHODS`."""
     if method == "pagel92":
         if r23 is None:
-            raise ValueError("the pagel92 method needs R23; give the R23 realisations")
+            raise InputError(None, "abundance input", "the pagel92 method needs R23", "give the R23 realisations")
         return log_no_pagel(n2o2, r23)
     if method == "strom17":
         return log_no_strom(n2o2)
-    raise ValueError(f"unknown N/O method {method!r}: use one of {', '.join(METHODS)}")
+    raise InputError(None, "config", f"unknown N/O method {method!r}", f"use one of {', '.join(METHODS)}")
 
 
 def _summary(values: np.ndarray) -> tuple[float, float, float, float, int]:
@@ -146,9 +147,11 @@ def _summary(values: np.ndarray) -> tuple[float, float, float, float, int]:
 def _check_input(df: pd.DataFrame) -> None:
     missing = [c for c in INPUT_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"abundance input lacks columns {missing}; it needs {', '.join(INPUT_COLUMNS)} (+ optional mc)")
+        raise InputError(None, "abundance input", f"lacks columns {missing}",
+                         f"give {', '.join(INPUT_COLUMNS)} (+ optional mc)")
     if "mc" not in df.columns and df.duplicated(_KEYS).any():
-        raise ValueError("abundance input has several rows per id/component/region but no 'mc' column; add the realisation index")
+        raise InputError(None, "abundance input", "several rows per id/component/region but no 'mc' column",
+                         "add the realisation index")
 
 
 def abundance_table(realisations: pd.DataFrame, methods=METHODS) -> pd.DataFrame:
@@ -312,7 +315,7 @@ def abundance_input_from_realisations(real: pd.DataFrame, detect_snr: float | No
     need = set(_KEYS + ["grating", "line", "realisation", "flux", "flux_dustcorr"])
     missing = sorted(need - set(real.columns))
     if missing:
-        raise ValueError(f"realisations table lacks columns {missing}; fix: rerun the mc_gather rule")
+        raise InputError(None, "realisations table", f"lacks columns {missing}", "rerun the mc_gather rule")
     pref = preferred_realisations(real)
     wide = pref.set_index(_KEYS + ["realisation", "line"])["flux_dustcorr"].unstack("line").sort_index()
     out = wide.index.to_frame(index=False).rename(columns={"realisation": "mc"})

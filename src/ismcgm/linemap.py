@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 
 from . import instrument as ins
-from .io import Cube
-
+from .errors import InputError
 from .extract import flambda_factor
+from .io import Cube
 
 
 # --------------------------------------------------------------------------
@@ -42,7 +42,8 @@ def line_map(cube: Cube, z: float, line: str = "HA", window_kms: float = 500.0,
     dv = (cube.wave_um / lam0 - 1.0) * ins.C_KMS
     win = np.abs(dv) <= window_kms
     if not win.any():
-        raise ValueError(f"{line} at z={z} is outside the cube {cube.path}")
+        raise InputError(None, cube.path, f"{line} at z={z} is outside the cube",
+                         "check the redshift and the cube's wavelength range")
     others = np.ones_like(win)
     for lam in ins.TRANSITIONS.values():
         others &= np.abs(cube.wave_um / (lam * (1 + z) * 1e-4) - 1.0) * ins.C_KMS > window_kms + 500.0

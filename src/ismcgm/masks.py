@@ -165,10 +165,10 @@ def _check_params(params) -> dict:
         params["name"] = params.pop("variant")
     p.update(params)
     if p["cgm_outer"] not in CGM_OUTER:
-        raise ValueError(f"cgm_outer={p['cgm_outer']!r} is not one of {CGM_OUTER}")
+        raise InputError(None, "config", f"mask cgm_outer={p['cgm_outer']!r} is not one of {CGM_OUTER}", "fix the mask variant")
     if (float(p["ism_nsigma"]) <= 0 or int(p["dilation_iterations"]) < 0 or float(p["tophat_diameter_arcsec"]) < 0
             or float(p["cii_radius_factor"]) <= 0 or float(p["cii_nsigma"]) <= 0 or float(p["cii_window_kms"]) <= 0):
-        raise ValueError(f"invalid mask parameters {p}")
+        raise InputError(None, "config", f"invalid mask parameters {p}", "fix the mask variant")
     return p
 
 

@@ -73,6 +73,7 @@ import pandas as pd
 from numpy.polynomial import legendre
 
 from . import fit, instrument, seeding
+from .errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ def simulate(snr: float, n_trials: int, seed: int, cfg: Mapping | None = None, n
     """
     c = merged_config(cfg)
     if int(n_trials) < 1:
-        raise ValueError(f"nii_bias.n_trials must be >= 1, got {n_trials}")
+        raise InputError(None, "config", f"nii_bias.n_trials must be >= 1, got {n_trials}", "set nii_bias.n_trials >= 1")
     g = _grating(c["grating"])
     z = float(c["z"])
     wave = simulation_wavelengths(z, g)
@@ -267,7 +268,7 @@ def nii_bias_table(cfg: Mapping | None = None, seed: int = 0) -> pd.DataFrame:
     c = merged_config(cfg)
     snrs: Sequence[float] = list(c["snr"])
     if not snrs:
-        raise ValueError("nii_bias.snr is empty; fix: list at least one S/N, e.g. [3, 5, 10, 20]")
+        raise InputError(None, "config", "nii_bias.snr is empty", "list at least one S/N, e.g. [3, 5, 10, 20]")
     rows = []
     for snr in snrs:
         ratios = fitted_over_true(float(snr), int(c["n_trials"]), seed, c)

@@ -389,6 +389,30 @@ class ShiftResult(NamedTuple):
     sigma_med: float
 
 
+def d11_summary(values, n_points: int) -> dict:
+    """Median, 16th/84th percentiles and sigma_med of one d11 distribution (Fig. 4).
+
+    Parameters
+    ----------
+    values : array_like
+        d11 values (pooled over draws for MC / null).
+    n_points : int
+        Number of pairs N used in ``sigma_med = 1.235 std / sqrt(N)``.
+
+    Returns
+    -------
+    dict
+        ``median, p16, p84, sigma_med`` (NaN when empty).
+    """
+    values = np.asarray(values, dtype=float)
+    if values.size == 0 or n_points < 1:
+        return dict.fromkeys(("median", "p16", "p84", "sigma_med"), np.nan)
+    p16, med, p84 = np.percentile(values, [16.0, 50.0, 84.0])
+    ddof = 1 if values.size > 1 else 0
+    sigma = SIGMA_MED_FACTOR * np.std(values, ddof=ddof) / np.sqrt(n_points)
+    return {"median": med, "p16": p16, "p84": p84, "sigma_med": sigma}
+
+
 def sigma_median(delta) -> float:
     """Standard error of the median, ``1.235 std(delta, ddof=1) / sqrt(N)`` (NaN for N < 2)."""
     delta = np.asarray(delta, dtype=float)

@@ -146,8 +146,8 @@ def transfer_matrix_from_cube(cube, masks_path, z: float, psf_fwhm: float, beam,
     carried, wcs = masks_on_cube(mask_dict, mask_wcs, cube.wcs, cube.sci.shape[1:], alignment=headers["PRIMARY"])
     try:
         ha = line_map(cube, z, "HA")
-    except ValueError as exc:
-        raise InputError(galaxy, cube.path, f"cannot make the Ha map for [C II]/Ha: {exc}",
+    except InputError as exc:
+        raise InputError(galaxy, cube.path, f"cannot make the Ha map for [C II]/Ha: {exc.problem}",
                          "give a cube covering Ha at the galaxy redshift") from None
     return transfer_matrix(ha, carried, wcs, beam, psf_fwhm, galaxy)
 

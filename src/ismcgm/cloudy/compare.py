@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 
 from ismcgm.ratios import RATIO_DEFINITIONS
 
+from ..errors import InputError
 from .config import DELTA_RATIOS, R_REF_KPC
 
 
@@ -92,7 +92,7 @@ def r_cgm_range(regions: pd.DataFrame) -> tuple[float, float]:
     r = pd.to_numeric(rows["r_cgm_kpc"], errors="coerce").to_numpy(float)
     r = r[np.isfinite(r) & (r > 0)]
     if r.size == 0:
-        raise ValueError("regions table has no finite r_cgm_kpc; fix: rebuild results/tables/<variant>/regions.csv")
+        raise InputError(None, "regions table", "no finite r_cgm_kpc", "rebuild results/tables/<variant>/regions.csv")
     return float(r.min()), float(r.max())
 
 

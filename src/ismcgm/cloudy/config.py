@@ -18,9 +18,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-
 from ..dust import INTRINSIC_HA_HB
-
+from ..errors import InputError
 
 #: 1 kpc [cm].
 KPC_CM = 3.0856775814913673e21
@@ -129,13 +128,12 @@ def model_name(r_kpc: float, density_law: str, log_nh: float) -> str:
 def _check_config(cfg: Mapping) -> None:
     radii = list(cfg["radii_kpc"])
     if not radii or min(radii) <= 0:
-        raise ValueError("cloudy.radii_kpc must list positive radii in kpc; fix the config")
+        raise InputError(None, "config", "cloudy.radii_kpc must list positive radii in kpc", "fix the config")
     if R_REF_KPC not in [float(r) for r in radii]:
-        raise ValueError(
-            "cloudy.radii_kpc must include 1 kpc, the reference of the Delta log(ratio) profiles; add it to the config"
-        )
+        raise InputError(None, "config", "cloudy.radii_kpc must include 1 kpc, the reference of the Delta log(ratio) profiles",
+                         "add it to the config")
     if not cfg["density_laws"]:
-        raise ValueError("cloudy.density_laws is empty; give at least one {name: alpha}")
+        raise InputError(None, "config", "cloudy.density_laws is empty", "give at least one {name: alpha}")
 
 
 def model_grid_spec(cfg: Mapping | None = None) -> list[dict]:
@@ -218,7 +216,7 @@ def density_laws(laws) -> dict[str, float]:
     for law in laws:
         name = str(law["name"])
         if name in out:
-            raise ValueError(f"density law {name!r} is listed twice in density_laws")
+            raise InputError(None, "config", f"density law {name!r} is listed twice in cloudy.density_laws", "list each law once")
         out[name] = float(law["alpha"])
     return out
 
@@ -227,7 +225,7 @@ def cloudy_model_config(section: Mapping | None) -> dict:
     """The model parameters of the ``cloudy:`` config section (without executable, grid).
 
     ``density_laws`` becomes the ``name -> alpha`` mapping of
-    :data:`ismcgm.DEFAULT_CLOUDY_CONFIG`.
+    :data:`ismcgm.cloudy.DEFAULT_CLOUDY_CONFIG`.
     """
     out = {k: v for k, v in dict(section or {}).items() if k not in CLOUDY_RUN_KEYS}
     if "density_laws" in out:
@@ -236,7 +234,7 @@ def cloudy_model_config(section: Mapping | None) -> dict:
 
 
 def cloudy_models(section: Mapping | None) -> list[dict]:
-    """All models (both N/H variants) of :func:`ismcgm.model_grid_spec`."""
+    """All models (both N/H variants) of :func:`ismcgm.cloudy.model_grid_spec`."""
     return model_grid_spec(cloudy_model_config(section))
 
 

@@ -23,10 +23,9 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-
+from ..errors import InputError
 from .config import CASE_B_HA_HB, MODEL_COLUMNS, MODEL_LINES
 from .run import parse_line_list, project_line_intensities
-
 
 #: Packaged grids: key -> file in ``ismcgm/data/cloudy``.
 PACKAGED_GRIDS = {
@@ -47,7 +46,7 @@ CALABRO_LOG_DENSITY = 2.0
 def packaged_grid_path(grid: str):
     """Traversable of a packaged grid file (:data:`PACKAGED_GRIDS`)."""
     if grid not in PACKAGED_GRIDS:
-        raise ValueError(f"unknown Cloudy grid {grid!r}: use one of {', '.join(PACKAGED_GRIDS)}")
+        raise InputError(None, "config", f"unknown Cloudy grid {grid!r}", f"set cloudy.grid to one of {', '.join(PACKAGED_GRIDS)}")
     return resources.files("ismcgm").joinpath("data", "cloudy", PACKAGED_GRIDS[grid])
 
 
@@ -120,10 +119,8 @@ def _node_rows(table: pd.DataFrame, column: str, value: float, what: str) -> pd.
     sel = table[np.isclose(table[column], value, atol=1e-6)]
     if sel.empty:
         nodes = ", ".join(f"{v:g}" for v in np.unique(table[column]))
-        raise ValueError(
-            f"{what} = {value:g} is not a node of the packaged grid ({nodes}); "
-            "the grids are used only at their nodes: change the Cloudy abundances in the config"
-        )
+        raise InputError(None, "config", f"{what} = {value:g} is not a node of the packaged grid ({nodes}); "
+                         "the grids are used only at their nodes", "change the Cloudy abundances in the config")
     return sel
 
 

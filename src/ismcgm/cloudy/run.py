@@ -51,21 +51,20 @@ understood.  ``OII3728`` is the sum of [O II] 3726 and 3729.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import re
+import shlex
+import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-import logging
-import os
-import shlex
-import shutil
-import subprocess
-
+from ..errors import InputError
 from .config import DEFAULT_CLOUDY_CONFIG, merged_config, unique_models
-
 
 #: Cloudy 17 labels of the lines saved by the decks, per project line
 #: (air wavelengths, as printed by Cloudy 17).  Sums where several.
@@ -86,7 +85,7 @@ LABEL_WAVELENGTH_RTOL = 5e-4
 
 
 #: Text of the message of a Cloudy run that did not finish.
-_UNFINISHED = "the Cloudy run did not finish; rerun it"
+_UNFINISHED = "the Cloudy run did not finish"
 
 
 def deck_text(model: Mapping) -> str:
@@ -202,7 +201,7 @@ def check_finished(main_output) -> None:
     path = Path(main_output)
     text = path.read_text(errors="replace") if path.exists() else ""
     if "Cloudy exited OK" not in text:
-        raise ValueError(f"{path}: {_UNFINISHED} (no 'Cloudy exited OK' in the main output)")
+        raise InputError(None, path, f"{_UNFINISHED} (no 'Cloudy exited OK' in the main output)", "rerun that Cloudy model")
 
 
 def parse_line_list(path, main_output=None) -> dict[str, float]:
@@ -236,7 +235,7 @@ def parse_line_list(path, main_output=None) -> dict[str, float]:
     else:
         out = _parse_column_format(data)
     if not out:
-        raise ValueError(f"{path}: no line intensities found; {_UNFINISHED}")
+        raise InputError(None, path, f"no line intensities found; {_UNFINISHED}", "rerun that Cloudy model")
     return out
 
 
@@ -358,22 +357,22 @@ def _run_in(cmd, work: Path, name: str, out: Path, lines: Path) -> None:
     try:
         proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     except OSError as exc:
-        raise ValueError(
-            f"cannot run Cloudy executable {cmd[0]!r} ({exc}); fix: set executable to the path "
-            "of Cloudy's exe, or to null to use a packaged grid"
-        ) from None
+        raise InputError(None, "config", f"cannot run Cloudy executable {cmd[0]!r} ({exc})",
+                         "set cloudy.executable to the path of Cloudy's cloudy.exe, or to null to use a packaged grid"
+                         ) from None
     for stream, text in (("stdout", proc.stdout), ("stderr", proc.stderr)):
         if text.strip():
             log.info("Cloudy %s:\n%s", stream, text.strip()[-4000:])
     main_out = work / f"{name}.out"
     try:
         if proc.returncode != 0:
-            raise ValueError(f"Cloudy exited with status {proc.returncode} for model {name}; see the job's log")
+            raise InputError(None, main_out, f"Cloudy exited with status {proc.returncode} for model {name}",
+                             "see the job's log")
         check_finished(main_out)
         saved = work / f"{name}.lines"
         if not saved.is_file():
-            raise ValueError(f"Cloudy wrote no line list for model {name}; check the deck's save command")
-    except ValueError:
+            raise InputError(None, saved, f"Cloudy wrote no line list for model {name}", "check the deck's save command")
+    except InputError:
         if main_out.is_file():
             log.info("end of Cloudy's %s.out:\n%s", name, main_out.read_text(errors="replace")[-4000:])
         raise
