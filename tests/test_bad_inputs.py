@@ -134,6 +134,7 @@ CASES = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name, tmp_path, good_data):
     case = CASES[name]
@@ -355,6 +356,7 @@ def test_broken_yaml_names_the_file(tmp_path, capsys):
     assert str(f) in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_unsorted_mass_bins_stop_the_dry_run(tmp_path):
     """The check runs in common.smk, before any job: a dry run fails with the one line."""
     f = _cfg_file(tmp_path, "stats:\n  mass_bins: [10.0, 9.5]\n")
@@ -365,6 +367,7 @@ def test_unsorted_mass_bins_stop_the_dry_run(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.e2e
 def test_bad_cell_stops_the_dry_run(tmp_path, good_data):
     """A cell error surfaces through snakemake (-n) as the one line, before any job."""
     line = _case(tmp_path, good_data, ALIGN, edit_row=lambda r: [dict(r, merger="maybe")], dry=True)
@@ -433,6 +436,7 @@ def test_cube_off_the_image_is_an_error(good_data, good_cubes):
     _one_line(str(err.value), GID, "other_g395m_s3d.fits", "does not overlap")
 
 
+@pytest.mark.e2e
 def test_wrong_redshift_fails_the_align_job(tmp_path, good_data):
     line = _case(tmp_path, good_data, ALIGN, edit_row=lambda r: [dict(r, z=r["z"] + 0.3)])
     _one_line(line, GID, "_s3d.fits", "correct z")

@@ -320,6 +320,7 @@ def _snakemake(tmp_path, cfg, *args, check=True):
     return proc
 
 
+@pytest.mark.e2e
 def test_rules_without_executable(tmp_path):
     laws = [{"name": "r-1.5", "alpha": -1.5}, {"name": "r-2", "alpha": -2.0}]  # the laws of Fig. 7
     small = {"radii_kpc": [1, 10], "density_laws": laws}
@@ -352,6 +353,7 @@ def test_rules_without_executable(tmp_path):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+@pytest.mark.e2e
 def test_rules_with_a_cloudy_executable(tmp_path):
     small = {"radii_kpc": [1, 5], "density_laws": [{"name": "r-2", "alpha": -2.0}]}
     cfg = _workdir(tmp_path, {"cloudy": {"executable": str(fake_cloudy(tmp_path)), **small}})
@@ -370,6 +372,7 @@ def test_rules_with_a_cloudy_executable(tmp_path):
     assert (tmp_path / "results/logs/cloudy/run/r05_r-2_nh-5.1.log").is_file()
 
 
+@pytest.mark.e2e
 def test_dry_run_plans_one_cloudy_job_per_model(tmp_path):
     cfg = _workdir(tmp_path, {"cloudy": {"executable": "/opt/cloudy/cloudy.exe"}})
     proc = _snakemake(tmp_path, cfg, "-n", "--quiet", "rules")
@@ -383,6 +386,7 @@ def test_dry_run_plans_one_cloudy_job_per_model(tmp_path):
     assert counts.get("cloudy_line_list") == 1 and counts.get("cloudy_grid") == 1
 
 
+@pytest.mark.e2e
 def test_bad_cloudy_section_fails_before_any_job(tmp_path):
     cfg = _workdir(tmp_path, {"cloudy": {"radii_kpc": [2, 5]}})
     proc = _snakemake(tmp_path, cfg, "-n", check=False)

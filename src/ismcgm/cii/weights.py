@@ -27,6 +27,7 @@ import numpy as np
 from astropy.wcs import WCS
 
 from ..io import InputError
+from ..regions import extension_region
 from .cube import AlmaCube
 
 
@@ -102,6 +103,5 @@ def reproject_masks(masks: dict, mask_wcs: WCS, alma: AlmaCube, galaxy=None,
 
 
 def region_names(galaxy: str, name: str) -> tuple[str, str]:
-    """(component, region) of a mask extension: ``ISM`` -> (id, ISM), ``CGM_B`` -> (id_b, CGM)."""
-    base, _, suffix = name.partition("_")
-    return (f"{galaxy}_{suffix.lower()}" if suffix else galaxy), base.upper()
+    """(component, region) of a mask extension (:func:`ismcgm.regions.extension_region`)."""
+    return extension_region(galaxy, name)
