@@ -17,19 +17,11 @@ list).
 *Channel choice: every line-free channel of every cube, not only those in
 the image filter band* (``channels='all'``, the default of :func:`align`;
 ``channels='band'`` restricts to the filter band, SPEC 1's literal reading).
-On the mock survey (SPEC 14) the in-band continuum of a faint galaxy has too
-little S/N: with the original in-band median of one cube (and the mock's
-earlier cube noise, 2.4x today's) the F444W merger mock01 (G395M, where the
-continuum is faintest in MJy/sr and the noise highest) was off by 0.066" and
-the F277W galaxy mock11 (band at the noisy G235M red edge) by 0.046"; in
-band, both gratings, inverse-variance weighted still left 0.026" for mock11.
-All line-free channels of both gratings recover every one of the 18
-default-mock shifts to < 0.006" at either noise level (median 0.002"), and
-to < 0.023" with 10x today's cube noise.  The price is a colour-gradient
-term: the continuum morphology over 1.7-5 um, not in the filter band alone,
-is matched to the image; for the 0.03" target this is far smaller than the
-noise it removes (the mock has no colour gradients, so it cannot measure
-this term).  F125W (HST) lies blue-ward of every grating and always uses the
+The in-band continuum of a faint galaxy has too little S/N (the numbers
+measured on the mock are in the README, "Measured on the mock").  The price
+is a colour-gradient term: the continuum morphology over 1.7-5 um, not in
+the filter band alone, is matched to the image (the mock has no colour
+gradients, so it cannot measure this term).  F125W (HST) lies blue-ward of every grating and always uses the
 whole line-free continuum.
 
 The image is PSF-matched to the IFU (Gaussian kernel of FWHM

@@ -18,12 +18,8 @@ and thresholded at that level; the connected region(s) (8-connected)
 containing the galaxy position (mergers: each component position) form the
 ISM (:func:`ism_ifu_mask`).  Averaging over the spaxel makes the boundary
 less noisy than sampling one image pixel at the spaxel centre (the former
-nearest-pixel footprint): in a Monte Carlo of the 22 mock galaxies
-(default + test config, 8 noise draws each) the IFU-grid ISM agrees with
-the noiseless truth's footprint to a median IoU of 0.96 with IoU < 0.9 in 8%
-of the draws, against 16% for the nearest-pixel footprint; the remaining
-disagreements are spaxels whose true mean surface brightness lies within
-~1 noise sigma of the threshold.  The image-grid footprint is still computed
+nearest-pixel footprint; measured on the mock: README, "Measured on the
+mock").  The image-grid footprint is still computed
 (``ism_image``, it checks that the ISM is not empty at the threshold) and
 is used, with a warning, only when no spaxel's mean reaches the threshold
 (a source smaller than a spaxel).

@@ -27,10 +27,9 @@ a channel and 400 km/s (``v_max_offset``, ``sigma_max``).  Without a
 starting point the fit is started from a few (centre, width) pairs and the
 lowest chi^2 is kept; MC realisations start from the nominal best fit.  The
 constant is fixed at 0 by default (``continuum=False``): ALMA cubes are
-continuum-subtracted in the uv plane, and on the mock (+-720 km/s bands,
-lines with sigma up to 200 km/s) a free constant is degenerate with the line
-wings -- the flux pulls against the truth then have std 1.19 with heavy
-tails (MAD-std 0.63) instead of 0.92 (MAD-std 1.11) without it.
+continuum-subtracted in the uv plane, and a free constant is degenerate
+with the line wings over the mock's +-720 km/s bands (the flux pulls
+measured both ways are in the README, "Measured on the mock").
 ``continuum=True`` restores the "Gaussian(s) + constant" model for cubes
 with continuum left in.
 
@@ -443,7 +442,7 @@ def measure_galaxy(alma, masks, mask_wcs: WCS | None, galaxy: str, z: float, see
     masks : dict or path
         ``{name: bool array}`` (extension names ``ISM``, ``CGM``, ``ISM_A`` ...),
         or a mask file ``results/masks/<variant>/<id>.fits`` (then
-        ``mask_wcs=None``: read with :func:`ismcgm.masks.read_masks`).
+        ``mask_wcs=None``: read with :func:`ismcgm.maskio.read_masks`).
     mask_wcs : WCS or None
         Aligned celestial WCS of the masks.
     galaxy, z, seed

@@ -6,21 +6,19 @@ Beam spill: [C II] at the IFU resolution
 (~0.2"): through the same masks the beam moves ISM [C II] into the CGM
 mask (and CGM [C II] out of it) while Ha stays sharp, so even lines
 distributed alike would give a [C II]/Ha higher in the CGM than in the ISM
-(+0.29 dex on the mock with no injected shift).  Degrading Ha to the beam
-would remove that bias but dilute a real ISM/CGM difference (on the default
-mock an injected +0.30 dex became +0.19).  Instead the spill is undone with
+(measured on the mock: README, "Measured on the mock").  Degrading Ha to
+the beam would remove that bias but dilute a real ISM/CGM difference.  Instead the spill is undone with
 a transfer matrix, the "geometric transfer matrix" of partial-volume
 correction: each region's [C II] is taken to follow the Ha morphology
 *inside* that region, with its own [C II]/Ha; ``T[m, r]`` is the fraction
 of region ``r``'s emission that the beam puts into mask ``m``
 (:func:`transfer_matrix`: the continuum-subtracted Ha map of the IFU cube,
-:func:`ismcgm.masks.line_map`, restricted to ``r``, convolved with the
+:func:`ismcgm.linemap.line_map`, restricted to ``r``, convolved with the
 Gaussian kernel of covariance ``C_beam - C_psf`` -- :func:`matching_kernel`,
 sky covariances turned into pixels through the WCS, so a rotated IFU grid
 is handled -- and summed over ``m``).  The measured fluxes are ``C = T
 C_native``, so ``C_native = T^-1 C`` (:func:`spill_corrected`), with errors
-propagated to first order.  On the noiseless default mock this recovers
-the injected +0.30 dex as +0.28 (median over components; raw +0.47).
+propagated to first order.
 ``CII_HA`` uses ``C_native``; the measured [C II] fluxes are kept as they
 are (``cii_flux``), the native ones are ``cii_flux_native``.  The
 validation's ``true_shift`` goes through the same correction with the
