@@ -106,3 +106,27 @@ def test_cii_does_not_import_masks():
 def test_no_module_over_800_lines():
     long = {m: n for m, p in _modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_library_mask_defaults_are_the_schema_defaults():
+    """The schema is the source of the mask defaults; the library's fallback must equal it."""
+    import yaml
+
+    from ismcgm.maskio import DEFAULT_PARAMS
+
+    schema = yaml.safe_load((SRC.parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    props = schema["properties"]["masks"]["additionalProperties"]["properties"]
+    assert {k: v["default"] for k, v in props.items()} == {k: v for k, v in DEFAULT_PARAMS.items() if k != "name"}
+
+
+def test_no_function_level_package_imports():
+    """Imports of ismcgm modules sit at module level (none hidden in a function to dodge a cycle)."""
+    hidden = []
+    for mod, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("ismcgm")):
+                        hidden.append(f"{mod}:{node.lineno}")
+    assert not hidden, hidden

@@ -52,22 +52,21 @@ from astropy.wcs import WCS
 
 from .. import instrument as ins
 from ..maskio import read_masks
+from ..ratios import MEASUREMENT_COLUMNS
 from .cube import AlmaCube, check_line_coverage, jykms_to_cgs, read_alma_cube
-from .noise import analytic_errors, beam_kernel, estimate_channel_rms, kernel_correlation_area, noise_autocorrelation, noise_spectra, signal_free_mask
+from .noise import (
+    analytic_errors,
+    beam_kernel,
+    estimate_channel_rms,
+    kernel_correlation_area,
+    noise_autocorrelation,
+    noise_spectra,
+    signal_free_mask,
+)
 from .weights import region_names, reproject_masks
 
-
 #: Column order of the per-region [C II] measurement table (:func:`measure_galaxy`).
-CII_COLUMNS = (
-    "id",
-    "component",
-    "region",
-    "line",
-    "flux",
-    "flux_err",
-    "snr",
-    "detected",
-    "upper_limit",
+CII_COLUMNS = MEASUREMENT_COLUMNS + (
     "flux_jykms",
     "flux_jykms_err",
     "flux_nominal_jykms",
