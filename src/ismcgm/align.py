@@ -60,13 +60,11 @@ from astropy.wcs import WCS
 from scipy import ndimage, optimize
 
 from . import instrument as ins
-from .io import Cube, Image, InputError, parse_components, reference_grating
-
-from .samples import galaxy_gratings
 from .extract import _same_grid
 from .imaging import psf_match
+from .io import Cube, Image, InputError, parse_components, reference_grating
+from .samples import galaxy_gratings
 from .wcsutil import _pix_offset_arcsec, pixscale_arcsec, shifted_wcs
-
 
 log = logging.getLogger(__name__)
 

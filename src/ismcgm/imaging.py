@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 from astropy.convolution import Gaussian2DKernel, convolve_fft
 from astropy.stats import sigma_clipped_stats
 from scipy import ndimage
 
-from .io import Image
-
 from .constants import SIGMA_PER_FWHM
+from .io import Image
 from .wcsutil import pixscale_arcsec
-
-
-
 
 _STRUCT8 = np.ones((3, 3), dtype=bool)
 

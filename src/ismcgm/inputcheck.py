@@ -18,9 +18,8 @@ from . import instrument as ins
 from .errors import InputError
 from .imaging import image_noise
 from .io import _MJYSR, _check_unit
-from .samples import galaxy_gratings
+from .samples import galaxy_gratings, parse_components
 from .wcsutil import pixscale_arcsec
-from .samples import parse_components
 
 #: NIRSpec filter of each grating (stage-3 cube header keyword ``FILTER``).
 GRATING_FILTERS = {"g235m": "F170LP", "g395m": "F290LP", "g395h": "F290LP"}

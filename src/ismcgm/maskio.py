@@ -21,7 +21,6 @@ from .extract import carry_mask
 from .io import atomic_path
 from .wcsutil import pixscale_arcsec, shifted_wcs
 
-
 #: Default mask definition (the paper's; SPEC sections 2-3).
 DEFAULT_PARAMS = {
     "name": "default",

@@ -59,13 +59,11 @@ from astropy.wcs import WCS
 from reproject import reproject_interp
 from scipy import ndimage
 
-from .io import Cube, Image, InputError, parse_components
-
 from .cii.extent import NoCiiExtent, cii_contour_region, cii_half_light_radius
 from .imaging import _STRUCT8, image_noise, psf_match
+from .io import Cube, Image, InputError, parse_components
 from .maskio import DEFAULT_PARAMS, region_stats
 from .wcsutil import pixscale_arcsec
-
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +276,9 @@ def cii_outer_boundary(alma, row, params, wcs: WCS, shape, positions) -> tuple[n
     info : dict
         ``r_cii_kpc`` (4r_cii) or ``cii_mom0_rms`` [Jy/beam km/s] (cii_3sigma).
     """
-    from regions import CircleSkyRegion
     from astropy.coordinates import SkyCoord
+
+    from regions import CircleSkyRegion
 
 
     gid, z = row["id"], float(row["z"])

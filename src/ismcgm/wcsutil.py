@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
-
-
 
 
 # --------------------------------------------------------------------------

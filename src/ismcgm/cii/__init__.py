@@ -22,66 +22,66 @@ from __future__ import annotations
 
 from .cube import (  # noqa: F401
     AlmaCube,
-    read_alma_cube,
+    cgs_to_jykms,
     check_line_coverage,
     jykms_to_cgs,
-    cgs_to_jykms,
-)
-from .weights import (  # noqa: F401
-    RegionWeights,
-    reproject_masks,
-    region_names,
-)
-from .noise import (  # noqa: F401
-    realisation_rng,
-    signal_free_mask,
-    estimate_channel_rms,
-    beam_theta,
-    beam_kernel,
-    noise_autocorrelation,
-    kernel_correlation_area,
-    analytic_errors,
-    noise_spectra,
-)
-from .measure import (  # noqa: F401
-    CII_COLUMNS,
-    CiiSpectrum,
-    extract_cii,
-    CiiFit,
-    fit_cii,
-    MCResult,
-    window_flux,
-    fit_realisations,
-    mc_cii,
-    measure_galaxy,
+    read_alma_cube,
 )
 from .extent import (  # noqa: F401
     NoCiiExtent,
-    moment0,
-    moment0_noise,
     cii_contour_region,
     cii_half_light_radius,
+    moment0,
+    moment0_noise,
+)
+from .measure import (  # noqa: F401
+    CII_COLUMNS,
+    CiiFit,
+    CiiSpectrum,
+    MCResult,
+    extract_cii,
+    fit_cii,
+    fit_realisations,
+    mc_cii,
+    measure_galaxy,
+    window_flux,
+)
+from .noise import (  # noqa: F401
+    analytic_errors,
+    beam_kernel,
+    beam_theta,
+    estimate_channel_rms,
+    kernel_correlation_area,
+    noise_autocorrelation,
+    noise_spectra,
+    realisation_rng,
+    signal_free_mask,
+)
+from .sims import (  # noqa: F401
+    SIM_LABEL,
+    read_sim_maps,
+    sim_profiles,
+    sim_tables,
+    write_sim_maps,
 )
 from .spill import (  # noqa: F401
+    REALISATION_COLUMNS,
     matching_kernel,
+    native_resolution,
+    realisation_table,
+    spill_corrected,
     transfer_matrix,
     transfer_matrix_from_cube,
-    spill_corrected,
-    REALISATION_COLUMNS,
-    realisation_table,
-    native_resolution,
 )
 from .table import (  # noqa: F401
     RATIO_TABLE_COLUMNS,
     cii_line_flux_rows,
-    spectra_table,
     cii_ratio_table,
+    spectra_table,
     with_ratio_percentiles,
 )
-from .sims import (  # noqa: F401
-    SIM_LABEL,
-    sim_profiles,
-    write_sim_maps,
-    read_sim_maps,
-    sim_tables,
+from .weights import (  # noqa: F401
+    RegionWeights,
+    region_names,
+    reproject_masks,
 )

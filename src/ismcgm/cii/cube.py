@@ -23,9 +23,6 @@ from astropy.wcs import WCS
 from .. import instrument as ins
 from ..io import InputError, _open, _quiet_wcs
 
-
-
-
 _BEAM_FACTOR = math.pi / (4.0 * math.log(2.0))
 
 

@@ -9,10 +9,10 @@ import numpy as np
 from astropy.wcs import WCS
 
 from .. import instrument as ins
-from ..io import InputError
 from ..constants import COSMO, FWHM_PER_SIGMA
-from .cube import AlmaCube, check_line_coverage
+from ..io import InputError
 from ..wcsutil import sky_to_pixel
+from .cube import AlmaCube, check_line_coverage
 
 
 # ---------------------------------------------------------------------------

@@ -50,11 +50,11 @@ import warnings
 import numpy as np
 from astropy.wcs import WCS
 
-from ..io import InputError
 from ..constants import FWHM_PER_SIGMA
-from .cube import AlmaCube
+from ..io import InputError
 from ..seeding import rng as seeded_rng
 from ..wcsutil import sky_to_pixel
+from .cube import AlmaCube
 
 
 # ---------------------------------------------------------------------------

@@ -32,12 +32,12 @@ import warnings
 import numpy as np
 from astropy.wcs import WCS
 
-from ..io import InputError
 from ..constants import FWHM_PER_SIGMA
+from ..io import InputError
 from ..linemap import line_map
 from ..maskio import masks_on_cube, read_masks
-from .cube import jykms_to_cgs
 from ..wcsutil import sky_to_pixel
+from .cube import jykms_to_cgs
 from .weights import region_names
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from .spill import native_resolution
-
 
 #: Columns of :func:`cii_ratio_table` (the first ten are the contract).
 RATIO_TABLE_COLUMNS = (

@@ -10,7 +10,6 @@ from scipy.special import ndtr
 
 from .model import _C, _CHUNK, _INV_SQRT_2PI, _centres_widths, _inv_normal
 
-
 #: Gaussians are evaluated within this many observed sigmas of their centre
 #: by the fast fitter (the neglected tails hold 2e-9 of the flux).
 _STENCIL_NSIG = 6.0

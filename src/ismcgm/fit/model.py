@@ -10,7 +10,6 @@ from scipy.special import ndtr
 
 from .. import instrument
 
-
 #: Half-width [km/s] of the fitting window around every transition.
 DEFAULT_WINDOW_KMS = 3000.0
 

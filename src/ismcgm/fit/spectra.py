@@ -79,7 +79,19 @@ from numpy.polynomial import legendre
 from .. import instrument
 from .fast import _contexts, _fit_fast
 from .lmfit_ref import _fit_lmfit
-from .model import DEFAULT_SIGMA_BOUNDS, DEFAULT_SIGMA_SCAN_KMS, DEFAULT_V_BOUNDS, DEFAULT_V_SCAN_KMS, DEFAULT_WINDOW_KMS, _Problem, _cont_without_data, _group_coverage, _prepare, _profiles, channel_edges_um
+from .model import (
+    DEFAULT_SIGMA_BOUNDS,
+    DEFAULT_SIGMA_SCAN_KMS,
+    DEFAULT_V_BOUNDS,
+    DEFAULT_V_SCAN_KMS,
+    DEFAULT_WINDOW_KMS,
+    _cont_without_data,
+    _group_coverage,
+    _prepare,
+    _Problem,
+    _profiles,
+    channel_edges_um,
+)
 from .scan import _starting_points
 
 

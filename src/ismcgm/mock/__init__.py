@@ -51,47 +51,47 @@ images), :mod:`.alma` (ALMA cubes), :mod:`.sims` (simulation-like maps).
 
 from __future__ import annotations
 
-from .plan import (  # noqa: F401
-    MOCK_LABEL,
-    IMAGE_PSF_FWHM,
-    IMAGE_PIXSCALE,
-    FILTER_PIVOT_UM,
-    IFU_PIXSCALE,
-    ALMA_PIXSCALE,
-    ALMA_NPIX,
-    ALMA_NCHAN,
-    ALMA_DV_KMS,
-    HA_HB_INTRINSIC,
-    BALMER_DEX_PER_EBV,
-    galaxy_ids,
-    plan_survey,
-    product_plan,
-    product_paths,
-    sample_rows,
-    write_truth_json,
+from .alma import (  # noqa: F401
+    _beam_kernel,
+    alma_cube,
+    alma_geometry,
+    beam_area_pix,
+    cii_truth_map,
+    write_alma,
+)
+from .ifu import (  # noqa: F401
+    ifu_geometry,
+    image_noise,
+    line_profiles,
+    noiseless_cube,
+    noiseless_image,
+    noisy_cube,
+    truth_maps,
+    write_cube,
+    write_image,
+    write_truth,
 )
 from .maps import (  # noqa: F401
     _celestial_header,
 )
-from .ifu import (  # noqa: F401
-    ifu_geometry,
-    line_profiles,
-    truth_maps,
-    noiseless_cube,
-    noisy_cube,
-    write_cube,
-    write_truth,
-    noiseless_image,
-    image_noise,
-    write_image,
-)
-from .alma import (  # noqa: F401
-    alma_geometry,
-    _beam_kernel,
-    beam_area_pix,
-    cii_truth_map,
-    alma_cube,
-    write_alma,
+from .plan import (  # noqa: F401
+    ALMA_DV_KMS,
+    ALMA_NCHAN,
+    ALMA_NPIX,
+    ALMA_PIXSCALE,
+    BALMER_DEX_PER_EBV,
+    FILTER_PIVOT_UM,
+    HA_HB_INTRINSIC,
+    IFU_PIXSCALE,
+    IMAGE_PIXSCALE,
+    IMAGE_PSF_FWHM,
+    MOCK_LABEL,
+    galaxy_ids,
+    plan_survey,
+    product_paths,
+    product_plan,
+    sample_rows,
+    write_truth_json,
 )
 from .sims import (  # noqa: F401
     mock_sim_maps,

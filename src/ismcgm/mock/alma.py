@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 from scipy.special import erf
 
 from .. import instrument as ins
-from ..io import atomic_path
 from ..constants import FWHM_PER_SIGMA
+from ..io import atomic_path
 from .maps import _celestial_header, _primary, _region_maps
 from .plan import ALMA_DV_KMS, ALMA_NCHAN, _rng
 

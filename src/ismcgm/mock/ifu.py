@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
@@ -10,8 +9,8 @@ from astropy.wcs import WCS
 from scipy.special import erf
 
 from .. import instrument as ins
-from ..io import atomic_path
 from ..constants import FWHM_PER_SIGMA
+from ..io import atomic_path
 from .alma import cii_truth_map
 from .maps import _celestial_header, _offset_radec, _primary, _region_maps
 from .plan import FILTER_PIVOT_UM, _rng
