@@ -117,6 +117,14 @@ def fit_chunk(gid, spectra, z, grating, realisations, seed, fit_cfg, cube_draws=
     return pd.concat(parts, ignore_index=True)
 
 
+def nominal_model(spectrum, z: float, fit_cfg) -> np.ndarray:
+    """Best-fit model of one nominal spectrum (:func:`ismcgm.extract.read_spectrum`) with the ``fit:`` settings (Fig. 2)."""
+    grating = spectrum.meta["GRATING"]
+    res = fit_spectra(spectrum.wave_um, spectrum.flux, spectrum.err, z, grating, method=fit_cfg["method"],
+                      cont_order=fit_cfg["continuum_order"], n_components=fit_cfg["n_components"])
+    return res.model(spectrum.wave_um)
+
+
 def _dust(real: pd.DataFrame, table: pd.DataFrame, intrinsic: float) -> tuple[pd.DataFrame, pd.Series]:
     """Per-realisation E(B-V)_gas and dust-corrected fluxes (see module docstring).
 
