@@ -374,7 +374,7 @@ def test_exclude_region_fk5_circle_removes_exactly_its_spaxels(test_survey, tmp_
 # --------------------------------------------------------------------------
 def _write_noiseless_cube(plan, grating, path):
     """``mock.write_cube`` with the noise left out (same format, NaN edges, DQ)."""
-    noisy = mock.noisy_cube
+    noisy = mock.ifu.noisy_cube
 
     def clean_cube(p, g):
         sci, err, dq, wave = noisy(p, g)
@@ -382,7 +382,7 @@ def _write_noiseless_cube(plan, grating, path):
         return np.where(np.isnan(sci), np.nan, model).astype(np.float32), err, dq, wave
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mock, "noisy_cube", clean_cube)
+        mp.setattr(mock.ifu, "noisy_cube", clean_cube)  # the owner module of write_cube
         mock.write_cube(plan, grating, path)
 
 
@@ -466,7 +466,7 @@ def test_error_align_no_continuum_signal(test_survey, tmp_path):
     """A cube of pure noise is not silently 'aligned'."""
     r = test_survey["mock03"]
     image, _ = _load(r)
-    noisy = mock.noisy_cube
+    noisy = mock.ifu.noisy_cube
 
     def noise_only(p, g):
         sci, err, dq, wave = noisy(p, g)
@@ -475,7 +475,7 @@ def test_error_align_no_continuum_signal(test_survey, tmp_path):
 
     path = tmp_path / "mock03_g235m_s3d.fits"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mock, "noisy_cube", noise_only)
+        mp.setattr(mock.ifu, "noisy_cube", noise_only)  # the owner module of write_cube
         mock.write_cube(r["plan"], "g235m", path)
     with pytest.raises(io.InputError) as exc:
         al.align(io.read_cube(path, "mock03"), image, r["row"])

@@ -85,7 +85,7 @@ LABEL_WAVELENGTH_RTOL = 5e-4
 
 
 #: Text of the message of a Cloudy run that did not finish.
-_UNFINISHED = "the Cloudy run did not finish"
+_UNFINISHED = "the Cloudy run did not finish; rerun it"
 
 
 def deck_text(model: Mapping) -> str:
