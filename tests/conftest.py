@@ -33,13 +33,13 @@ def true_fluxes(workdir, variant="default"):
 
     from ismcgm import samples, validation
     from ismcgm.io import read_table
+    from ismcgm.regions import galaxy_regions
 
     workdir = Path(workdir)
     s = samples.read_sample_table(workdir / "results/mock/samples.tsv")
     parts = []
     for gid, row in s.iterrows():
-        regions = ([(f"{gid}_{x.lower()}", r, f"{r}_{x}") for x in "AB" for r in ("ISM", "CGM")] if row["merger"]
-                   else [(gid, r, r) for r in ("ISM", "CGM")])
+        regions = galaxy_regions(gid, row["merger"])
         cubes = {g: workdir / row[f"cube_{g}"] for g in samples.galaxy_gratings(row)}
         parts.append(validation.galaxy_true_fluxes(row, workdir / f"results/mock/{gid}/{gid}_truth.fits",
                                                    workdir / f"results/masks/{variant}/{gid}.fits",
@@ -84,3 +84,10 @@ def test_mock_cfg():
 def default_mock_cfg(**overrides) -> dict:
     """The default config's ``mock:`` section (schema defaults filled), with ``overrides``."""
     return {**_config()["mock"], **overrides}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses the workflow run (the ``e2e`` fixture) is an end-to-end test."""
+    for item in items:
+        if "e2e" in getattr(item, "fixturenames", ()) and item.get_closest_marker("e2e") is None:
+            item.add_marker(pytest.mark.e2e)

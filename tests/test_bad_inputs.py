@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
+from ismcgm import align as al
 from ismcgm import mock
 from tests.conftest import run_snakemake
 
@@ -133,6 +134,7 @@ CASES = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name, tmp_path, good_data):
     case = CASES[name]
@@ -154,7 +156,7 @@ def test_bad_input(name, tmp_path, good_data):
 # ---------------------------------------------------------------------------
 from pathlib import Path  # noqa: E402
 
-from ismcgm import inputcheck, masks  # noqa: E402
+from ismcgm import inputcheck  # noqa: E402
 from ismcgm.errors import InputError  # noqa: E402
 from ismcgm.io import read_chunks, read_cube, read_image  # noqa: E402
 from ismcgm.workflow_config import (  # noqa: E402
@@ -354,6 +356,7 @@ def test_broken_yaml_names_the_file(tmp_path, capsys):
     assert str(f) in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_unsorted_mass_bins_stop_the_dry_run(tmp_path):
     """The check runs in common.smk, before any job: a dry run fails with the one line."""
     f = _cfg_file(tmp_path, "stats:\n  mass_bins: [10.0, 9.5]\n")
@@ -364,6 +367,7 @@ def test_unsorted_mass_bins_stop_the_dry_run(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.e2e
 def test_bad_cell_stops_the_dry_run(tmp_path, good_data):
     """A cell error surfaces through snakemake (-n) as the one line, before any job."""
     line = _case(tmp_path, good_data, ALIGN, edit_row=lambda r: [dict(r, merger="maybe")], dry=True)
@@ -434,11 +438,11 @@ def test_merger_source_check_looks_at_each_component(good_data, good_cubes):
 
 
 def test_alignment_shift_above_limit(good_data):
-    shift = masks.Alignment(0.45, 0.1, 0.0)
+    shift = al.Alignment(0.45, 0.1, 0.0)
     with pytest.raises(InputError) as err:
         inputcheck.check_shift(shift, good_data[1], ["c_g235m_s3d.fits"], 0.4)
     _one_line(str(err.value), GID, "c_g235m_s3d.fits", "alignment.max_shift_arcsec")
-    inputcheck.check_shift(masks.Alignment(0.2, 0.1, 0.0), good_data[1], ["c.fits"], 0.4)
+    inputcheck.check_shift(al.Alignment(0.2, 0.1, 0.0), good_data[1], ["c.fits"], 0.4)
 
 
 def test_cube_off_the_image_is_an_error(good_data, good_cubes):
@@ -451,10 +455,11 @@ def test_cube_off_the_image_is_an_error(good_data, good_cubes):
     w.wcs.crval = [w.wcs.crval[0] + 0.1, w.wcs.crval[1]]
     other = dataclasses.replace(cubes[1], wcs=w, path="other_g395m_s3d.fits")
     with pytest.raises(InputError) as err:
-        masks.align([cubes[0], other], image, good_data[1])
+        al.align([cubes[0], other], image, good_data[1])
     _one_line(str(err.value), GID, "other_g395m_s3d.fits", "does not overlap")
 
 
+@pytest.mark.e2e
 def test_wrong_redshift_fails_the_align_job(tmp_path, good_data):
     line = _case(tmp_path, good_data, ALIGN, edit_row=lambda r: [dict(r, z=r["z"] + 0.3)])
     _one_line(line, GID, "_s3d.fits", "correct z")

@@ -603,7 +603,7 @@ def test_sim_profiles_analytic():
 
 
 def test_mock_sim_maps_and_tables(tmp_path):
-    sims = cii.mock_sim_maps(seed=2, n=4, outdir=tmp_path)
+    sims = mock.mock_sim_maps(seed=2, n=4, outdir=tmp_path)
     assert [s["sim"] for s in sims] == ["synthsim01", "synthsim02", "synthsim03", "synthsim04"]
     assert all("SYNTHETIC" in s["label"] for s in sims)
     back = cii.read_sim_maps(tmp_path / "synthsim02.fits")
@@ -615,7 +615,7 @@ def test_mock_sim_maps_and_tables(tmp_path):
     assert list(prof.columns[:3]) == ["sim", "r_kpc", "ratio_norm"]
     assert list(summ.columns[:3]) == ["sim", "ratio_inner", "ratio_outer"]
     assert len(summ) == 4 and np.isfinite(summ[["ratio_inner", "ratio_outer"]].to_numpy()).all()
-    again = cii.mock_sim_maps(seed=2, n=4)
+    again = mock.mock_sim_maps(seed=2, n=4)
     np.testing.assert_array_equal(again[0]["cii"], sims[0]["cii"])
 
 
@@ -634,7 +634,7 @@ def test_plot_fig6(tmp_path):
                              "detected": det, "cii_ha": val, "cii_ha_err": 0.05 if det else np.nan,
                              "delta_balmer": [0.1, -0.2, np.nan][i], "delta_balmer_limit": i == 2})
     df = pd.DataFrame(rows)
-    sims = cii.mock_sim_maps(seed=1, n=3)
+    sims = mock.mock_sim_maps(seed=1, n=3)
     prof, summ = cii.sim_tables(sims)
     pdf, png = tmp_path / "fig6.pdf", tmp_path / "fig6.png"
     plot_fig6(df, summ, pdf, png, synthetic=True, sim_profiles=prof)

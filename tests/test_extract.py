@@ -9,7 +9,8 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from ismcgm import extract, io, masks
+from ismcgm import wcsutil
+from ismcgm import extract, io
 
 RA0, DEC0 = 210.3, -1.7
 PIX = 0.1
@@ -102,7 +103,7 @@ def test_aligned_wcs_on_same_grid_is_identity(cube):
     """A mask on the aligned grid of the same cube is used as it is (no shift)."""
     mask = np.zeros(cube.sci.shape[1:], bool)
     mask[2:5, 3:6] = True
-    aligned = masks.shifted_wcs(cube.wcs, 0.137, -0.081)
+    aligned = wcsutil.shifted_wcs(cube.wcs, 0.137, -0.081)
     _, f, _ = extract.extract_spectrum(cube, mask, mask_wcs=aligned, cube_wcs=aligned)
     _, f0, _ = extract.extract_spectrum(cube, mask)
     assert np.array_equal(f, f0)
@@ -138,7 +139,7 @@ def test_mask_carried_to_other_grid_selects_same_sky(tmp_path):
     _, fb, eb = extract.extract_spectrum(c2, mask, mask_wcs=c1.wcs)
     assert np.allclose(fa, fb, rtol=1e-12, atol=0) and np.allclose(ea, eb, rtol=1e-12, atol=0)
     # with a common alignment shift applied to both grids the selection is unchanged
-    a1, a2 = masks.shifted_wcs(c1.wcs, 0.12, 0.05), masks.shifted_wcs(c2.wcs, 0.12, 0.05)
+    a1, a2 = wcsutil.shifted_wcs(c1.wcs, 0.12, 0.05), wcsutil.shifted_wcs(c2.wcs, 0.12, 0.05)
     _, fc, _ = extract.extract_spectrum(c2, mask, mask_wcs=a1, cube_wcs=a2)
     assert np.allclose(fa, fc, rtol=1e-12, atol=0)
 

@@ -206,24 +206,24 @@ def test_projected_chi2_gradient_and_hessian(n_components):
     wave, _, noisy, err, _ = synthetic("g395m", 5.15, 10.0, 3, seed=6)
     g = instrument.get_grating("g395m")
     lines = instrument.lines_in_grating(g, 5.15)
-    problem, data = fit._prepare(wave, noisy, err, 5.15, g, lines, n_components, 1, 3000.0)
-    ((_, ctx),) = fit._contexts(problem, data)
+    problem, data = fit.model._prepare(wave, noisy, err, 5.15, g, lines, n_components, 1, 3000.0)
+    ((_, ctx),) = fit.fast._contexts(problem, data)
     theta = np.array([[30.0, 80.0, -90.0, 220.0], [-10.0, 20.0, 50.0, 150.0], [0.0, 300.0, 10.0, 40.0]])
     theta = theta[:, : 2 * n_components]
     chi2, _, grad, hess, beta = ctx.evaluate(theta, order=2, linear=True)
     # the stencil evaluation equals plain least squares on all channels
-    beta_dense, chi2_dense = fit._dense_linear(problem, data, theta)
+    beta_dense, chi2_dense = fit.model._dense_linear(problem, data, theta)
     np.testing.assert_allclose(chi2, chi2_dense, rtol=1e-8)
     np.testing.assert_allclose(beta, beta_dense, rtol=1e-6, atol=1e-8 * np.abs(beta_dense).max())
     # derivatives with respect to (v, sigma^2) against central differences
-    p = fit._to_internal(theta)
+    p = fit.fast._to_internal(theta)
     for j in range(p.shape[1]):
         h = 1e-3 if j % 2 == 0 else 1e-2
         up, down = p.copy(), p.copy()
         up[:, j] += h
         down[:, j] -= h
-        c_up, _, g_up = ctx.evaluate(fit._to_theta(up), order=1)
-        c_down, _, g_down = ctx.evaluate(fit._to_theta(down), order=1)
+        c_up, _, g_up = ctx.evaluate(fit.fast._to_theta(up), order=1)
+        c_down, _, g_down = ctx.evaluate(fit.fast._to_theta(down), order=1)
         np.testing.assert_allclose(2 * grad[:, j], (c_up - c_down) / (2 * h), rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(hess[:, :, j], (g_up - g_down) / (2 * h), rtol=1e-4, atol=1e-7)
 

@@ -15,6 +15,10 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from scipy.special import erf
 
+from ismcgm import align as al
+from ismcgm import linemap
+from ismcgm import maskio
+from ismcgm import wcsutil
 from ismcgm import io, masks
 
 RA0, DEC0 = 150.1, 2.2
@@ -137,8 +141,8 @@ def single(tmp_path_factory):
     row = make_row(image=str(img), cube=str(cub))
     cube = io.read_cube(cub, row["id"])
     image = io.read_image(img, row["id"])
-    shift = masks.align(cube, image, row)
-    aligned = masks.shifted_wcs(cube.wcs, shift[0], shift[1])
+    shift = al.align(cube, image, row)
+    aligned = wcsutil.shifted_wcs(cube.wcs, shift[0], shift[1])
     return {"dir": d, "err": err, "row": row, "cube": cube, "image": image, "shift": shift, "wcs": aligned}
 
 
@@ -151,8 +155,8 @@ def merger(tmp_path_factory):
     row = make_row("synth02", image=str(img), cube=str(cub), merger=True, comps=MERGER)
     cube = io.read_cube(cub, row["id"])
     image = io.read_image(img, row["id"])
-    shift = masks.align(cube, image, row)
-    aligned = masks.shifted_wcs(cube.wcs, shift[0], shift[1])
+    shift = al.align(cube, image, row)
+    aligned = wcsutil.shifted_wcs(cube.wcs, shift[0], shift[1])
     m = masks.make_masks(image, cube, aligned, row)
     return {"row": row, "cube": cube, "image": image, "shift": shift, "wcs": aligned, "masks": m, "err": err}
 
@@ -162,7 +166,7 @@ def merger(tmp_path_factory):
 # --------------------------------------------------------------------------
 def test_shifted_wcs_moves_sky_position():
     w = _cel_wcs(RA0, DEC0, 10, 0.1)
-    s = masks.shifted_wcs(w, 0.3, -0.2)
+    s = wcsutil.shifted_wcs(w, 0.3, -0.2)
     a = SkyCoord(*w.pixel_to_world_values(4.5, 4.5), unit="deg")
     b = SkyCoord(*s.pixel_to_world_values(4.5, 4.5), unit="deg")
     dra, ddec = a.spherical_offsets_to(b)
@@ -189,15 +193,15 @@ def test_alignment_grating_choice():
     row = make_row()
     row["cube_g235m"] = "a.fits"
     row["cube_g395m"] = "b.fits"
-    assert masks.alignment_grating(row) == "g395m"
+    assert al.alignment_grating(row) == "g395m"
     row["image_filter"] = "F277W"
-    assert masks.alignment_grating(row) == "g235m"
+    assert al.alignment_grating(row) == "g235m"
     row["image_filter"] = "F125W"
-    assert masks.alignment_grating(row) == "g395m"
+    assert al.alignment_grating(row) == "g395m"
 
 
 def test_collapse_f125w_uses_line_free_continuum(single):
-    img, sig, used = masks.collapse_continuum(single["cube"], "F125W", Z)
+    img, sig, used = al.collapse_continuum(single["cube"], "F125W", Z)
     ha = 6564.61 * (1 + Z) * 1e-4
     assert used.sum() > 100
     assert not np.any(used & (np.abs(single["cube"].wave_um / ha - 1) * 3e5 < 1500))
@@ -233,8 +237,8 @@ def test_masks_single_nonempty_disjoint(single):
 def test_masks_roundtrip(single, tmp_path):
     m = masks.make_masks(single["image"], single["cube"], single["wcs"], single["row"])
     path = tmp_path / "synth01_masks.fits"
-    masks.write_masks(path, m, meta={"ID": "synth01", "Z": Z, "SHIFTRA": single["shift"][0]})
-    reg, w, hdrs = masks.read_masks(path)
+    maskio.write_masks(path, m, meta={"ID": "synth01", "Z": Z, "SHIFTRA": single["shift"][0]})
+    reg, w, hdrs = maskio.read_masks(path)
     assert list(reg) == ["ISM", "CGM"]
     for k in reg:
         assert np.array_equal(reg[k], m["regions"][k])
@@ -303,7 +307,7 @@ def test_exclude_region_removes_exactly_its_spaxels(single, tmp_path):
 
 
 def test_line_map_peaks_on_galaxy(single):
-    ha = masks.line_map(single["cube"], Z)
+    ha = linemap.line_map(single["cube"], Z)
     assert ha.shape == single["cube"].sci.shape[1:]
     iy, ix = np.unravel_index(np.nanargmax(ha), ha.shape)
     x, y = single["wcs"].world_to_pixel_values(RA0, DEC0)
@@ -328,7 +332,7 @@ def test_error_no_overlap(single, tmp_path):
         masks.make_masks(image, single["cube"], single["wcs"], single["row"])
     assert "overlap" in _one_line(exc, "synth01", far)
     with pytest.raises(io.InputError) as exc:
-        masks.align(single["cube"], image, single["row"])
+        al.align(single["cube"], image, single["row"])
     assert "overlap" in _one_line(exc, "synth01", far)
 
 
@@ -380,9 +384,9 @@ def test_fig1_writes_pdf_png(merger, single, tmp_path):
 
     m1 = masks.make_masks(single["image"], single["cube"], single["wcs"], single["row"])
     panels = [
-        {"id": "synth01", "ha_map": masks.line_map(single["cube"], Z), "masks": m1, "wcs": single["wcs"],
+        {"id": "synth01", "ha_map": linemap.line_map(single["cube"], Z), "masks": m1, "wcs": single["wcs"],
          "z": Z, "merger": False},
-        {"id": "synth02", "ha_map": masks.line_map(merger["cube"], Z), "masks": merger["masks"]["regions"],
+        {"id": "synth02", "ha_map": linemap.line_map(merger["cube"], Z), "masks": merger["masks"]["regions"],
          "pixscale": 0.1, "z": Z, "merger": True},
     ]
     fig = plot_fig1(panels, tmp_path / "fig1.pdf", tmp_path / "fig1.png", synthetic=True)

@@ -29,6 +29,10 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from ismcgm import align as al
+from ismcgm import imaging
+from ismcgm import maskio
+from ismcgm import wcsutil
 from ismcgm import cii, extract, io, masks, mock
 from ismcgm import instrument as ins
 from tests.conftest import default_mock_cfg
@@ -75,7 +79,7 @@ def truth_ism(plan, row, image, shape, threshold) -> tuple[np.ndarray, np.ndarra
     """
     true_wcs = WCS(mock.ifu_geometry(plan)[0])
     clean = io.Image("noiseless", mock.noiseless_image(plan), image.wcs, image.header)
-    matched = masks.psf_match(clean, row["image_psf_fwhm"], row["ifu_psf_fwhm"])
+    matched = imaging.psf_match(clean, row["image_psf_fwhm"], row["ifu_psf_fwhm"])
     sb = masks.reproject_sb(matched, image.wcs, true_wcs, shape)
     return masks.ism_ifu_mask(sb, true_wcs, masks._positions(row), threshold), sb
 
@@ -84,10 +88,10 @@ def _process(plan, row) -> dict:
     gid = row["id"]
     image = io.read_image(row["image"], gid)
     cubes = {g: io.read_cube(row[f"cube_{g}"], gid) for g in plan["ifu"]["gratings"]}
-    shift = masks.align(list(cubes.values()), image, row)
+    shift = al.align(list(cubes.values()), image, row)
     err = plan["ifu_wcs_error_arcsec"]  # header minus true: the shift must be -err
     ref = cubes[io.reference_grating(row)]
-    aligned = masks.shifted_wcs(ref.wcs, shift.shift_ra_arcsec, shift.shift_dec_arcsec)
+    aligned = wcsutil.shifted_wcs(ref.wcs, shift.shift_ra_arcsec, shift.shift_dec_arcsec)
     out = {
         "plan": plan, "row": row, "shift": shift, "aligned": aligned, "valid": ref.valid_spaxels,
         "align_err": float(np.hypot(shift.shift_ra_arcsec + err[0], shift.shift_dec_arcsec + err[1])),
@@ -160,7 +164,7 @@ def test_alignment_former_failures_at_higher_noise(tmp_path, noise_scale):
         row = _write_galaxy(plan, tmp_path)
         image = io.read_image(row["image"], row["id"])
         cubes = [io.read_cube(row[f"cube_{g}"], row["id"]) for g in plan["ifu"]["gratings"]]
-        dra, ddec, resid = masks.align(cubes, image, row)
+        dra, ddec, resid = al.align(cubes, image, row)
         err = plan["ifu_wcs_error_arcsec"]
         assert np.hypot(dra + err[0], ddec + err[1]) < ALIGN_TOL, plan["id"]
         assert resid < ALIGN_TOL, plan["id"]
@@ -178,14 +182,14 @@ def test_alignment_single_cube_and_cubes_on_different_grids(default_survey):
     res = default_survey["mock11"]
     image, cubes = _load(res)
     err = res["plan"]["ifu_wcs_error_arcsec"]
-    single = masks.align(cubes["g235m"], image, res["row"])
-    assert isinstance(single, masks.Alignment)
+    single = al.align(cubes["g235m"], image, res["row"])
+    assert isinstance(single, al.Alignment)
     dra, ddec, resid = single
     assert np.hypot(dra + err[0], ddec + err[1]) < ALIGN_TOL and resid < ALIGN_TOL
     # the G395M cube cut to another grid (the WCS follows the cut): same sky, same shift
     c = cubes["g395m"]
     cut = dataclasses.replace(c, sci=c.sci[:, 3:, 2:], err=c.err[:, 3:, 2:], dq=None, wcs=c.wcs[3:, 2:])
-    joint = masks.align([cubes["g235m"], cut], image, res["row"])
+    joint = al.align([cubes["g235m"], cut], image, res["row"])
     assert np.hypot(joint[0] + err[0], joint[1] + err[1]) < ALIGN_TOL
     assert np.hypot(joint[0] - res["shift"][0], joint[1] - res["shift"][1]) < 0.01
     assert joint.residual_arcsec < ALIGN_TOL
@@ -370,7 +374,7 @@ def test_exclude_region_fk5_circle_removes_exactly_its_spaxels(test_survey, tmp_
 # --------------------------------------------------------------------------
 def _write_noiseless_cube(plan, grating, path):
     """``mock.write_cube`` with the noise left out (same format, NaN edges, DQ)."""
-    noisy = mock.noisy_cube
+    noisy = mock.ifu.noisy_cube
 
     def clean_cube(p, g):
         sci, err, dq, wave = noisy(p, g)
@@ -378,7 +382,7 @@ def _write_noiseless_cube(plan, grating, path):
         return np.where(np.isnan(sci), np.nan, model).astype(np.float32), err, dq, wave
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mock, "noisy_cube", clean_cube)
+        mp.setattr(mock.ifu, "noisy_cube", clean_cube)  # the owner module of write_cube
         mock.write_cube(plan, grating, path)
 
 
@@ -405,13 +409,13 @@ def test_extracted_noiseless_line_flux_matches_truth(test_survey, tmp_path):
     for gid, r in test_survey.items():
         plan = r["plan"]
         mpath = tmp_path / f"{gid}_masks.fits"
-        masks.write_masks(mpath, r["default"], meta={"ID": gid, "Z": plan["z"]})
-        mask_dict, mask_wcs, _ = masks.read_masks(mpath)
+        maskio.write_masks(mpath, r["default"], meta={"ID": gid, "Z": plan["z"]})
+        mask_dict, mask_wcs, _ = maskio.read_masks(mpath)
         for grating in plan["ifu"]["gratings"]:
             path = tmp_path / f"{gid}_{grating}_noiseless_s3d.fits"
             _write_noiseless_cube(plan, grating, path)
             cube = io.read_cube(path, gid)
-            cube_wcs = masks.shifted_wcs(cube.wcs, r["shift"].shift_ra_arcsec, r["shift"].shift_dec_arcsec)
+            cube_wcs = wcsutil.shifted_wcs(cube.wcs, r["shift"].shift_ra_arcsec, r["shift"].shift_dec_arcsec)
             # known continuum: the noiseless cube minus its lines (a plan with no continuum)
             lines_only = copy.deepcopy(plan)
             lines_only["ifu"]["continuum_ew_rest_A"] = np.inf
@@ -454,7 +458,7 @@ def test_error_align_image_without_overlap(test_survey, tmp_path):
         h.writeto(far)
     image = io.read_image(far, "mock03")
     with pytest.raises(io.InputError) as exc:
-        masks.align(list(cubes.values()), image, r["row"])
+        al.align(list(cubes.values()), image, r["row"])
     assert "overlap" in _one_line(exc, "mock03", far)
 
 
@@ -462,7 +466,7 @@ def test_error_align_no_continuum_signal(test_survey, tmp_path):
     """A cube of pure noise is not silently 'aligned'."""
     r = test_survey["mock03"]
     image, _ = _load(r)
-    noisy = mock.noisy_cube
+    noisy = mock.ifu.noisy_cube
 
     def noise_only(p, g):
         sci, err, dq, wave = noisy(p, g)
@@ -471,10 +475,10 @@ def test_error_align_no_continuum_signal(test_survey, tmp_path):
 
     path = tmp_path / "mock03_g235m_s3d.fits"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mock, "noisy_cube", noise_only)
+        mp.setattr(mock.ifu, "noisy_cube", noise_only)  # the owner module of write_cube
         mock.write_cube(r["plan"], "g235m", path)
     with pytest.raises(io.InputError) as exc:
-        masks.align(io.read_cube(path, "mock03"), image, r["row"])
+        al.align(io.read_cube(path, "mock03"), image, r["row"])
     assert "no continuum signal" in _one_line(exc, "mock03", path)
 
 

@@ -1,4 +1,4 @@
-"""Tests of the model rules (workflow/rules/models.smk) and their glue (ismcgm.models).
+"""Tests of the model rules (workflow/rules/models.smk) and their glue (ismcgm.cloudy, ismcgm.abundances).
 
 The rule file is exercised through a small Snakefile in ``tmp_path`` that
 includes ``common.smk`` and ``models.smk`` only, with hand-made inputs
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ismcgm import cloudy, models
+from ismcgm import abundances, cloudy
 from ismcgm.abundances import ABUNDANCE_COLUMNS, DELTA_COLUMNS
 from ismcgm.cloudy import DEFAULT_CLOUDY_CONFIG
 from ismcgm.io import read_table
@@ -77,7 +77,7 @@ def fake_regions() -> pd.DataFrame:
 
 def test_abundance_input_prefers_g395m_and_forms_ratios():
     real = fake_realisations()
-    inp = models.abundance_input_from_realisations(real, detect_snr=None)
+    inp = abundances.abundance_input_from_realisations(real, detect_snr=None)
     assert list(inp.columns) == ["id", "component", "region", "mc", "N2O2", "R23"]
     assert len(inp) == 3 * 2 * 20
     one = inp[(inp["component"] == "mockA") & (inp["region"] == "ISM") & (inp["mc"] == 3)].iloc[0]
@@ -90,7 +90,7 @@ def test_abundance_input_prefers_g395m_and_forms_ratios():
 
 
 def test_abundance_input_drops_undetected_nii():
-    inp = models.abundance_input_from_realisations(fake_realisations(), detect_snr=3.0)
+    inp = abundances.abundance_input_from_realisations(fake_realisations(), detect_snr=3.0)
     bad = inp[(inp["component"] == "mockB_b") & (inp["region"] == "CGM")]
     assert bad["N2O2"].isna().all() and bad["R23"].notna().all()
     good = inp[~((inp["component"] == "mockB_b") & (inp["region"] == "CGM"))]
@@ -99,14 +99,14 @@ def test_abundance_input_drops_undetected_nii():
 
 def test_abundance_input_missing_columns():
     with pytest.raises(ValueError, match="flux_dustcorr"):
-        models.abundance_input_from_realisations(fake_realisations().drop(columns="flux_dustcorr"))
+        abundances.abundance_input_from_realisations(fake_realisations().drop(columns="flux_dustcorr"))
 
 
 def test_abundance_tables_from_realisations():
     from ismcgm.abundances import abundance_table
 
-    inp = models.abundance_input_from_realisations(fake_realisations(), detect_snr=3.0)
-    tab, delta = abundance_table(inp), models.abundance_delta_table(inp)
+    inp = abundances.abundance_input_from_realisations(fake_realisations(), detect_snr=3.0)
+    tab, delta = abundance_table(inp), abundances.abundance_delta_table(inp)
     per = delta[delta["id"] != "SAMPLE"]
     assert set(zip(per["id"], per["component"])) == {("mockA", "mockA"), ("mockB", "mockB_a"), ("mockB", "mockB_b")}
     assert len(per) == 3 * 2
@@ -124,7 +124,7 @@ def test_abundance_tables_from_realisations():
 
 
 def test_observed_boxes_span_the_r_cgm_range():
-    boxes = models.observed_boxes(fake_statistics(), fake_regions())
+    boxes = cloudy.observed_boxes(fake_statistics(), fake_regions())
     assert list(boxes.columns) == ["ratio", "p16", "p84", "r_min", "r_max"]
     assert (boxes["r_min"] == 2.5).all() and (boxes["r_max"] == 4.0).all()
     row = boxes[boxes["ratio"] == "O2"].iloc[0]
@@ -135,7 +135,7 @@ def test_observed_boxes_span_the_r_cgm_range():
 def test_observed_boxes_need_radii():
     regions = fake_regions().assign(r_cgm_kpc=np.nan)
     with pytest.raises(ValueError, match="r_cgm_kpc"):
-        models.observed_boxes(fake_statistics(), regions)
+        cloudy.observed_boxes(fake_statistics(), regions)
 
 
 # ---------------------------------------------------------------------------
@@ -145,20 +145,20 @@ def test_observed_boxes_need_radii():
 
 def test_cloudy_models_from_config_section():
     section = {"executable": "/x/cloudy.exe", "grid": "hcm_popstar", **DEFAULT_CLOUDY_CONFIG}
-    assert models.cloudy_models(section) == cloudy.model_grid_spec()
-    runs = models.cloudy_runs(section)
+    assert cloudy.cloudy_models(section) == cloudy.model_grid_spec()
+    runs = cloudy.cloudy_runs(section)
     assert len(runs) == 4 * 3 + 3 * 3  # both N/H variants share the 1 kpc slabs
     assert set(runs) == {m["name"] for m in cloudy.model_grid_spec()}
     small = {"radii_kpc": [1, 5], "density_laws": [{"name": "const", "alpha": 0.0}]}
-    assert models.cloudy_runs(small).keys() == {"r01_const_nh-4.6", "r05_const_nh-4.6", "r05_const_nh-5.1"}
-    assert models.cloudy_runs({**small, "density_laws": {"const": 0.0}}).keys() == models.cloudy_runs(small).keys()
+    assert cloudy.cloudy_runs(small).keys() == {"r01_const_nh-4.6", "r05_const_nh-4.6", "r05_const_nh-5.1"}
+    assert cloudy.cloudy_runs({**small, "density_laws": {"const": 0.0}}).keys() == cloudy.cloudy_runs(small).keys()
     with pytest.raises(ValueError, match="twice"):
-        models.cloudy_runs({"density_laws": [{"name": "a", "alpha": 0}, {"name": "a", "alpha": 1}]})
+        cloudy.cloudy_runs({"density_laws": [{"name": "a", "alpha": 0}, {"name": "a", "alpha": 1}]})
 
 
 def test_grid_table_columns():
-    grid = models.model_grid(cloudy.model_grid_spec(), grid="hcm_bpass")
-    table = models.grid_table(grid)
+    grid = cloudy.model_grid(cloudy.model_grid_spec(), grid="hcm_bpass")
+    table = cloudy.grid_table(grid)
     head = ["r_kpc", "density_law", "nh_variant", "log_nh", "log_u", "grid_source"]
     assert list(table.columns[:6]) == head
     assert list(table.columns[6:6 + len(cloudy.MODEL_LINES)]) == list(cloudy.MODEL_LINES)
@@ -194,7 +194,7 @@ def fake_cloudy(tmp_path, mode="ok"):
 
 
 def _deck(tmp_path, name="r05_const_nh-4.6"):
-    model = models.cloudy_runs({"radii_kpc": [1, 5], "density_laws": {"const": 0.0}})[name]
+    model = cloudy.cloudy_runs({"radii_kpc": [1, 5], "density_laws": {"const": 0.0}})[name]
     decks = tmp_path / "decks"
     cloudy.write_deck(model, decks / f"{name}.in")
     cloudy.write_line_list_file(decks / model["line_list_file"])
@@ -206,7 +206,7 @@ def test_run_cloudy_moves_outputs(tmp_path):
     sed = tmp_path / "seds" / "my.sed"
     sed.parent.mkdir()
     sed.write_text("fake sed\n")
-    out, lines = models.run_cloudy(str(fake_cloudy(tmp_path)), name, decks / f"{name}.in",
+    out, lines = cloudy.run_cloudy(str(fake_cloudy(tmp_path)), name, decks / f"{name}.in",
                                    decks / model["line_list_file"], decks / f"{name}.out",
                                    decks / f"{name}.lines", sed_file=str(sed))
     assert out.is_file() and lines.is_file()
@@ -218,7 +218,7 @@ def test_run_cloudy_moves_outputs(tmp_path):
 def test_run_cloudy_unfinished_run_fails(tmp_path):
     decks, name, model = _deck(tmp_path)
     with pytest.raises(ValueError, match="did not finish"):
-        models.run_cloudy(str(fake_cloudy(tmp_path, "crash")), name, decks / f"{name}.in",
+        cloudy.run_cloudy(str(fake_cloudy(tmp_path, "crash")), name, decks / f"{name}.in",
                           decks / model["line_list_file"], decks / f"{name}.out", decks / f"{name}.lines")
     assert not (decks / f"{name}.out").exists()
     assert not (decks / f".run_{name}").exists()  # no scratch folder survives (issue 15)
@@ -227,7 +227,7 @@ def test_run_cloudy_unfinished_run_fails(tmp_path):
 def test_run_cloudy_missing_executable_leaves_no_scratch(tmp_path):
     decks, name, model = _deck(tmp_path)
     with pytest.raises(ValueError, match="cloudy.executable"):
-        models.run_cloudy(str(tmp_path / "no_such_cloudy"), name, decks / f"{name}.in",
+        cloudy.run_cloudy(str(tmp_path / "no_such_cloudy"), name, decks / f"{name}.in",
                           decks / model["line_list_file"], decks / f"{name}.out", decks / f"{name}.lines")
     assert sorted(p.name for p in decks.iterdir()) == sorted([f"{name}.in", model["line_list_file"]])
 
@@ -235,7 +235,7 @@ def test_run_cloudy_missing_executable_leaves_no_scratch(tmp_path):
 def test_run_cloudy_missing_executable(tmp_path):
     decks, name, model = _deck(tmp_path)
     with pytest.raises(ValueError, match="cloudy.executable"):
-        models.run_cloudy(str(tmp_path / "no_such_cloudy"), name, decks / f"{name}.in",
+        cloudy.run_cloudy(str(tmp_path / "no_such_cloudy"), name, decks / f"{name}.in",
                           decks / model["line_list_file"], decks / f"{name}.out", decks / f"{name}.lines")
 
 
@@ -253,9 +253,9 @@ def _filled(cfg):
 
 def test_schema_defaults_mirror_the_library():
     cfg = _filled({"samples": "mock"})
-    model_cfg = models.cloudy_model_config(cfg["cloudy"])
+    model_cfg = cloudy.cloudy_model_config(cfg["cloudy"])
     assert model_cfg == DEFAULT_CLOUDY_CONFIG
-    assert models.cloudy_models(cfg["cloudy"]) == cloudy.model_grid_spec()
+    assert cloudy.cloudy_models(cfg["cloudy"]) == cloudy.model_grid_spec()
     assert cfg["cloudy"]["executable"] is None and cfg["cloudy"]["grid"] == "hcm_bpass"
     assert cfg["nii_bias"] == DEFAULT_NII_BIAS_CONFIG
 
@@ -320,20 +320,21 @@ def _snakemake(tmp_path, cfg, *args, check=True):
     return proc
 
 
+@pytest.mark.e2e
 def test_rules_without_executable(tmp_path):
     laws = [{"name": "r-1.5", "alpha": -1.5}, {"name": "r-2", "alpha": -2.0}]  # the laws of Fig. 7
     small = {"radii_kpc": [1, 10], "density_laws": laws}
     cfg = _workdir(tmp_path, {"nii_bias": {"snr": [3, 10], "n_trials": 20}, "cloudy": small})
     _snakemake(tmp_path, cfg, "--cores", "2")
     res = tmp_path / "results"
-    runs = models.cloudy_runs(small)
+    runs = cloudy.cloudy_runs(small)
     assert len(runs) == 6
     for name, model in runs.items():
         assert (res / "cloudy/decks" / f"{name}.in").read_text() == cloudy.deck_text(model)
     assert (res / "cloudy/decks/ismcgm_linelist.dat").is_file()
     grid = read_table(res / "cloudy/grid.csv")
-    assert list(grid.columns) == list(models.GRID_COLUMNS)
-    assert len(grid) == len(models.cloudy_models(small)) and set(grid["grid_source"]) == {"hcm_bpass"}
+    assert list(grid.columns) == list(cloudy.GRID_COLUMNS)
+    assert len(grid) == len(cloudy.cloudy_models(small)) and set(grid["grid_source"]) == {"hcm_bpass"}
     delta = read_table(res / "cloudy/delta_ratios.csv")
     assert np.allclose(delta.loc[delta["r_kpc"] == 1, "delta_log_ratio"].dropna(), 0.0)
     for f in ("fig5_cloudy", "fig7_nitrogen"):
@@ -352,13 +353,14 @@ def test_rules_without_executable(tmp_path):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+@pytest.mark.e2e
 def test_rules_with_a_cloudy_executable(tmp_path):
     small = {"radii_kpc": [1, 5], "density_laws": [{"name": "r-2", "alpha": -2.0}]}
     cfg = _workdir(tmp_path, {"cloudy": {"executable": str(fake_cloudy(tmp_path)), **small}})
     grid_csv = "results/cloudy/grid.csv"
     _snakemake(tmp_path, cfg, "--cores", "2", grid_csv, "results/cloudy/delta_ratios.csv")
     decks = tmp_path / "results/cloudy/decks"
-    assert sorted(p.name for p in decks.glob("*.lines")) == sorted(f"{n}.lines" for n in models.cloudy_runs(small))
+    assert sorted(p.name for p in decks.glob("*.lines")) == sorted(f"{n}.lines" for n in cloudy.cloudy_runs(small))
     grid = read_table(tmp_path / grid_csv)
     assert set(grid["grid_source"]) == {"cloudy"} and not grid["missing"].any()
     delta = read_table(tmp_path / "results/cloudy/delta_ratios.csv")
@@ -370,6 +372,7 @@ def test_rules_with_a_cloudy_executable(tmp_path):
     assert (tmp_path / "results/logs/cloudy/run/r05_r-2_nh-5.1.log").is_file()
 
 
+@pytest.mark.e2e
 def test_dry_run_plans_one_cloudy_job_per_model(tmp_path):
     cfg = _workdir(tmp_path, {"cloudy": {"executable": "/opt/cloudy/cloudy.exe"}})
     proc = _snakemake(tmp_path, cfg, "-n", "--quiet", "rules")
@@ -378,11 +381,12 @@ def test_dry_run_plans_one_cloudy_job_per_model(tmp_path):
         (ln.split()[0], int(ln.split()[1])) for ln in text.splitlines()
         if len(ln.split()) == 2 and ln.split()[1].isdigit()
     )
-    n_runs = len(models.cloudy_runs(DEFAULT_CLOUDY_CONFIG))
+    n_runs = len(cloudy.cloudy_runs(DEFAULT_CLOUDY_CONFIG))
     assert counts.get("cloudy_run") == n_runs and counts.get("cloudy_deck") == n_runs
     assert counts.get("cloudy_line_list") == 1 and counts.get("cloudy_grid") == 1
 
 
+@pytest.mark.e2e
 def test_bad_cloudy_section_fails_before_any_job(tmp_path):
     cfg = _workdir(tmp_path, {"cloudy": {"radii_kpc": [2, 5]}})
     proc = _snakemake(tmp_path, cfg, "-n", check=False)

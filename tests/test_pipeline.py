@@ -12,6 +12,9 @@ import pytest
 from ismcgm.io import read_table
 from tests.conftest import REPO, TEST_CONFIG, run_snakemake, true_fluxes
 
+#: every test here runs the workflow (pytest -m 'not e2e' skips them)
+pytestmark = pytest.mark.e2e
+
 V = "results/tables/default"
 
 

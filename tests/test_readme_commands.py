@@ -82,3 +82,10 @@ def test_ci_run_fails_without_the_markers(tmp_path):
     proc = ci_run(tmp_path)
     assert proc.returncode != 0
     assert "test-command" in proc.stderr
+
+
+def test_readme_test_line_lints_before_pytest():
+    """CI lints the workflow (snakemake --lint via .ci/lint.py, snakefmt --check) before the tests (issue 14)."""
+    steps = [s.strip() for s in readme_line("test-command").split("&&")]
+    assert steps[2:] == [".venv/bin/python .ci/lint.py", ".venv/bin/snakefmt --check .", ".venv/bin/pytest"]
+    assert (REPO / ".ci" / "lint.py").is_file()

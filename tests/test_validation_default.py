@@ -20,7 +20,8 @@ from tests.conftest import REPO, run_snakemake, true_fluxes
 ZERO_SHIFT_CONFIG = ("mock:\n  scatter_dex: 0.0\n"
                      "  cgm_minus_ism_dex: {O3: 0.0, O2: 0.0, N2: 0.0, CII_HA: 0.0, BALMER: 0.0}\n")
 
-pytestmark = pytest.mark.skipif(not os.environ.get("ISMCGM_SLOW"), reason="set ISMCGM_SLOW=1 (full default runs)")
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not os.environ.get("ISMCGM_SLOW"), reason="set ISMCGM_SLOW=1 (full default runs)")]
 
 
 #: Mock seeds over which the flux pulls are pooled: one noise realisation of

@@ -9,6 +9,9 @@ import pytest
 
 from tests.conftest import REPO, run_snakemake
 
+#: every test here runs the workflow (pytest -m 'not e2e' skips them)
+pytestmark = pytest.mark.e2e
+
 
 def test_e2e_builds_the_mock_survey(e2e):
     samples = pd.read_csv(e2e / "results/mock/samples.tsv", sep="\t", keep_default_na=False)

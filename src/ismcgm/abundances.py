@@ -45,6 +45,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import mc
+from .errors import InputError
+from .ratios import RATIO_DEFINITIONS, preferred_grating
+from .stats import SIGMA_MED_FACTOR
+
 #: log ICF(N+/O+) of Amayo et al. (2021): log(N/O) = log(N+/O+) + 0.1.
 AMAYO_LOG_ICF = 0.1
 
@@ -56,9 +61,6 @@ METHODS = ("pagel92", "strom17")
 
 #: Name of the sample row of :func:`delta_table`.
 SAMPLE_ID = "SAMPLE"
-
-#: Factor of the standard error on a median.
-SIGMA_MED_FACTOR = 1.235
 
 #: Input columns of :func:`abundance_table`.
 INPUT_COLUMNS = ("id", "component", "region", "N2O2", "R23")
@@ -124,11 +126,11 @@ def log_no(method: str, n2o2, r23=None):
     """log(N/O) with ``method`` in :data:`METHODS`."""
     if method == "pagel92":
         if r23 is None:
-            raise ValueError("the pagel92 method needs R23; give the R23 realisations")
+            raise InputError(None, "abundance input", "the pagel92 method needs R23", "give the R23 realisations")
         return log_no_pagel(n2o2, r23)
     if method == "strom17":
         return log_no_strom(n2o2)
-    raise ValueError(f"unknown N/O method {method!r}: use one of {', '.join(METHODS)}")
+    raise InputError(None, "config", f"unknown N/O method {method!r}", f"use one of {', '.join(METHODS)}")
 
 
 def _summary(values: np.ndarray) -> tuple[float, float, float, float, int]:
@@ -145,9 +147,11 @@ def _summary(values: np.ndarray) -> tuple[float, float, float, float, int]:
 def _check_input(df: pd.DataFrame) -> None:
     missing = [c for c in INPUT_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"abundance input lacks columns {missing}; it needs {', '.join(INPUT_COLUMNS)} (+ optional mc)")
+        raise InputError(None, "abundance input", f"lacks columns {missing}",
+                         f"give {', '.join(INPUT_COLUMNS)} (+ optional mc)")
     if "mc" not in df.columns and df.duplicated(_KEYS).any():
-        raise ValueError("abundance input has several rows per id/component/region but no 'mc' column; add the realisation index")
+        raise InputError(None, "abundance input", "several rows per id/component/region but no 'mc' column",
+                         "add the realisation index")
 
 
 def abundance_table(realisations: pd.DataFrame, methods=METHODS) -> pd.DataFrame:
@@ -258,3 +262,84 @@ def abundance_input_from_ratios(ratios: pd.DataFrame) -> pd.DataFrame:
             wide[col] = np.nan
     wide.columns.name = None
     return wide[keys + ["N2O2", "R23"]]
+
+
+# ---------------------------------------------------------------------------
+# abundance input
+# ---------------------------------------------------------------------------
+
+#: Lines that must be detected for each ratio (tied lines follow their reference).
+ABUNDANCE_RATIO_LINES = {
+    "N2O2": ("NII6583", "OII3728"),
+    "R23": ("OIII5007", "OII3728", "HB"),
+}
+
+
+def preferred_realisations(real: pd.DataFrame) -> pd.DataFrame:
+    """One row per component, region, line and realisation: G395M/G395H over G235M (:func:`ismcgm.ratios.preferred_grating`)."""
+    return preferred_grating(real, keys=_KEYS + ["line", "realisation"])
+
+
+def detections(real: pd.DataFrame, detect_snr: float) -> pd.Series:
+    """Detected (median/std of the observed MC fluxes >= ``detect_snr``) per id, component, region, line."""
+    pref = preferred_realisations(real)
+    return pref.groupby(_KEYS + ["line"], sort=True)["flux"].apply(
+        lambda f: bool(mc.summarise(f.to_numpy(float), detect_snr).detected)
+    )
+
+
+def abundance_input_from_realisations(real: pd.DataFrame, detect_snr: float | None = 3.0) -> pd.DataFrame:
+    """Per-realisation dust-corrected N2O2 and R23 (input of :func:`abundance_table`).
+
+    Parameters
+    ----------
+    real : pandas.DataFrame
+        ``realisations.parquet`` of the line-fitting stage: ``id, component,
+        region, grating, line, realisation, flux, flux_dustcorr`` (one row per
+        realisation).  A line measured in two gratings is taken from G395M
+        (or G395H), not G235M (:data:`ismcgm.ratios.GRATING_PREFERENCE`).
+    detect_snr : float or None
+        A ratio is NaN for every realisation of a component and region where
+        one of its lines (:data:`ABUNDANCE_RATIO_LINES`) is not detected
+        (median/std of the observed fluxes < ``detect_snr``, as in the line
+        table): no N/O from limits.  None keeps all realisations.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, component, region, mc, N2O2, R23`` (linear), ``mc`` = realisation
+        index.  N2O2 = [N II]6583/[O II]3728 and R23 = ([O III]4959 +
+        [O III]5007 + [O II]3728)/Hbeta from the dust-corrected fluxes of the
+        same realisation; NaN where a line is missing.
+    """
+    need = set(_KEYS + ["grating", "line", "realisation", "flux", "flux_dustcorr"])
+    missing = sorted(need - set(real.columns))
+    if missing:
+        raise InputError(None, "realisations table", f"lacks columns {missing}", "rerun the mc_gather rule")
+    pref = preferred_realisations(real)
+    wide = pref.set_index(_KEYS + ["realisation", "line"])["flux_dustcorr"].unstack("line").sort_index()
+    out = wide.index.to_frame(index=False).rename(columns={"realisation": "mc"})
+    det = detections(real, detect_snr) if detect_snr is not None else None
+    for ratio in ("N2O2", "R23"):
+        d = RATIO_DEFINITIONS[ratio]
+        cols = list(d.numerator) + list(d.denominator)
+        if not set(cols) <= set(wide.columns):
+            out[ratio] = np.nan
+            continue
+        num = wide[list(d.numerator)].sum(axis=1, min_count=len(d.numerator)).to_numpy(float)
+        den = wide[list(d.denominator)].sum(axis=1, min_count=len(d.denominator)).to_numpy(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.where(den != 0, num / den, np.nan)
+        if det is not None:
+            ok = np.ones(len(out), dtype=bool)
+            for line in ABUNDANCE_RATIO_LINES[ratio]:
+                idx = pd.MultiIndex.from_frame(out[_KEYS].assign(line=line))
+                ok &= det.reindex(idx).fillna(False).to_numpy(bool)
+            value = np.where(ok, value, np.nan)
+        out[ratio] = value
+    return out[_KEYS + ["mc", "N2O2", "R23"]]
+
+
+def abundance_delta_table(inp: pd.DataFrame) -> pd.DataFrame:
+    """Delta log(N/O) CGM - ISM per component and for the sample (:func:`delta_table`)."""
+    return delta_table(inp)

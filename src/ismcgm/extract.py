@@ -16,7 +16,7 @@ cube on another pixel grid (the other grating) the mask is carried through
 the WCS: ``reproject_interp`` of the mask as float with
 ``order='nearest-neighbor'``, keeping values > 0.5, i.e. a spaxel of the
 target cube belongs to the mask when its centre falls on a mask spaxel.
-Both grids must be *aligned* WCSs (:func:`ismcgm.masks.shifted_wcs` with the
+Both grids must be *aligned* WCSs (:func:`ismcgm.wcsutil.shifted_wcs` with the
 galaxy's shift): pass the target cube's aligned WCS as ``cube_wcs``.  When
 ``mask_wcs`` describes the same grid as ``cube_wcs`` (to 1e-3 spaxel) and
 the shapes agree the mask is used as it is.
@@ -162,7 +162,7 @@ def region_spectra(cube: Cube, masks: dict, mask_wcs: WCS | None = None, cube_wc
     ----------
     cube : ismcgm.io.Cube
     masks : dict
-        ``{name: bool array}`` (e.g. :func:`ismcgm.masks.read_masks`).
+        ``{name: bool array}`` (e.g. :func:`ismcgm.maskio.read_masks`).
     mask_wcs, cube_wcs : astropy.wcs.WCS, optional
         As in :func:`extract_spectrum`.
 

@@ -16,7 +16,10 @@ import numpy as np
 
 from . import instrument as ins
 from .errors import InputError
-from .samples import parse_components
+from .imaging import image_noise
+from .io import _MJYSR, _check_unit
+from .samples import galaxy_gratings, parse_components
+from .wcsutil import pixscale_arcsec
 
 #: NIRSpec filter of each grating (stage-3 cube header keyword ``FILTER``).
 GRATING_FILTERS = {"g235m": "F170LP", "g395m": "F290LP", "g395h": "F290LP"}
@@ -125,8 +128,6 @@ def _unit_of_values(lo_um, hi_um, unit, grating):
 
 def check_cube(gid, table, grating, path, row) -> None:
     """Header checks of one NIRSpec cube given in column ``cube_<grating>``."""
-    from .io import _MJYSR, _check_unit
-
     col = f"cube_{grating}"
     label = grating.upper()
     with _open_headers(gid, path) as hdul:
@@ -203,8 +204,6 @@ def check_image(gid, table, path, row) -> None:
 
 def check_row(gid, row, table) -> list[str]:
     """Every header check of one sample row; returns warnings (one line each)."""
-    from .samples import galaxy_gratings
-
     for g in galaxy_gratings(row):
         check_cube(gid, table, g, row[f"cube_{g}"], row)
     check_image(gid, table, row["image"], row)
@@ -227,8 +226,6 @@ REDSHIFT_LINES = ("HA", "OIII5007")
 
 def _aperture_spectrum(cube, ra, dec, radius_arcsec):
     """Summed spectrum and its variance in a circular aperture about (ra, dec) (the nominal spectrum)."""
-    from .masks import pixscale_arcsec
-
     x0, y0 = cube.wcs.world_to_pixel_values(float(ra), float(dec))
     yy, xx = np.indices(cube.sci.shape[1:])
     ap = (xx - float(x0)) ** 2 + (yy - float(y0)) ** 2 <= (radius_arcsec / pixscale_arcsec(cube.wcs)) ** 2
@@ -301,8 +298,6 @@ def check_image_source(image, row, *, radius_arcsec=0.3, min_snr=5.0) -> None:
     For a merger every component position is checked (the table's ``ra``,
     ``dec`` is then the midpoint, where there may be no light at all).
     """
-    from .masks import image_noise, pixscale_arcsec
-
     gid = row["id"]
     med, std = image_noise(image.data)
     positions = [(float(row["ra"]), float(row["dec"]))]

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .constants import FWHM_PER_SIGMA
+
 #: speed of light [km/s]
 C_KMS = 299792.458
 
@@ -113,7 +115,7 @@ class Grating:
 
     def lsf_sigma_kms(self, wavelength_um):
         """Gaussian sigma of the line-spread function [km/s]."""
-        return C_KMS / self.resolving_power(wavelength_um) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+        return C_KMS / self.resolving_power(wavelength_um) / FWHM_PER_SIGMA
 
     def wavelength_grid(self) -> np.ndarray:
         """Channel centres [micron] of the stage-3 cube."""

@@ -36,6 +36,7 @@ from . import mc
 from .dust import correct, ebv_realisations
 from .errors import InputError
 from .fit import fit_spectra, three_channel_flux
+from .ratios import preferred_grating
 
 #: Columns of ``line_fluxes.csv`` (issue contract).
 LINE_FLUX_COLUMNS = [
@@ -116,14 +117,20 @@ def fit_chunk(gid, spectra, z, grating, realisations, seed, fit_cfg, cube_draws=
     return pd.concat(parts, ignore_index=True)
 
 
+def nominal_model(spectrum, z: float, fit_cfg) -> np.ndarray:
+    """Best-fit model of one nominal spectrum (:func:`ismcgm.extract.read_spectrum`) with the ``fit:`` settings (Fig. 2)."""
+    grating = spectrum.meta["GRATING"]
+    res = fit_spectra(spectrum.wave_um, spectrum.flux, spectrum.err, z, grating, method=fit_cfg["method"],
+                      cont_order=fit_cfg["continuum_order"], n_components=fit_cfg["n_components"])
+    return res.model(spectrum.wave_um)
+
+
 def _dust(real: pd.DataFrame, table: pd.DataFrame, intrinsic: float) -> tuple[pd.DataFrame, pd.Series]:
     """Per-realisation E(B-V)_gas and dust-corrected fluxes (see module docstring).
 
     Returns the realisations with ``ebv`` and ``flux_dustcorr`` and, per
     (component, region), the method used (``balmer`` or ``none``).
     """
-    from .ratios import preferred_grating
-
     pref = preferred_grating(real, keys=("component", "region", "line", "realisation"))
     balmer = pref[pref["line"].isin(["HA", "HB"])].set_index(
         ["component", "region", "realisation", "line"])["flux"].unstack("line")

@@ -28,10 +28,12 @@ draw by draw; ``tests/test_mc.py`` checks that.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from .extract import flambda_factor, sum_region
+from .seeding import rng
 
 __all__ = [
     "rng_for",
@@ -44,11 +46,6 @@ __all__ = [
 #: Version of the seeding scheme; part of every key, so that a future change
 #: of the scheme cannot silently reproduce old streams.
 _SCHEME = 1
-
-
-def _stable_hash(text: str) -> int:
-    """64-bit integer from the SHA-256 digest of ``text`` (stable across runs)."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
 
 
 def rng_for(seed: int, component: str, region: str, grating: str, realisation: int) -> np.random.Generator:
@@ -82,15 +79,7 @@ def rng_for(seed: int, component: str, region: str, grating: str, realisation: i
     True
     """
     seed, realisation = _non_negative(seed, "seed"), _non_negative(realisation, "realisation")
-    entropy = [
-        _SCHEME,
-        seed,
-        _stable_hash(str(component)),
-        _stable_hash(str(region).lower()),
-        _stable_hash(str(grating).lower()),
-        realisation,
-    ]
-    return np.random.default_rng(np.random.SeedSequence(entropy))
+    return rng(_SCHEME, seed, str(component), str(region).lower(), str(grating).lower(), realisation)
 
 
 def _non_negative(value, name):
@@ -195,6 +184,39 @@ def cube_realisations(sci, err, mask, extractor, seed, component, region, gratin
         work[:, ys, xs] = box_sci + box_err * rng.standard_normal(box_sci.shape)
         out.append(np.asarray(extractor(work), dtype=float))
     return np.asarray(out)
+
+
+
+def region_cube_draws(cube, carried: dict, regions, seed, grating, realisations) -> dict:
+    """Literal cube-level draws of every region of one cube (``mc.level: cube``).
+
+    Parameters
+    ----------
+    cube : ismcgm.io.Cube
+    carried : dict
+        ``{extension: bool mask on the cube grid}``
+        (:func:`ismcgm.maskio.masks_on_cube`).
+    regions : list of (component, region, extension)
+    seed, grating, realisations
+        As in :func:`cube_realisations`.
+
+    Returns
+    -------
+    dict
+        ``{(component, region): ndarray (len(realisations), n_wave)}``: the
+        region's spectrum [erg/s/cm2/A] of every perturbed cube.
+    """
+    factor = flambda_factor(cube.wave_um, cube.pixar_sr)
+    draws = {}
+    for component, region, ext in regions:
+        m = carried[ext]
+
+        def extractor(sci, m=m):
+            return sum_region(sci, m, factor)
+
+        draws[(component, region)] = cube_realisations(cube.sci, cube.err, m, extractor, seed, component, region,
+                                                      grating, realisations)
+    return draws
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,6 @@ percentiles (they are logged).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -73,7 +72,8 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial import legendre
 
-from . import fit, instrument
+from . import fit, instrument, seeding
+from .errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +112,11 @@ def merged_config(cfg: Mapping | None = None) -> dict:
     return out
 
 
-def _stable_hash(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
-
-
 def seed_sequence(seed: int, snr: float) -> np.random.SeedSequence:
     """SeedSequence of the draws at one S/N, keyed by (seed, 'nii_bias', snr)."""
     if int(seed) < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
-    return np.random.SeedSequence([int(seed), _stable_hash(SEED_KEY), _stable_hash(repr(float(snr)))])
+    return seeding.seed_sequence(seed, SEED_KEY, repr(float(snr)))
 
 
 def rng_for(seed: int, snr: float) -> np.random.Generator:
@@ -218,7 +214,7 @@ def simulate(snr: float, n_trials: int, seed: int, cfg: Mapping | None = None, n
     """
     c = merged_config(cfg)
     if int(n_trials) < 1:
-        raise ValueError(f"nii_bias.n_trials must be >= 1, got {n_trials}")
+        raise InputError(None, "config", f"nii_bias.n_trials must be >= 1, got {n_trials}", "set nii_bias.n_trials >= 1")
     g = _grating(c["grating"])
     z = float(c["z"])
     wave = simulation_wavelengths(z, g)
@@ -272,7 +268,7 @@ def nii_bias_table(cfg: Mapping | None = None, seed: int = 0) -> pd.DataFrame:
     c = merged_config(cfg)
     snrs: Sequence[float] = list(c["snr"])
     if not snrs:
-        raise ValueError("nii_bias.snr is empty; fix: list at least one S/N, e.g. [3, 5, 10, 20]")
+        raise InputError(None, "config", "nii_bias.snr is empty", "list at least one S/N, e.g. [3, 5, 10, 20]")
     rows = []
     for snr in snrs:
         ratios = fitted_over_true(float(snr), int(c["n_trials"]), seed, c)

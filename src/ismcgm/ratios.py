@@ -119,16 +119,10 @@ UNEXTINCTED_LINES = ("CII",)
 
 #: Columns the ratios need: a subset of the ``line_fluxes.csv`` contract
 #: (:data:`ismcgm.linefluxes.LINE_FLUX_COLUMNS`), also met by the [C II] rows.
-REQUIRED_COLUMNS = (
-    "id",
-    "component",
-    "region",
-    "line",
-    "flux",
-    "flux_err",
-    "snr",
-    "detected",
-    "upper_limit",
+#: The measurement columns shared by every line-flux table (NIRSpec lines and [C II]).
+MEASUREMENT_COLUMNS = ("id", "component", "region", "line", "flux", "flux_err", "snr", "detected", "upper_limit")
+
+REQUIRED_COLUMNS = MEASUREMENT_COLUMNS + (
     "flux_dustcorr",
     "flux_dustcorr_err",
     "ebv_gas",

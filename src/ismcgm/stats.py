@@ -60,7 +60,6 @@ draws behind ``ks_p`` / ``f_rej_mc`` of :func:`statistics_table`.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from typing import NamedTuple
 
@@ -69,6 +68,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ismcgm.ratios import RATIOS
+from ismcgm.seeding import rng
 
 #: Default number of Monte Carlo draws.
 N_MC = 100
@@ -127,11 +127,6 @@ PAIR_COLUMNS = (
 # ---------------------------------------------------------------------------
 # random numbers
 # ---------------------------------------------------------------------------
-def stable_hash(name: str) -> int:
-    """A 64-bit integer hash of a string, stable across runs and platforms."""
-    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
-
-
 def make_rng(seed: int, ratio: str, purpose: str = "") -> np.random.Generator:
     """Random generator for one ratio (and optionally one test).
 
@@ -149,10 +144,7 @@ def make_rng(seed: int, ratio: str, purpose: str = "") -> np.random.Generator:
     -------
     numpy.random.Generator
     """
-    entropy = [int(seed), stable_hash(ratio)]
-    if purpose:
-        entropy.append(stable_hash(purpose))
-    return np.random.default_rng(np.random.SeedSequence(entropy))
+    return rng(seed, ratio, *([purpose] if purpose else []))
 
 
 # ---------------------------------------------------------------------------
@@ -395,6 +387,30 @@ class ShiftResult(NamedTuple):
     shift_p16: float
     shift_p84: float
     sigma_med: float
+
+
+def d11_summary(values, n_points: int) -> dict:
+    """Median, 16th/84th percentiles and sigma_med of one d11 distribution (Fig. 4).
+
+    Parameters
+    ----------
+    values : array_like
+        d11 values (pooled over draws for MC / null).
+    n_points : int
+        Number of pairs N used in ``sigma_med = 1.235 std / sqrt(N)``.
+
+    Returns
+    -------
+    dict
+        ``median, p16, p84, sigma_med`` (NaN when empty).
+    """
+    values = np.asarray(values, dtype=float)
+    if values.size == 0 or n_points < 1:
+        return dict.fromkeys(("median", "p16", "p84", "sigma_med"), np.nan)
+    p16, med, p84 = np.percentile(values, [16.0, 50.0, 84.0])
+    ddof = 1 if values.size > 1 else 0
+    sigma = SIGMA_MED_FACTOR * np.std(values, ddof=ddof) / np.sqrt(n_points)
+    return {"median": med, "p16": p16, "p84": p84, "sigma_med": sigma}
 
 
 def sigma_median(delta) -> float:

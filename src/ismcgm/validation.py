@@ -29,10 +29,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from astropy.io import fits
+from astropy.wcs import WCS
 
 from . import instrument as ins
-from .extract import carry_mask
-from .masks import read_masks, shifted_wcs
+from .cii.cube import jykms_to_cgs, read_alma_cube
+from .cii.spill import spill_corrected, transfer_matrix
+from .cii.weights import reproject_masks
+from .dust import correct, ebv_from_balmer
+from .maskio import aligned_wcs, masks_on_cube, read_masks
 
 #: Line families of the flux-pull checks; tied lines ([O III]4959, [N II]6548)
 #: are left out because their pulls repeat those of their partners.
@@ -76,8 +80,8 @@ def true_line_fluxes(truth_path, masks_path, cube_wcs_by_grating, cube_shapes, r
     rows = []
     with fits.open(truth_path) as hdul:
         for grating, wcs in cube_wcs_by_grating.items():
-            carried = {ext: carry_mask(mask_dict[ext], mask_wcs, wcs, cube_shapes[grating])
-                       for _, _, ext in regions}
+            carried, _ = masks_on_cube(mask_dict, mask_wcs, wcs, cube_shapes[grating],
+                                       names=[ext for _, _, ext in regions])
             for hdu in hdul[1:]:
                 if not hdu.name.startswith(grating.upper() + "_"):
                     continue
@@ -96,8 +100,6 @@ def true_fluxes_as_measured(true_df: pd.DataFrame, line_fluxes: pd.DataFrame, in
     components enter the statistics, and applies the same dust correction
     (Calzetti 2000, Balmer decrement of the true fluxes).
     """
-    from .dust import correct, ebv_from_balmer
-
     keys = ["component", "region", "grating", "line"]
     native = ["flux_native", "flux_native_err", "upper_limit_native"]
     df = line_fluxes.drop(columns=["flux", "flux_dustcorr", "ebv_gas"] + native, errors="ignore").merge(
@@ -221,14 +223,7 @@ def summary_checks(recovery: pd.DataFrame, families: pd.DataFrame) -> dict:
 
 def aligned_cube_wcs(cube_headers: dict, alignment: pd.DataFrame) -> dict:
     """``{grating: aligned celestial WCS}`` from cube SCI headers and the alignment table."""
-    from astropy.wcs import WCS
-
-    out = {}
-    a = alignment.set_index("grating")
-    for grating, hdr in cube_headers.items():
-        w = WCS(hdr).celestial
-        out[grating] = shifted_wcs(w, a.loc[grating, "shift_ra_arcsec"], a.loc[grating, "shift_dec_arcsec"])
-    return out
+    return {grating: aligned_wcs(WCS(hdr).celestial, alignment, grating) for grating, hdr in cube_headers.items()}
 
 
 def true_cii_fluxes(truth_path, masks_path, alma_path, z, regions, galaxy=None, ha_grid=None,
@@ -243,8 +238,6 @@ def true_cii_fluxes(truth_path, masks_path, alma_path, z, regions, galaxy=None, 
     measurement does (:func:`ismcgm.cii.transfer_matrix` from the truth Ha
     map of that grating through the masks carried onto its grid).
     """
-    from .cii import jykms_to_cgs, read_alma_cube, reproject_masks, spill_corrected, transfer_matrix
-
     alma = read_alma_cube(alma_path, galaxy)
     mask_dict, mask_wcs, _ = read_masks(masks_path)
     weights = reproject_masks(mask_dict, mask_wcs, alma, galaxy)
@@ -257,7 +250,7 @@ def true_cii_fluxes(truth_path, masks_path, alma_path, z, regions, galaxy=None, 
     if ha_grid is not None:
         grating, wcs, shape = ha_grid
         ha = fits.getdata(truth_path, f"{grating.upper()}_HA")
-        carried = {ext: carry_mask(mask_dict[ext], mask_wcs, wcs, shape) for _, _, ext in regions}
+        carried, _ = masks_on_cube(mask_dict, mask_wcs, wcs, shape, names=[ext for _, _, ext in regions])
         names, t = transfer_matrix(ha, carried, wcs, alma.beam, psf_fwhm, galaxy)
         as_measured = out.assign(flux=out["true_flux"], flux_err=0.0, upper_limit=np.nan)
         out["true_flux_native"] = spill_corrected(as_measured, names, t, galaxy)["flux_native"].to_numpy()

@@ -13,6 +13,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from . import inputcheck
 from . import samples as sio
 
 
@@ -135,8 +136,6 @@ def check_samples(path, schema_path, warn=None) -> pd.DataFrame:
     each warning line is passed to ``warn`` (default: printed to stderr).
     """
     import sys
-
-    from . import inputcheck
 
     try:
         df = sio.read_sample_table(path)

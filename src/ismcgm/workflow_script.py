@@ -1,9 +1,11 @@
 """Glue for the thin scripts under ``workflow/scripts/``.
 
 :func:`run` sends logging to the rule's log file, runs the script body and,
-on bad input, prints the one-line error (galaxy, file, fix), removes any
-output that may have been written and exits non-zero, so that a failed job
-never leaves a file that looks complete.
+on bad input (:class:`ismcgm.errors.InputError`, and only that) prints the
+one-line error (galaxy, file, fix) and exits 1; any other exception is a bug
+and keeps its traceback and exit status.  In both cases the outputs that may
+have been written are removed, so that a failed job never leaves a file that
+looks complete.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import sys
 import traceback
 
-from .io import InputError
+from .errors import InputError
 
 
 def _remove_outputs(snakemake) -> None:
@@ -34,9 +36,9 @@ def run(snakemake, main) -> None:
     logging.captureWarnings(True)
     try:
         main()
-    except (InputError, ValueError) as exc:
+    except InputError as exc:
         _remove_outputs(snakemake)
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = str(exc).splitlines()[0]
         if log:
             with open(log, "a") as fh:
                 traceback.print_exc(file=fh)

@@ -10,14 +10,14 @@ rule cii_galaxy:
     output:
         fluxes=f"{RESULTS}/cii/{{variant}}/{{id}}.csv",
         realisations=f"{RESULTS}/cii/{{variant}}/{{id}}_realisations.parquet",
+    log:
+        f"{RESULTS}/logs/cii/{{variant}}/{{id}}.log",
     params:
         row=sample_row,
         seed=config["seed"],
         n_mc=config["cii"]["n_realisations"],
         n_gauss=config["cii"]["n_gauss"],
         detect_snr=config["fit"]["detect_snr"],
-    log:
-        f"{RESULTS}/logs/cii/{{variant}}/{{id}}.log",
     script:
         "../scripts/cii_galaxy.py"
 
@@ -29,12 +29,16 @@ rule cii_table:
         fluxes=f"{RESULTS}/tables/{{variant}}/line_fluxes.csv",
         ratios=f"{RESULTS}/tables/{{variant}}/ratios.csv",
     output:
-        report(f"{RESULTS}/tables/{{variant}}/cii.csv", caption="../report/cii.rst", category="Models",
-               subcategory="{variant}"),
-    params:
-        detect_snr=config["fit"]["detect_snr"],
+        report(
+            f"{RESULTS}/tables/{{variant}}/cii.csv",
+            caption="../report/cii.rst",
+            category="Models",
+            subcategory="{variant}",
+        ),
     log:
         f"{RESULTS}/logs/cii_table/{{variant}}.log",
+    params:
+        detect_snr=config["fit"]["detect_snr"],
     script:
         "../scripts/cii_table.py"
 
@@ -43,10 +47,10 @@ rule mock_sims:
     """SYNTHETIC simulation-like [C II] and Hα maps (stand-ins for SERRA; mock only)."""
     output:
         [f"{RESULTS}/mock/sims/synthsim{i:02d}.fits" for i in range(1, 7)],
-    params:
-        seed=config["mock"]["seed"],
     log:
         f"{RESULTS}/logs/mock/sims.log",
+    params:
+        seed=config["mock"]["seed"],
     script:
         "../scripts/mock_sims.py"
 
@@ -56,8 +60,7 @@ rule cii_sim_profiles:
     input:
         sim_maps(),
     output:
-        profiles=report(f"{RESULTS}/tables/cii_sim_profiles.csv", caption="../report/cii_sims.rst",
-                        category="Models"),
+        profiles=report(f"{RESULTS}/tables/cii_sim_profiles.csv", caption="../report/cii_sims.rst", category="Models"),
         summary=f"{RESULTS}/tables/cii_sim_summary.csv",
     log:
         f"{RESULTS}/logs/cii_sim_profiles.log",
@@ -72,12 +75,16 @@ rule fig6_cii:
         sims=f"{RESULTS}/tables/cii_sim_summary.csv",
         profiles=f"{RESULTS}/tables/cii_sim_profiles.csv",
     output:
-        pdf=report(f"{RESULTS}/figures/{{variant}}/fig6_cii.pdf", caption="../report/fig6.rst",
-                   category="Models", subcategory="{variant}"),
+        pdf=report(
+            f"{RESULTS}/figures/{{variant}}/fig6_cii.pdf",
+            caption="../report/fig6.rst",
+            category="Models",
+            subcategory="{variant}",
+        ),
         png=f"{RESULTS}/figures/{{variant}}/fig6_cii.png",
-    params:
-        synthetic=MOCK,
     log:
         f"{RESULTS}/logs/fig6/{{variant}}.log",
+    params:
+        synthetic=MOCK,
     script:
         "../scripts/fig6_cii.py"

@@ -8,6 +8,8 @@ from snakemake.utils import validate, min_version
 
 from ismcgm import samples as sio
 from ismcgm import mock as smock
+from ismcgm.linefluxes import n_chunks
+from ismcgm import regions as ismcgm_regions
 from ismcgm.workflow_config import ConfigError, check_config, check_samples
 
 min_version("9.0")
@@ -114,15 +116,13 @@ def exclude_region(wildcards):
 
 
 def components_of(gid):
-    """Component names of a galaxy: ``<id>`` or ``<id>_a``, ``<id>_b``."""
-    return [f"{gid}_a", f"{gid}_b"] if SAMPLES.loc[gid, "merger"] else [gid]
+    """Component names of a galaxy (:func:`ismcgm.regions.components`)."""
+    return ismcgm_regions.components(gid, SAMPLES.loc[gid, "merger"])
 
 
 def region_names(gid):
-    """(component, region, mask extension) triples of a galaxy."""
-    if SAMPLES.loc[gid, "merger"]:
-        return [(f"{gid}_{s.lower()}", r, f"{r}_{s}") for s in "AB" for r in ("ISM", "CGM")]
-    return [(gid, r, r) for r in ("ISM", "CGM")]
+    """(component, region, mask extension) triples of a galaxy (:func:`ismcgm.regions.galaxy_regions`)."""
+    return ismcgm_regions.galaxy_regions(gid, SAMPLES.loc[gid, "merger"])
 
 
 def spectra_of(variant, gid, grating):
@@ -146,3 +146,28 @@ def sim_maps():
     if config["cii"]["sims"]:
         return config["cii"]["sims"]
     return [f"{RESULTS}/mock/sims/synthsim{i:02d}.fits" for i in range(1, 7)] if MOCK else []
+
+
+# Monte Carlo chunks (workflow/rules/fit.smk)
+N_MC = config["mc"]["n_realisations"]
+CHUNK = config["mc"]["chunk_size"]
+CHUNKS = list(range(n_chunks(N_MC, CHUNK)))
+
+
+def mc_inputs(wildcards):
+    """Region spectra (spectrum-level draws) or the cube and masks (cube-level draws)."""
+    out = {"spectra": spectra_of(wildcards.variant, wildcards.id, wildcards.grating)}
+    if config["mc"]["level"] == "cube":
+        out["cube"] = cube_path(wildcards)
+        out["masks"] = f"{RESULTS}/masks/{wildcards.variant}/{wildcards.id}.fits"
+        out["alignment"] = f"{RESULTS}/alignment/{wildcards.id}.csv"
+    return out
+
+
+def all_chunks(wildcards):
+    return [
+        f"{RESULTS}/mc/{wildcards.variant}/chunks/{gid}_{g}_{c}.parquet"
+        for gid in GALAXIES
+        for g in gratings_of(gid)
+        for c in CHUNKS
+    ]

@@ -1,29 +1,10 @@
 """Monte Carlo realisations, tied-kinematics line fits and dust correction (SPEC 4-6, Fig. 2)."""
 
-from ismcgm.linefluxes import chunk_realisations, n_chunks
-
-N_MC = config["mc"]["n_realisations"]
-CHUNK = config["mc"]["chunk_size"]
-CHUNKS = list(range(n_chunks(N_MC, CHUNK)))
+from ismcgm.linefluxes import chunk_realisations
 
 
 wildcard_constraints:
     chunk=r"\d+",
-
-
-def mc_inputs(wildcards):
-    """Region spectra (spectrum-level draws) or the cube and masks (cube-level draws)."""
-    out = {"spectra": spectra_of(wildcards.variant, wildcards.id, wildcards.grating)}
-    if config["mc"]["level"] == "cube":
-        out["cube"] = cube_path(wildcards)
-        out["masks"] = f"{RESULTS}/masks/{wildcards.variant}/{wildcards.id}.fits"
-        out["alignment"] = f"{RESULTS}/alignment/{wildcards.id}.csv"
-    return out
-
-
-def all_chunks(wildcards):
-    return [f"{RESULTS}/mc/{wildcards.variant}/chunks/{gid}_{g}_{c}.parquet"
-            for gid in GALAXIES for g in gratings_of(gid) for c in CHUNKS]
 
 
 rule mc_fit:
@@ -32,6 +13,10 @@ rule mc_fit:
         unpack(mc_inputs),
     output:
         f"{RESULTS}/mc/{{variant}}/chunks/{{id}}_{{grating}}_{{chunk}}.parquet",
+    log:
+        f"{RESULTS}/logs/mc/{{variant}}/{{id}}_{{grating}}_{{chunk}}.log",
+    group:
+        "mc"
     params:
         row=sample_row,
         regions=lambda w: region_names(w.id),
@@ -39,10 +24,6 @@ rule mc_fit:
         seed=config["seed"],
         fit=config["fit"],
         level=config["mc"]["level"],
-    group:
-        "mc"
-    log:
-        f"{RESULTS}/logs/mc/{{variant}}/{{id}}_{{grating}}_{{chunk}}.log",
     script:
         "../scripts/mc_fit.py"
 
@@ -52,18 +33,26 @@ rule mc_gather:
     input:
         all_chunks,
     output:
-        fluxes=report(f"{RESULTS}/tables/{{variant}}/line_fluxes.csv", caption="../report/line_fluxes.rst",
-                      category="Spectra", subcategory="{variant}"),
+        fluxes=report(
+            f"{RESULTS}/tables/{{variant}}/line_fluxes.csv",
+            caption="../report/line_fluxes.rst",
+            category="Spectra",
+            subcategory="{variant}",
+        ),
         realisations=f"{RESULTS}/mc/{{variant}}/realisations.parquet",
-        overlap=report(f"{RESULTS}/tables/{{variant}}/grating_overlap.csv", caption="../report/overlap.rst",
-                       category="Spectra", subcategory="{variant}"),
+        overlap=report(
+            f"{RESULTS}/tables/{{variant}}/grating_overlap.csv",
+            caption="../report/overlap.rst",
+            category="Spectra",
+            subcategory="{variant}",
+        ),
+    log:
+        f"{RESULTS}/logs/mc_gather/{{variant}}.log",
     params:
         detect_snr=config["fit"]["detect_snr"],
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
         overlap=config["ratios"]["overlap"],
         f_stellar_nebular=config["dust"]["f_stellar_nebular"],
-    log:
-        f"{RESULTS}/logs/mc_gather/{{variant}}.log",
     script:
         "../scripts/mc_gather.py"
 
@@ -73,14 +62,18 @@ rule fig2_spectra:
     input:
         spectra=lambda w: [s for g in gratings_of(GALAXIES[0]) for s in spectra_of(w.variant, GALAXIES[0], g)],
     output:
-        pdf=report(f"{RESULTS}/figures/{{variant}}/fig2_spectra.pdf", caption="../report/fig2.rst",
-                   category="Spectra", subcategory="{variant}"),
+        pdf=report(
+            f"{RESULTS}/figures/{{variant}}/fig2_spectra.pdf",
+            caption="../report/fig2.rst",
+            category="Spectra",
+            subcategory="{variant}",
+        ),
         png=f"{RESULTS}/figures/{{variant}}/fig2_spectra.png",
+    log:
+        f"{RESULTS}/logs/fig2/{{variant}}.log",
     params:
         row=lambda w: row_dict(GALAXIES[0]),
         fit=config["fit"],
         synthetic=MOCK,
-    log:
-        f"{RESULTS}/logs/fig2/{{variant}}.log",
     script:
         "../scripts/fig2_spectra.py"

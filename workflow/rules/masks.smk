@@ -13,12 +13,12 @@ rule align:
         image=image_path,
     output:
         f"{RESULTS}/alignment/{{id}}.csv",
+    log:
+        f"{RESULTS}/logs/align/{{id}}.log",
     params:
         row=sample_row,
         gratings=lambda w: gratings_of(w.id),
         max_shift_arcsec=config["alignment"]["max_shift_arcsec"],
-    log:
-        f"{RESULTS}/logs/align/{{id}}.log",
     script:
         "../scripts/align.py"
 
@@ -45,12 +45,12 @@ rule masks:
     output:
         masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
         regions=f"{RESULTS}/masks/{{variant}}/{{id}}_regions.csv",
+    log:
+        f"{RESULTS}/logs/masks/{{variant}}/{{id}}.log",
     params:
         row=sample_row,
         mask=mask_params,
         components=lambda w: region_names(w.id),
-    log:
-        f"{RESULTS}/logs/masks/{{variant}}/{{id}}.log",
     script:
         "../scripts/make_masks.py"
 
@@ -90,12 +90,12 @@ rule extract_single:
     output:
         ism=f"{RESULTS}/spectra/{{variant}}/{{id}}_ISM_{{grating}}.fits",
         cgm=f"{RESULTS}/spectra/{{variant}}/{{id}}_CGM_{{grating}}.fits",
+    log:
+        f"{RESULTS}/logs/extract/{{variant}}/{{id}}_{{grating}}.log",
     wildcard_constraints:
         id="|".join(SINGLES) or "NONE",
     params:
         **EXTRACT["params"],
-    log:
-        f"{RESULTS}/logs/extract/{{variant}}/{{id}}_{{grating}}.log",
     script:
         "../scripts/extract.py"
 
@@ -109,12 +109,12 @@ rule extract_merger:
         cgm_a=f"{RESULTS}/spectra/{{variant}}/{{id}}_a_CGM_{{grating}}.fits",
         ism_b=f"{RESULTS}/spectra/{{variant}}/{{id}}_b_ISM_{{grating}}.fits",
         cgm_b=f"{RESULTS}/spectra/{{variant}}/{{id}}_b_CGM_{{grating}}.fits",
+    log:
+        f"{RESULTS}/logs/extract/{{variant}}/{{id}}_{{grating}}.log",
     wildcard_constraints:
         id="|".join(MERGERS) or "NONE",
     params:
         **EXTRACT["params"],
-    log:
-        f"{RESULTS}/logs/extract/{{variant}}/{{id}}_{{grating}}.log",
     script:
         "../scripts/extract.py"
 
@@ -133,10 +133,10 @@ rule fig1_masks:
             subcategory="{variant}",
         ),
         png=f"{RESULTS}/figures/{{variant}}/fig1_masks.png",
+    log:
+        f"{RESULTS}/logs/fig1/{{variant}}.log",
     params:
         rows=[row_dict(g) for g in GALAXIES],
         synthetic=MOCK,
-    log:
-        f"{RESULTS}/logs/fig1/{{variant}}.log",
     script:
         "../scripts/fig1_masks.py"

@@ -11,10 +11,10 @@ rule mock_cube:
     """One NIRSpec IFU stage-3 cube of one mock galaxy."""
     output:
         f"{RESULTS}/mock/{{id}}/{{id}}_{{grating}}_s3d.fits",
-    params:
-        plan=mock_plan("cube"),
     log:
         f"{RESULTS}/logs/mock/{{id}}_{{grating}}_cube.log",
+    params:
+        plan=mock_plan("cube"),
     script:
         "../scripts/mock_cube.py"
 
@@ -23,10 +23,10 @@ rule mock_truth:
     """Noiseless truth maps of one mock galaxy (each IFU grid and the ALMA grid)."""
     output:
         f"{RESULTS}/mock/{{id}}/{{id}}_truth.fits",
-    params:
-        plan=mock_plan("truth"),
     log:
         f"{RESULTS}/logs/mock/{{id}}_truth.log",
+    params:
+        plan=mock_plan("truth"),
     script:
         "../scripts/mock_truth.py"
 
@@ -35,12 +35,12 @@ rule mock_image:
     """The continuum image (NIRCam F277W/F444W or HST F125W) of one mock galaxy."""
     output:
         f"{RESULTS}/mock/{{id}}/{{id}}_{{filter}}_i2d.fits",
+    log:
+        f"{RESULTS}/logs/mock/{{id}}_{{filter}}_image.log",
     wildcard_constraints:
         filter="f277w|f444w|f125w",
     params:
         plan=mock_plan("image"),
-    log:
-        f"{RESULTS}/logs/mock/{{id}}_{{filter}}_image.log",
     script:
         "../scripts/mock_image.py"
 
@@ -49,10 +49,10 @@ rule mock_alma:
     """The ALMA [C II] cube of one mock galaxy (beam-correlated noise)."""
     output:
         f"{RESULTS}/mock/{{id}}/{{id}}_cii_cube.fits",
-    params:
-        plan=mock_plan("alma"),
     log:
         f"{RESULTS}/logs/mock/{{id}}_alma.log",
+    params:
+        plan=mock_plan("alma"),
     script:
         "../scripts/mock_alma.py"
 
@@ -61,10 +61,10 @@ rule mock_samples:
     """The sample table of the mock survey, in the format a real user writes."""
     output:
         f"{RESULTS}/mock/samples.tsv",
-    params:
-        table=SAMPLES.to_dict(orient="records") if MOCK else [],
     log:
         f"{RESULTS}/logs/mock/samples.log",
+    params:
+        table=SAMPLES.to_dict(orient="records") if MOCK else [],
     script:
         "../scripts/mock_samples.py"
 
@@ -73,10 +73,10 @@ rule mock_truth_json:
     """The injected parameters of every mock galaxy (truth; used by tests and validation only)."""
     output:
         f"{RESULTS}/mock/truth.json",
+    log:
+        f"{RESULTS}/logs/mock/truth_json.log",
     params:
         plans=list(PLANS.values()),
         mock=config["mock"],
-    log:
-        f"{RESULTS}/logs/mock/truth_json.log",
     script:
         "../scripts/mock_truth_json.py"

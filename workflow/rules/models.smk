@@ -3,14 +3,16 @@
 
 import re
 
-from ismcgm import models as ismcgm_models
+from ismcgm import cloudy as ismcgm_cloudy
 from ismcgm.workflow_config import ConfigError as _ModelsConfigError, source_of as _config_source
 
 try:
-    CLOUDY_RUNS = ismcgm_models.cloudy_runs(config["cloudy"])
-    CLOUDY_MODELS = ismcgm_models.cloudy_models(config["cloudy"])
+    CLOUDY_RUNS = ismcgm_cloudy.cloudy_runs(config["cloudy"])
+    CLOUDY_MODELS = ismcgm_cloudy.cloudy_models(config["cloudy"])
 except ValueError as _exc:
-    raise _ModelsConfigError(f"{_config_source('cloudy', CONFIG_FILES)}: bad value under cloudy: {_exc} -- fix: correct the cloudy section") from None
+    raise _ModelsConfigError(
+        f"{_config_source('cloudy', CONFIG_FILES)}: bad value under cloudy: {_exc} -- fix: correct the cloudy section"
+    ) from None
 
 CLOUDY_DIR = f"{RESULTS}/cloudy"
 CLOUDY_DECKS = f"{CLOUDY_DIR}/decks"
@@ -29,8 +31,12 @@ CLOUDY_RUN_LINES = [f"{CLOUDY_DECKS}/{name}.lines" for name in CLOUDY_RUNS] if C
 MODEL_PRODUCTS = (
     CLOUDY_DECK_FILES
     + [f"{CLOUDY_DIR}/grid.csv", f"{CLOUDY_DIR}/delta_ratios.csv"]
-    + expand(f"{RESULTS}/figures/{{variant}}/{{f}}.{{ext}}", variant=VARIANTS,
-             f=["fig5_cloudy", "fig7_nitrogen"], ext=["pdf", "png"])
+    + expand(
+        f"{RESULTS}/figures/{{variant}}/{{f}}.{{ext}}",
+        variant=VARIANTS,
+        f=["fig5_cloudy", "fig7_nitrogen"],
+        ext=["pdf", "png"],
+    )
     + expand(f"{RESULTS}/tables/{{variant}}/{{t}}.csv", variant=VARIANTS, t=["abundances", "abundances_delta"])
     + [f"{RESULTS}/tables/nii_bias.csv", f"{RESULTS}/figures/nii_bias.pdf", f"{RESULTS}/figures/nii_bias.png"]
 )
@@ -56,12 +62,12 @@ rule cloudy_deck:
     """Cloudy input deck of one model (SPEC 9)."""
     output:
         f"{CLOUDY_DECKS}/{{model}}.in",
-    params:
-        model=lambda w: CLOUDY_RUNS[w.model],
-    wildcard_constraints:
-        model=CLOUDY_MODEL_NAMES,
     log:
         f"{RESULTS}/logs/cloudy/deck/{{model}}.log",
+    wildcard_constraints:
+        model=CLOUDY_MODEL_NAMES,
+    params:
+        model=lambda w: CLOUDY_RUNS[w.model],
     script:
         "../scripts/cloudy_deck.py"
 
@@ -76,13 +82,13 @@ if CLOUDY_EXECUTABLE:
         output:
             out=f"{CLOUDY_DECKS}/{{model}}.out",
             lines=f"{CLOUDY_DECKS}/{{model}}.lines",
+        log:
+            f"{RESULTS}/logs/cloudy/run/{{model}}.log",
+        wildcard_constraints:
+            model=CLOUDY_MODEL_NAMES,
         params:
             executable=CLOUDY_EXECUTABLE,
             sed_file=config["cloudy"]["sed_file"],
-        wildcard_constraints:
-            model=CLOUDY_MODEL_NAMES,
-        log:
-            f"{RESULTS}/logs/cloudy/run/{{model}}.log",
         script:
             "../scripts/cloudy_run.py"
 
@@ -95,12 +101,12 @@ rule cloudy_grid:
     output:
         grid=report(f"{CLOUDY_DIR}/grid.csv", caption="../report/cloudy_grid.rst", category="Models"),
         delta=f"{CLOUDY_DIR}/delta_ratios.csv",
+    log:
+        f"{RESULTS}/logs/cloudy/grid.log",
     params:
         models=CLOUDY_MODELS,
         run_names=list(CLOUDY_RUNS) if CLOUDY_EXECUTABLE else [],
         grid="cloudy" if CLOUDY_EXECUTABLE else config["cloudy"]["grid"],
-    log:
-        f"{RESULTS}/logs/cloudy/grid.log",
     script:
         "../scripts/cloudy_grid.py"
 
@@ -112,16 +118,24 @@ rule fig5_cloudy:
         stats=f"{RESULTS}/tables/{{variant}}/statistics.csv",
         regions=f"{RESULTS}/tables/{{variant}}/regions.csv",
     output:
-        fig5_pdf=report(f"{RESULTS}/figures/{{variant}}/fig5_cloudy.pdf", caption="../report/fig5.rst",
-                        category="Models", subcategory="{variant}"),
+        fig5_pdf=report(
+            f"{RESULTS}/figures/{{variant}}/fig5_cloudy.pdf",
+            caption="../report/fig5.rst",
+            category="Models",
+            subcategory="{variant}",
+        ),
         fig5_png=f"{RESULTS}/figures/{{variant}}/fig5_cloudy.png",
-        fig7_pdf=report(f"{RESULTS}/figures/{{variant}}/fig7_nitrogen.pdf", caption="../report/fig7.rst",
-                        category="Models", subcategory="{variant}"),
+        fig7_pdf=report(
+            f"{RESULTS}/figures/{{variant}}/fig7_nitrogen.pdf",
+            caption="../report/fig7.rst",
+            category="Models",
+            subcategory="{variant}",
+        ),
         fig7_png=f"{RESULTS}/figures/{{variant}}/fig7_nitrogen.png",
-    params:
-        synthetic=MOCK,
     log:
         f"{RESULTS}/logs/fig5/{{variant}}.log",
+    params:
+        synthetic=MOCK,
     script:
         "../scripts/fig5_cloudy.py"
 
@@ -131,14 +145,22 @@ rule abundances:
     input:
         f"{RESULTS}/mc/{{variant}}/realisations.parquet",
     output:
-        table=report(f"{RESULTS}/tables/{{variant}}/abundances.csv", caption="../report/abundances.rst",
-                     category="Abundances", subcategory="{variant}"),
-        delta=report(f"{RESULTS}/tables/{{variant}}/abundances_delta.csv", caption="../report/abundances.rst",
-                     category="Abundances", subcategory="{variant}"),
-    params:
-        detect_snr=config["fit"]["detect_snr"],
+        table=report(
+            f"{RESULTS}/tables/{{variant}}/abundances.csv",
+            caption="../report/abundances.rst",
+            category="Abundances",
+            subcategory="{variant}",
+        ),
+        delta=report(
+            f"{RESULTS}/tables/{{variant}}/abundances_delta.csv",
+            caption="../report/abundances.rst",
+            category="Abundances",
+            subcategory="{variant}",
+        ),
     log:
         f"{RESULTS}/logs/abundances/{{variant}}.log",
+    params:
+        detect_snr=config["fit"]["detect_snr"],
     script:
         "../scripts/abundances.py"
 
@@ -149,10 +171,10 @@ rule nii_bias:
         table=report(f"{RESULTS}/tables/nii_bias.csv", caption="../report/nii_bias.rst", category="Abundances"),
         pdf=report(f"{RESULTS}/figures/nii_bias.pdf", caption="../report/nii_bias.rst", category="Abundances"),
         png=f"{RESULTS}/figures/nii_bias.png",
+    log:
+        f"{RESULTS}/logs/nii_bias.log",
     params:
         cfg=config["nii_bias"],
         seed=config["seed"],
-    log:
-        f"{RESULTS}/logs/nii_bias.log",
     script:
         "../scripts/nii_bias.py"

@@ -12,15 +12,18 @@ rule ratios:
         fluxes=f"{RESULTS}/tables/{{variant}}/line_fluxes.csv",
         realisations=f"{RESULTS}/mc/{{variant}}/realisations.parquet",
         cii=lambda w: expand(f"{RESULTS}/cii/{w.variant}/{{id}}.csv", id=ALMA_GALAXIES),
-        cii_realisations=lambda w: expand(f"{RESULTS}/cii/{w.variant}/{{id}}_realisations.parquet",
-                                          id=ALMA_GALAXIES),
+        cii_realisations=lambda w: expand(f"{RESULTS}/cii/{w.variant}/{{id}}_realisations.parquet", id=ALMA_GALAXIES),
     output:
-        report(f"{RESULTS}/tables/{{variant}}/ratios.csv", caption="../report/ratios.rst",
-               category="Ratios", subcategory="{variant}"),
-    params:
-        samples=lambda w: SAMPLES[["id", "logmstar", "merger"]].to_dict(orient="records"),
+        report(
+            f"{RESULTS}/tables/{{variant}}/ratios.csv",
+            caption="../report/ratios.rst",
+            category="Ratios",
+            subcategory="{variant}",
+        ),
     log:
         f"{RESULTS}/logs/ratios/{{variant}}.log",
+    params:
+        samples=lambda w: SAMPLES[["id", "logmstar", "merger"]].to_dict(orient="records"),
     script:
         "../scripts/ratios.py"
 
@@ -30,18 +33,26 @@ rule statistics:
     input:
         f"{RESULTS}/tables/{{variant}}/ratios.csv",
     output:
-        stats=report(f"{RESULTS}/tables/{{variant}}/statistics.csv", caption="../report/statistics.rst",
-                     category="Statistics", subcategory="{variant}"),
-        mass=report(f"{RESULTS}/tables/{{variant}}/mass_trend.csv", caption="../report/mass_trend.rst",
-                    category="Statistics", subcategory="{variant}"),
+        stats=report(
+            f"{RESULTS}/tables/{{variant}}/statistics.csv",
+            caption="../report/statistics.rst",
+            category="Statistics",
+            subcategory="{variant}",
+        ),
+        mass=report(
+            f"{RESULTS}/tables/{{variant}}/mass_trend.csv",
+            caption="../report/mass_trend.rst",
+            category="Statistics",
+            subcategory="{variant}",
+        ),
         d11=f"{RESULTS}/tables/{{variant}}/d11_draws.csv",
         headline=f"{RESULTS}/tables/{{variant}}/headline.csv",
+    log:
+        f"{RESULTS}/logs/statistics/{{variant}}.log",
     params:
         seed=config["seed"],
         n_mc=config["stats"]["n_mc"],
         mass_bins=config["stats"]["mass_bins"],
-    log:
-        f"{RESULTS}/logs/statistics/{{variant}}.log",
     script:
         "../scripts/statistics.py"
 
@@ -52,14 +63,18 @@ rule fig3_ratios:
         ratios=f"{RESULTS}/tables/{{variant}}/ratios.csv",
         stats=f"{RESULTS}/tables/{{variant}}/statistics.csv",
     output:
-        pdf=report(f"{RESULTS}/figures/{{variant}}/fig3_ratios.pdf", caption="../report/fig3.rst",
-                   category="Ratios", subcategory="{variant}"),
+        pdf=report(
+            f"{RESULTS}/figures/{{variant}}/fig3_ratios.pdf",
+            caption="../report/fig3.rst",
+            category="Ratios",
+            subcategory="{variant}",
+        ),
         png=f"{RESULTS}/figures/{{variant}}/fig3_ratios.png",
+    log:
+        f"{RESULTS}/logs/fig3/{{variant}}.log",
     params:
         synthetic=MOCK,
         mass_bins=config["stats"]["mass_bins"],
-    log:
-        f"{RESULTS}/logs/fig3/{{variant}}.log",
     script:
         "../scripts/fig3_ratios.py"
 
@@ -71,13 +86,17 @@ rule fig4_d11:
         stats=f"{RESULTS}/tables/{{variant}}/statistics.csv",
         d11=f"{RESULTS}/tables/{{variant}}/d11_draws.csv",
     output:
-        pdf=report(f"{RESULTS}/figures/{{variant}}/fig4_d11.pdf", caption="../report/fig4.rst",
-                   category="Statistics", subcategory="{variant}"),
+        pdf=report(
+            f"{RESULTS}/figures/{{variant}}/fig4_d11.pdf",
+            caption="../report/fig4.rst",
+            category="Statistics",
+            subcategory="{variant}",
+        ),
         png=f"{RESULTS}/figures/{{variant}}/fig4_d11.png",
-    params:
-        synthetic=MOCK,
     log:
         f"{RESULTS}/logs/fig4/{{variant}}.log",
+    params:
+        synthetic=MOCK,
     script:
         "../scripts/fig4_d11.py"
 
@@ -95,14 +114,28 @@ rule validation:
         cii=lambda w: expand(f"{RESULTS}/cii/{w.variant}/{{id}}.csv", id=ALMA_GALAXIES),
         alma=[SAMPLES.loc[g, "alma_cube"] for g in ALMA_GALAXIES],
     output:
-        recovery=report(f"{RESULTS}/validation/{{variant}}/recovery.csv", caption="../report/recovery.rst",
-                        category="Validation", subcategory="{variant}"),
-        pulls=report(f"{RESULTS}/validation/{{variant}}/flux_pulls.csv", caption="../report/flux_pulls.rst",
-                     category="Validation", subcategory="{variant}"),
+        recovery=report(
+            f"{RESULTS}/validation/{{variant}}/recovery.csv",
+            caption="../report/recovery.rst",
+            category="Validation",
+            subcategory="{variant}",
+        ),
+        pulls=report(
+            f"{RESULTS}/validation/{{variant}}/flux_pulls.csv",
+            caption="../report/flux_pulls.rst",
+            category="Validation",
+            subcategory="{variant}",
+        ),
         summary=f"{RESULTS}/validation/{{variant}}/summary.json",
-        pdf=report(f"{RESULTS}/figures/{{variant}}/validation_shifts.pdf", caption="../report/validation.rst",
-                   category="Validation", subcategory="{variant}"),
+        pdf=report(
+            f"{RESULTS}/figures/{{variant}}/validation_shifts.pdf",
+            caption="../report/validation.rst",
+            category="Validation",
+            subcategory="{variant}",
+        ),
         png=f"{RESULTS}/figures/{{variant}}/validation_shifts.png",
+    log:
+        f"{RESULTS}/logs/validation/{{variant}}.log",
     params:
         galaxies=GALAXIES,
         alma_galaxies=ALMA_GALAXIES,
@@ -114,7 +147,5 @@ rule validation:
         n_mc=config["stats"]["n_mc"],
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
         detect_snr=config["fit"]["detect_snr"],
-    log:
-        f"{RESULTS}/logs/validation/{{variant}}.log",
     script:
         "../scripts/validation.py"

@@ -2,9 +2,8 @@
 
 import pandas as pd
 
-from ismcgm.abundances import abundance_table
+from ismcgm.abundances import abundance_delta_table, abundance_input_from_realisations, abundance_table
 from ismcgm.io import write_table
-from ismcgm.models import abundance_delta_table, abundance_input_from_realisations
 from ismcgm.workflow_script import run
 
 

@@ -4,7 +4,8 @@ import logging
 
 import pandas as pd
 
-from ismcgm import inputcheck, masks
+from ismcgm import inputcheck
+from ismcgm.align import align
 from ismcgm.io import read_cube, read_image, write_table
 from ismcgm.workflow_script import run
 
@@ -19,7 +20,7 @@ def main():
     if warning:
         logging.getLogger("ismcgm.inputcheck").warning(warning)
     inputcheck.check_image_source(image, row)
-    shift = masks.align(cubes, image, row)
+    shift = align(cubes, image, row)
     inputcheck.check_shift(shift, row, snakemake.input.cubes, snakemake.params.max_shift_arcsec)
     df = pd.DataFrame(
         [{"id": row["id"], "grating": g, **shift._asdict()} for g in snakemake.params.gratings]

@@ -1,6 +1,6 @@
 """Run Cloudy on one deck (SPEC 9); only used when cloudy.executable is set."""
 
-from ismcgm.models import run_cloudy
+from ismcgm.cloudy import run_cloudy
 from ismcgm.workflow_script import run
 
 

@@ -1,7 +1,8 @@
 """Spectra of every region of one galaxy in one grating (SPEC 4): the cube is read once."""
 
-from ismcgm import extract, masks
+from ismcgm import extract
 from ismcgm.io import read_cube, read_table
+from ismcgm.maskio import masks_on_cube, read_masks
 from ismcgm.workflow_script import run
 
 
@@ -9,10 +10,10 @@ def main():
     row = snakemake.params.row
     gid, grating, variant = row["id"], snakemake.wildcards.grating, snakemake.wildcards.variant
     cube = read_cube(snakemake.input.cube, gid)
-    mask_dict, mask_wcs, _ = masks.read_masks(snakemake.input.masks)
-    align = read_table(snakemake.input.alignment).set_index("grating").loc[grating]
-    cube_wcs = masks.shifted_wcs(cube.wcs, align["shift_ra_arcsec"], align["shift_dec_arcsec"])
-    spectra = extract.region_spectra(cube, mask_dict, mask_wcs, cube_wcs)
+    mask_dict, mask_wcs, _ = read_masks(snakemake.input.masks)
+    carried, _ = masks_on_cube(mask_dict, mask_wcs, cube.wcs, cube.sci.shape[1:],
+                               read_table(snakemake.input.alignment), grating)
+    spectra = extract.region_spectra(cube, carried)
     for (component, region, ext), path in zip(snakemake.params.regions, snakemake.output):
         wave, flux, err, nspax = spectra[ext]
         meta = {"ID": gid, "COMPONENT": component, "REGION": region, "GRATING": grating,

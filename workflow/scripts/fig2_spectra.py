@@ -1,7 +1,7 @@
 """Figure 2: an example galaxy's ISM and CGM spectra with the best-fit model."""
 
 from ismcgm import extract
-from ismcgm.fit import fit_spectra
+from ismcgm.linefluxes import nominal_model
 from ismcgm.plots.fig2_spectra import plot_fig2
 from ismcgm.workflow_script import run
 
@@ -12,10 +12,8 @@ def main():
     for path in snakemake.input.spectra:
         s = extract.read_spectrum(path)
         grating = s.meta["GRATING"]
-        res = fit_spectra(s.wave_um, s.flux, s.err, row["z"], grating, method=fit["method"],
-                          cont_order=fit["continuum_order"], n_components=fit["n_components"])
         panels.append({"label": f"{s.meta['COMPONENT']} {s.meta['REGION']} {grating.upper()}",
-                       "wave_um": s.wave_um, "flux": s.flux, "err": s.err, "model": res.model(s.wave_um),
+                       "wave_um": s.wave_um, "flux": s.flux, "err": s.err, "model": nominal_model(s, row["z"], fit),
                        "z": row["z"], "grating": grating})
     plot_fig2(panels, snakemake.output.pdf, snakemake.output.png, title=f"{row['id']}",
               synthetic=snakemake.params.synthetic)

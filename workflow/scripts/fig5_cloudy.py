@@ -1,7 +1,7 @@
 """Figures 5 and 7: Cloudy Delta log(ratio) profiles with the observed boxes (SPEC 9)."""
 
 from ismcgm.io import atomic_path, read_table
-from ismcgm.models import observed_boxes
+from ismcgm.cloudy import observed_boxes
 from ismcgm.plots.fig5_cloudy import plot_fig5, plot_fig7
 from ismcgm.workflow_script import run
 

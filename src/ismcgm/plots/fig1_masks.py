@@ -1,7 +1,7 @@
 """Figure 1: ISM and CGM masks over the Halpha maps (SPEC section 13).
 
 One panel per galaxy: the continuum-subtracted Halpha map
-(:func:`ismcgm.masks.line_map`) in an arcsinh stretch, the ISM as a contour,
+(:func:`ismcgm.linemap.line_map`) in an arcsinh stretch, the ISM as a contour,
 the CGM shaded (merger halves A and B in two colours, their ISM contours in
 the same colours), a 10 kpc scale bar and a circle of the 0.2" resolution
 (FWHM) in the lower left.  Axes are sky offsets in arcsec from the map
@@ -20,7 +20,8 @@ from astropy.stats import sigma_clipped_stats
 from matplotlib.patches import Circle
 
 from ..io import atomic_path
-from ..masks import COSMO, pixscale_arcsec
+from ..constants import COSMO
+from ..wcsutil import pixscale_arcsec
 
 SYNTHETIC_LABEL = "SYNTHETIC MOCK DATA"
 

@@ -9,8 +9,9 @@ the 16th to the 84th percentile and a box of +-1 sigma_med around the median,
 ``sigma_med = 1.235 std / sqrt(N)`` with N the number of pairs (so the
 boxes of the pooled MC and null distributions are comparable with the data
 box).  Each panel states the KS p-value (data vs null) and f_rej,MC from the
-statistics table.  The draws come from :func:`ismcgm.stats.d11_draws_table`,
-which reproduces those behind the statistics table for the same seed.
+statistics table.  The draws are the table of :func:`ismcgm.stats.d11_draws_table`
+(``d11_draws.csv``, the draws behind the statistics table) and the
+summaries come from :func:`ismcgm.stats.d11_summary`: this module only draws.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 from matplotlib.patches import Patch, Rectangle
 
 from ismcgm.plots.fig3_ratios import FIG_RATIOS, RATIO_LABELS, panel_grid, panel_ratios, save_figure
-from ismcgm.stats import N_MC, SIGMA_MED_FACTOR, d11_draws_table
+from ismcgm.stats import d11_summary
 
 #: Colours and labels of the three distributions.
 DISTRIBUTIONS = {
@@ -31,30 +32,6 @@ DISTRIBUTIONS = {
 
 #: Number of histogram bins per panel.
 N_BINS = 20
-
-
-def summarise(values, n_points: int) -> dict:
-    """Median, 16th/84th percentiles and sigma_med of one d11 distribution.
-
-    Parameters
-    ----------
-    values : array_like
-        d11 values (pooled over draws for MC / null).
-    n_points : int
-        Number of pairs N used in ``sigma_med = 1.235 std / sqrt(N)``.
-
-    Returns
-    -------
-    dict
-        ``median, p16, p84, sigma_med`` (NaN when empty).
-    """
-    values = np.asarray(values, dtype=float)
-    if values.size == 0 or n_points < 1:
-        return dict.fromkeys(("median", "p16", "p84", "sigma_med"), np.nan)
-    p16, med, p84 = np.percentile(values, [16.0, 50.0, 84.0])
-    ddof = 1 if values.size > 1 else 0
-    sigma = SIGMA_MED_FACTOR * np.std(values, ddof=ddof) / np.sqrt(n_points)
-    return {"median": med, "p16": p16, "p84": p84, "sigma_med": sigma}
 
 
 def _hist_edges(groups: dict) -> np.ndarray:
@@ -118,7 +95,7 @@ def _panel(ax, name: str, draws: pd.DataFrame, stats_row) -> None:
     top = top or 1.0
     step = 0.12 * top
     for i, (kind, (colour, _)) in enumerate(DISTRIBUTIONS.items()):
-        _plot_summary(ax, summarise(groups[kind], n_points), top * 1.1 + i * step, 0.7 * step, colour)
+        _plot_summary(ax, d11_summary(groups[kind], n_points), top * 1.1 + i * step, 0.7 * step, colour)
     ax.axvline(0.0, color="green", ls="--", lw=1.0)
     ax.set_ylim(0, top * 1.1 + 6.0 * step)  # room for the statistics text above the summaries
     ax.set_xlabel(rf"$d_{{11}}$ ({RATIO_LABELS.get(name, name)}) [dex]")
@@ -140,13 +117,11 @@ def _stats_text(stats_row, n_points: int) -> str:
 def plot_fig4(
     ratios_df: pd.DataFrame,
     stats_df: pd.DataFrame,
-    d11_draws: pd.DataFrame | None,
+    d11_draws: pd.DataFrame,
     pdf,
     png,
     synthetic: bool = False,
     ratios=FIG_RATIOS,
-    seed: int = 0,
-    n_mc: int = N_MC,
 ) -> None:
     """d11 histograms of data, MC and null per ratio (paper Fig. 4).
 
@@ -156,21 +131,16 @@ def plot_fig4(
         Output of :func:`ismcgm.ratios.compute_ratios`.
     stats_df : pandas.DataFrame
         Output of :func:`ismcgm.stats.statistics_table` (KS p, f_rej).
-    d11_draws : pandas.DataFrame or None
+    d11_draws : pandas.DataFrame
         Output of :func:`ismcgm.stats.d11_draws_table` for the seed of
-        ``stats_df``; if None it is computed here from ``seed`` and ``n_mc``
-        (pass the same values as for ``stats_df``).
+        ``stats_df`` (``d11_draws.csv``); nothing is recomputed here.
     pdf, png : str or path-like
         Output files.
     synthetic : bool
         Label the figure "SYNTHETIC MOCK DATA".
     ratios : sequence of str
         Ratios to draw, default the paper's six.
-    seed, n_mc : int
-        Only used when ``d11_draws`` is None.
     """
-    if d11_draws is None:
-        d11_draws = d11_draws_table(ratios_df, seed, n_mc)
     names = panel_ratios(ratios_df, ratios) or list(ratios[:1])
     fig, axes = panel_grid(len(names))
     stats_by_ratio = stats_df.set_index("ratio") if len(stats_df) else pd.DataFrame()

@@ -14,8 +14,8 @@ log(N/H) = -5.1 for r > 1 kpc (thin line without markers), with an arrow from
 the first to the second at the outermost radius drawn.
 
 ``observed_boxes`` is a DataFrame with columns ``ratio, p16, p84, r_min,
-r_max`` (:func:`observed_boxes_from_stats` builds it from the statistics
-table of :mod:`ismcgm.stats`).
+r_max`` (:func:`ismcgm.cloudy.compare.observed_boxes` builds it from the statistics
+table of :mod:`ismcgm.stats`); this module only draws.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from ismcgm.cloudy import DELTA_RATIOS
+from ismcgm.cloudy.config import DELTA_RATIOS
 from ismcgm.plots.fig3_ratios import RATIO_LABELS, panel_grid, save_figure
 
 #: Line styles of the density laws (paper Fig. 5).
@@ -35,9 +35,6 @@ LAW_STYLES = {
     "r-2": {"color": "tab:blue", "linestyle": "--", "marker": "p", "label": r"$n_{\rm H}\propto r^{-2}$"},
     "r-1.5": {"color": "tab:orange", "linestyle": "-", "marker": "o", "label": r"$n_{\rm H}\propto r^{-1.5}$"},
 }
-
-#: Columns of the observed-box table.
-BOX_COLUMNS = ("ratio", "p16", "p84", "r_min", "r_max")
 
 #: Ratios of Fig. 7.
 FIG7_RATIOS = ("N2", "N2O2")
@@ -51,22 +48,6 @@ def _style(law: str, index: int) -> dict:
         return dict(LAW_STYLES[law])
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     return {"color": colours[index % len(colours)], "linestyle": "-.", "marker": "^", "label": law}
-
-
-def observed_boxes_from_stats(stats_df: pd.DataFrame, r_min: float, r_max: float) -> pd.DataFrame:
-    """Observed boxes from the statistics table (``ratio, shift_p16, shift_p84``).
-
-    ``r_min`` / ``r_max`` [kpc] is the sample's r_CGM range.
-    """
-    return pd.DataFrame(
-        {
-            "ratio": stats_df["ratio"].to_numpy(),
-            "p16": stats_df["shift_p16"].to_numpy(float),
-            "p84": stats_df["shift_p84"].to_numpy(float),
-            "r_min": float(r_min),
-            "r_max": float(r_max),
-        }
-    )[list(BOX_COLUMNS)]
 
 
 def _draw_box(ax, boxes: pd.DataFrame | None, ratio: str) -> bool:
@@ -155,7 +136,7 @@ def plot_fig5(
     delta_df : pandas.DataFrame
         Output of :func:`ismcgm.cloudy.delta_ratios`.
     observed_boxes : pandas.DataFrame or None
-        ``ratio, p16, p84, r_min, r_max`` (:data:`BOX_COLUMNS`).
+        ``ratio, p16, p84, r_min, r_max`` (:data:`ismcgm.cloudy.compare.BOX_COLUMNS`).
     pdf, png : str or path-like
         Output files.
     synthetic : bool

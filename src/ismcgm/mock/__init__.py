@@ -1,0 +1,98 @@
+"""The synthetic ("mock") survey: JWST NIRSpec IFU cubes, NIRCam/HST images and
+ALMA [C II] cubes with known truth (SPEC section 14).
+
+**Everything produced here is synthetic** and labelled so in every file
+(``MOCK = T`` and a ``COMMENT`` in the primary header, ``label`` in
+``truth.json``).  Mock IDs are ``mock01``, ``mock02``, ... and never look like
+a real survey's.
+
+Design
+------
+:func:`plan_survey` turns the ``mock:`` config section into one plain-dict
+*plan* per galaxy (positions, morphology, kinematics, dust, fluxes, grids).
+It is cheap and deterministic (seeded from ``mock.seed``) so the Snakefile
+calls it at parse time to know the galaxy list and each galaxy's gratings
+without generating any data.  The writers (:func:`write_ifu`,
+:func:`write_image`, :func:`write_alma`) render one product each from a
+plan; every product draws its noise from its own random stream keyed by
+(``mock.seed``, galaxy, product), so changing, say, the injected O3 shift
+only changes the IFU cubes and leaves the images and ALMA cubes (and their
+noise) untouched.
+
+Sky model
+---------
+Each galaxy component (two for mergers) has an ISM made of 1-3 compact
+Gaussian clumps (sigma 0.03-0.07", i.e. 1-2 kpc overall) and a CGM made of a
+fainter, extended circular Gaussian halo (sigma 0.22-0.32") with its own
+line ratios: ``log(ratio)_CGM = log(ratio)_ISM + shift`` for the ratios of
+the ``mock.cgm_minus_ism_dex`` section (intrinsic, dust-free), where each
+galaxy's shift is the configured value plus ``scatter_dex`` times a standard
+normal.  Dust (Calzetti 2000) is injected the same way: E(B-V)_gas of the
+ISM is drawn uniformly from ``mock.ebv_gas.ISM`` and the CGM's follows from
+the ``BALMER`` shift of the *observed* log(Ha/Hb), ``E_CGM = max(0, E_ISM +
+shift / BALMER_DEX_PER_EBV)`` (so a zero-shift mock has equal dust in both
+regions; the realised shift after the clipping at 0 is in the truth).  The
+stellar continuum follows the ISM clumps.  Because every profile is a circular
+Gaussian and the PSFs are Gaussian, the PSF-convolved, pixel-integrated maps
+are computed exactly with error functions, so the truth maps sum to the
+injected fluxes (minus the negligible part outside the field of view).
+
+The IFU header WCS is deliberately wrong by ``ifu_wcs_error_arcsec`` (IFU
+WCS position minus true position, 0.1-0.2"); the image and ALMA WCS are
+right.  Truth maps share the IFU pixel grid (and the IFU header WCS) of the
+cube they describe.
+
+Modules
+-------
+:mod:`.plan` (the survey plan, product paths, sample rows), :mod:`.maps`
+(exact pixel maps, header WCS), :mod:`.ifu` (IFU cubes, truth maps,
+images), :mod:`.alma` (ALMA cubes), :mod:`.sims` (simulation-like maps).
+"""
+
+from __future__ import annotations
+
+from .alma import (  # noqa: F401
+    _beam_kernel,
+    alma_cube,
+    alma_geometry,
+    beam_area_pix,
+    cii_truth_map,
+    write_alma,
+)
+from .ifu import (  # noqa: F401
+    ifu_geometry,
+    image_noise,
+    line_profiles,
+    noiseless_cube,
+    noiseless_image,
+    noisy_cube,
+    truth_maps,
+    write_cube,
+    write_image,
+    write_truth,
+)
+from .maps import (  # noqa: F401
+    _celestial_header,
+)
+from .plan import (  # noqa: F401
+    ALMA_DV_KMS,
+    ALMA_NCHAN,
+    ALMA_NPIX,
+    ALMA_PIXSCALE,
+    BALMER_DEX_PER_EBV,
+    FILTER_PIVOT_UM,
+    HA_HB_INTRINSIC,
+    IFU_PIXSCALE,
+    IMAGE_PIXSCALE,
+    IMAGE_PSF_FWHM,
+    MOCK_LABEL,
+    galaxy_ids,
+    plan_survey,
+    product_paths,
+    product_plan,
+    sample_rows,
+    write_truth_json,
+)
+from .sims import (  # noqa: F401
+    mock_sim_maps,
+)
