@@ -108,8 +108,8 @@ def test_annulus_stack_of_constructed_cube_recovers_flux():
         np.testing.assert_allclose(flux, nspax * model, rtol=1e-10, atol=1e-30)
         np.testing.assert_allclose(e, np.sqrt(nspax) * err_fl, rtol=1e-10)
     fit_cfg = {"method": "fast", "continuum_order": 1, "n_components": 1}
-    table, real = resolved.fit_annuli("t01", Z, spectra, seed=3, n_mc=20, fit_cfg=fit_cfg, detect_snr=3,
-                                      intrinsic_ha_hb=2.86)
+    chunks = resolved.fit_annuli("t01", Z, spectra, seed=3, n_mc=20, fit_cfg=fit_cfg)
+    table, real = resolved.gather_annuli(chunks, detect_snr=3, intrinsic_ha_hb=2.86)
     ha = table[table["line"] == "HA"].set_index("region")
     for _, region, ext, *_ in regions:
         assert ha.loc[region, "flux"] == pytest.approx(annuli[ext].sum() * per_spaxel["HA"], rel=0.01)
@@ -138,8 +138,8 @@ def test_profile_ratios_and_keyed_draws_are_reproducible():
     fit_cfg = {"method": "fast", "continuum_order": 1, "n_components": 1}
     out = []
     for _ in range(2):
-        table, real = resolved.fit_annuli("t01", Z, spectra, 5, 16, fit_cfg, 3, 2.86)
-        out.append(resolved.profile_ratios(table, real, row, geo))
+        table, real = resolved.gather_annuli(resolved.fit_annuli("t01", Z, spectra, 5, 16, fit_cfg), 3, 2.86)
+        out.append(resolved.profile_ratios(table, real, pd.DataFrame([row]), geo))
     pd.testing.assert_frame_equal(out[0], out[1])
     prof = out[0]
     assert set(prof["ratio"]) == set(resolved.PROFILE_RATIOS)
@@ -191,7 +191,6 @@ def test_cgm_consistency_picks_outermost_cgm_annulus():
 def test_e2e_radial_profiles(e2e):
     prof = read_table(e2e / "results/tables/default/radial_profiles.csv")
     assert list(prof.columns) == resolved.PROFILE_COLUMNS
-    samples = read_table(e2e / "results/mock/samples.tsv") if False else None  # noqa: F841
     assert prof["id"].nunique() == 4
     assert set(prof["limit"]) <= {"none", "upper", "lower", "undefined"}
     ok = prof[prof["limit"] == "none"]

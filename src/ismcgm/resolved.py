@@ -53,7 +53,8 @@ import pandas as pd
 
 from . import extract, masks
 from .linefluxes import fit_chunk, gather
-from .ratios import RATIOS, compute_ratios, preferred_grating, realisation_fluxes
+from .instrument import TIED_RATIOS
+from .ratios import RATIO_DEFINITIONS, RATIOS, compute_ratios, preferred_grating, realisation_fluxes
 from .samples import parse_components
 
 #: Default annulus edges [kpc] (config ``resolved.radial_edges_kpc``).
@@ -190,30 +191,32 @@ def stacked_spectra(cubes: dict, aligned_wcs: dict, annuli: dict, annuli_wcs, re
     return out
 
 
-def fit_annuli(gid, z, spectra: dict, seed: int, n_mc: int, fit_cfg: dict, detect_snr: float,
-               intrinsic_ha_hb: float, overlap: str = "red"):
-    """Keyed Monte Carlo fits of the stacked annuli, line fluxes and per-realisation fluxes.
-
-    Returns ``(line_fluxes, realisations)`` as :func:`ismcgm.linefluxes.gather`.
-    """
+def fit_annuli(gid, z, spectra: dict, seed: int, n_mc: int, fit_cfg: dict) -> pd.DataFrame:
+    """Keyed Monte Carlo fits of the stacked annuli (or bins): the chunk table of
+    :func:`ismcgm.linefluxes.fit_chunk` for every grating, all realisations."""
     chunks = [fit_chunk(gid, specs, z, grating, list(range(n_mc)), seed, fit_cfg)
               for grating, specs in spectra.items() if specs]
-    table, real, _ = gather(pd.concat(chunks, ignore_index=True), detect_snr, intrinsic_ha_hb, overlap)
+    return pd.concat(chunks, ignore_index=True)
+
+
+def gather_annuli(chunks: pd.DataFrame, detect_snr: float, intrinsic_ha_hb: float, overlap: str = "red"):
+    """Line fluxes and per-realisation fluxes of the annuli (:func:`ismcgm.linefluxes.gather`)."""
+    table, real, _ = gather(chunks, detect_snr, intrinsic_ha_hb, overlap)
     return table, real
 
 
-def profile_ratios(line_fluxes, realisations, sample, geometry: pd.DataFrame) -> pd.DataFrame:
+def profile_ratios(line_fluxes, realisations, samples: pd.DataFrame, geometry: pd.DataFrame) -> pd.DataFrame:
     """Ratios of every annulus, per realisation, with the annulus radii.
 
     Returns the :func:`ismcgm.ratios.compute_ratios` columns plus
     ``r_in_kpc, r_out_kpc, r_mid_kpc`` (``region`` = the annulus key).
+    ``samples`` holds ``id, logmstar, merger``.
     """
-    samples = pd.DataFrame([{k: sample[k] for k in ("id", "logmstar", "merger")}])
     table = compute_ratios(preferred_grating(line_fluxes), samples, PROFILE_RATIOS,
                            realisations=realisation_fluxes(realisations))
     geo = geometry[["component", "region", "r_in_kpc", "r_out_kpc", "r_mid_kpc"]]
     table = table.merge(geo, on=["component", "region"], how="left")
-    return table.sort_values(["component", "r_in_kpc"], kind="stable").reset_index(drop=True)
+    return table.sort_values(["id", "component", "r_in_kpc"], kind="stable").reset_index(drop=True)
 
 
 def _seed_of(seed: int, *keys) -> np.random.Generator:
@@ -290,9 +293,22 @@ def true_profile(true_fluxes: pd.DataFrame, line_fluxes: pd.DataFrame, sample, g
     """
     from .validation import true_fluxes_as_measured
 
-    tf = true_fluxes_as_measured(true_fluxes, line_fluxes, intrinsic_ha_hb)
+    # one grating per line *before* the truth's dust correction: its Balmer decrement must use the Hb of the
+    # grating the measurement uses (small annuli carried onto the two grids hold different spaxels)
+    tf = true_fluxes_as_measured(true_fluxes, preferred_grating(line_fluxes), intrinsic_ha_hb)
     samples = pd.DataFrame([{k: sample[k] for k in ("id", "logmstar", "merger")}])
-    table = compute_ratios(preferred_grating(tf), samples, PROFILE_RATIOS)
+    table = compute_ratios(tf, samples, PROFILE_RATIOS)
+    # S/N at the truth of the ratio's lines (and of Ha, Hb for the dust-corrected ones): true flux / measured error
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = (tf["flux"] / tf["flux_err"]).to_numpy(float)
+    snr = pd.Series(snr, index=pd.MultiIndex.from_frame(tf[["component", "region", "line"]]))
+    out = []
+    for comp, region, ratio in zip(table["component"], table["region"], table["ratio"]):
+        d = RATIO_DEFINITIONS[ratio]
+        lines = set(d.numerator) | set(d.denominator) | ({"HA", "HB"} if d.dust_corrected else set())
+        lines = {ln for ln in lines if ln not in TIED_RATIOS}  # tied lines repeat their partner's S/N
+        out.append(min(float(snr.get((comp, region, ln), np.nan)) for ln in lines))
+    table["true_min_snr"] = out
     geo = geometry[["component", "region", "r_in_kpc", "r_out_kpc", "r_mid_kpc"]]
     return table.merge(geo, on=["component", "region"], how="left")
 
@@ -306,12 +322,20 @@ def asymmetric_pull(value, p16, p84, truth) -> np.ndarray:
         return np.where(sigma > 0, (value - truth) / sigma, np.nan)
 
 
-def profile_pulls(measured: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
-    """Per annulus and ratio with a measured value: ``true_log_value`` and ``pull``."""
+def profile_pulls(measured: pd.DataFrame, truth: pd.DataFrame, min_true_snr: float = 3.0) -> pd.DataFrame:
+    """Per annulus and ratio: ``true_log_value`` and ``pull``.
+
+    Taken over the annuli whose ratio lines (and Hα, Hβ of the dust
+    correction) all reach ``min_true_snr`` at the truth (true flux / measured
+    error, ``true_min_snr`` of :func:`true_profile`) and have a measured
+    value: selecting on the *measured* detections instead would favour the
+    realisations whose noise pushed a near-threshold line up (as for the
+    flux pulls, :func:`ismcgm.validation.flux_pulls`).
+    """
     m = measured[(measured["limit"] == "none") & np.isfinite(measured["log_value"])]
-    t = truth[_RKEYS + ["log_value"]].rename(columns={"log_value": "true_log_value"})
+    t = truth[_RKEYS + ["log_value", "true_min_snr"]].rename(columns={"log_value": "true_log_value"})
     out = m.merge(t, on=_RKEYS, how="inner")
-    out = out[np.isfinite(out["true_log_value"])].copy()
+    out = out[np.isfinite(out["true_log_value"]) & (out["true_min_snr"] >= min_true_snr)].copy()
     out["pull"] = asymmetric_pull(out["log_value"], out["log_p16"], out["log_p84"], out["true_log_value"])
     return out.reset_index(drop=True)
 

@@ -9,10 +9,8 @@ localrules:
 
 
 def resolved_galaxy_files(variant, kind):
-    ext = {"profile": "csv", "fluxes": "csv", "geometry": "csv", "annuli": "fits"}[kind]
-    suffix = {"profile": "", "fluxes": "_fluxes", "geometry": "_annuli", "annuli": ""}[kind]
-    folder = "annuli" if kind == "annuli" else "profiles"
-    return [f"{RESULTS}/resolved/{variant}/{folder}/{gid}{suffix}.{ext}" for gid in GALAXIES]
+    path = {"chunks": "chunks/{}.parquet", "geometry": "annuli/{}.csv", "annuli": "annuli/{}.fits"}[kind]
+    return [f"{RESULTS}/resolved/{variant}/" + path.format(gid) for gid in GALAXIES]
 
 
 def resolved_products():
@@ -36,9 +34,8 @@ rule resolved_galaxy:
         alignment=f"{RESULTS}/alignment/{{id}}.csv",
     output:
         annuli=f"{RESULTS}/resolved/{{variant}}/annuli/{{id}}.fits",
-        profile=f"{RESULTS}/resolved/{{variant}}/profiles/{{id}}.csv",
-        fluxes=f"{RESULTS}/resolved/{{variant}}/profiles/{{id}}_fluxes.csv",
-        geometry=f"{RESULTS}/resolved/{{variant}}/profiles/{{id}}_annuli.csv",
+        geometry=f"{RESULTS}/resolved/{{variant}}/annuli/{{id}}.csv",
+        chunks=f"{RESULTS}/resolved/{{variant}}/chunks/{{id}}.parquet",
     params:
         row=sample_row,
         gratings=lambda w: gratings_of(w.id),
@@ -47,9 +44,6 @@ rule resolved_galaxy:
         seed=config["seed"],
         n_mc=config["mc"]["n_realisations"],
         fit=config["fit"],
-        detect_snr=config["fit"]["detect_snr"],
-        intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
-        overlap=config["ratios"]["overlap"],
     log:
         f"{RESULTS}/logs/resolved/{{variant}}/{{id}}.log",
     script:
@@ -57,17 +51,23 @@ rule resolved_galaxy:
 
 
 rule radial_profiles:
-    """The sample's radial-profile table and its median profile with bootstrap errors."""
+    """Line fluxes, dust correction and ratios per realisation of all annuli; the median profile."""
     input:
-        profiles=lambda w: resolved_galaxy_files(w.variant, "profile"),
+        chunks=lambda w: resolved_galaxy_files(w.variant, "chunks"),
         geometry=lambda w: resolved_galaxy_files(w.variant, "geometry"),
     output:
         table=report(f"{RESULTS}/tables/{{variant}}/radial_profiles.csv", caption="../report/radial_profiles.rst",
                      category="Radial profiles", subcategory="{variant}"),
         median=f"{RESULTS}/tables/{{variant}}/radial_profile_median.csv",
         annuli=f"{RESULTS}/tables/{{variant}}/radial_annuli.csv",
+        fluxes=f"{RESULTS}/tables/{{variant}}/radial_line_fluxes.csv",
+        full=f"{RESULTS}/resolved/{{variant}}/radial_profiles_full.csv",
     params:
         seed=config["seed"],
+        samples=lambda w: SAMPLES[["id", "logmstar", "merger"]].to_dict(orient="records"),
+        detect_snr=config["fit"]["detect_snr"],
+        intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
+        overlap=config["ratios"]["overlap"],
     log:
         f"{RESULTS}/logs/radial_profiles/{{variant}}.log",
     script:
@@ -77,10 +77,10 @@ rule radial_profiles:
 rule profile_validation:
     """Radial profiles against the SYNTHETIC mock truth (profile pulls, CGM consistency)."""
     input:
-        profiles=lambda w: resolved_galaxy_files(w.variant, "profile"),
-        fluxes=lambda w: resolved_galaxy_files(w.variant, "fluxes"),
-        geometry=lambda w: resolved_galaxy_files(w.variant, "geometry"),
-        annuli=lambda w: resolved_galaxy_files(w.variant, "annuli"),
+        profiles=f"{RESULTS}/resolved/{{variant}}/radial_profiles_full.csv",
+        fluxes=f"{RESULTS}/tables/{{variant}}/radial_line_fluxes.csv",
+        annuli=f"{RESULTS}/tables/{{variant}}/radial_annuli.csv",
+        annuli_masks=lambda w: resolved_galaxy_files(w.variant, "annuli"),
         median=f"{RESULTS}/tables/{{variant}}/radial_profile_median.csv",
         ratios=f"{RESULTS}/tables/{{variant}}/ratios.csv",
         truth=expand(f"{RESULTS}/mock/{{id}}/{{id}}_truth.fits", id=GALAXIES),
@@ -90,6 +90,7 @@ rule profile_validation:
         pulls=report(f"{RESULTS}/validation/{{variant}}/profile_pulls.csv", caption="../report/profile_pulls.rst",
                      category="Validation", subcategory="{variant}"),
         summary=f"{RESULTS}/validation/{{variant}}/profile_pulls_summary.csv",
+        line_pulls=f"{RESULTS}/validation/{{variant}}/profile_flux_pulls.csv",
         consistency=f"{RESULTS}/validation/{{variant}}/profile_cgm_consistency.csv",
         median_check=f"{RESULTS}/validation/{{variant}}/profile_median_check.csv",
         json=f"{RESULTS}/validation/{{variant}}/profile_summary.json",
@@ -99,6 +100,7 @@ rule profile_validation:
         gratings={g: gratings_of(g) for g in GALAXIES},
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
         consistency_nsigma=RESOLVED["consistency_nsigma"],
+        detect_snr=config["fit"]["detect_snr"],
     log:
         f"{RESULTS}/logs/profile_validation/{{variant}}.log",
     script:

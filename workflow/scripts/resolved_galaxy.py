@@ -1,8 +1,8 @@
-"""Radial line-ratio profiles of one galaxy: annuli, stacked spectra, keyed Monte Carlo fits (issue 18)."""
+"""Radial profiles of one galaxy: annuli, stacked spectra, keyed Monte Carlo fits of all realisations (issue 18)."""
 
 from ismcgm import masks, resolved
 from ismcgm import samples as sio
-from ismcgm.io import read_cube, read_table, write_table
+from ismcgm.io import atomic_path, read_cube, read_table, write_table
 from ismcgm.workflow_script import run
 
 
@@ -23,12 +23,9 @@ def main():
     geometry = resolved.annulus_table(gid, regions, annuli, region_masks, headers)
     masks.write_masks(out.annuli, annuli, mask_wcs, params=par.mask_params, meta={"ID": gid, "Z": row["z"]})
     spectra = resolved.stacked_spectra(cubes, aligned, annuli, mask_wcs, regions)
-    fluxes, real = resolved.fit_annuli(gid, row["z"], spectra, par.seed, par.n_mc, par.fit, par.detect_snr,
-                                       par.intrinsic_ha_hb, par.overlap)
-    profile = resolved.profile_ratios(fluxes, real, row, geometry)
+    chunks = resolved.fit_annuli(gid, row["z"], spectra, par.seed, par.n_mc, par.fit)
     write_table(geometry, out.geometry, comment="annuli of the radial profiles: spaxels, fractions in the ISM/CGM masks")
-    write_table(fluxes, out.fluxes, comment="line fluxes of the annuli (columns of line_fluxes.csv; region = annulus)")
-    write_table(profile, out.profile, comment=resolved.TABLE_COMMENT)
-
+    with atomic_path(out.chunks) as tmp:
+        chunks.to_parquet(tmp, index=False)
 
 run(snakemake, main)

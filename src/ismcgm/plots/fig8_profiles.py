@@ -18,6 +18,9 @@ import pandas as pd
 from ismcgm.plots.fig3_ratios import RATIO_LABELS, save_figure
 from ismcgm.resolved import PROFILE_RATIOS
 
+#: Fewest components with a value for the median profile to be drawn in an annulus.
+MIN_N_MEDIAN = 3
+
 REGION_COLOURS = {"ISM": "tab:orange", "CGM": "tab:blue"}
 
 
@@ -32,7 +35,7 @@ def _region_box(ax, values, x0, x1, colour, label):
 
 
 def plot_fig8(profiles: pd.DataFrame, median: pd.DataFrame, two_region: pd.DataFrame, annuli: pd.DataFrame,
-              pdf, png, synthetic: bool = False, ratios=PROFILE_RATIOS) -> None:
+              pdf, png, synthetic: bool = False, ratios=PROFILE_RATIOS, min_n: int = MIN_N_MEDIAN) -> None:
     """Draw Figure 8.
 
     Parameters
@@ -48,11 +51,15 @@ def plot_fig8(profiles: pd.DataFrame, median: pd.DataFrame, two_region: pd.DataF
     pdf, png : path
     synthetic : bool
         Add the SYNTHETIC MOCK DATA label.
+    min_n : int
+        The median is drawn in the annuli where at least this many components have a value.
     """
     ncol = 4
     nrow = int(np.ceil(len(ratios) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3.0 * nrow + (0.4 if synthetic else 0)),
-                             squeeze=False, constrained_layout=True)
+                             squeeze=False, layout="constrained")
+    if synthetic:  # room for the SYNTHETIC banner above the panels
+        fig.get_layout_engine().set(rect=(0, 0, 1, 0.94))
     radii = annuli.drop_duplicates("component")
     r_ism, r_cgm = float(np.nanmedian(radii["r_ism_kpc"])), float(np.nanmedian(radii["r_cgm_kpc"]))
     r_max = float(profiles["r_out_kpc"].max()) if len(profiles) else 10.0
@@ -66,7 +73,7 @@ def plot_fig8(profiles: pd.DataFrame, median: pd.DataFrame, two_region: pd.DataF
                     REGION_COLOURS["ISM"], "ISM (two-region)")
         _region_box(ax, tr.loc[tr["region"] == "CGM", "log_value"].to_numpy(float), r_ism, r_cgm,
                     REGION_COLOURS["CGM"], "CGM (two-region)")
-        m = median[median["ratio"] == ratio].sort_values("r_mid_kpc")
+        m = median[(median["ratio"] == ratio) & (median["n"] >= min_n)].sort_values("r_mid_kpc")
         if len(m):
             ax.fill_between(m["r_mid_kpc"], m["p16"], m["p84"], color="k", alpha=0.15, lw=0, zorder=4)
             ax.plot(m["r_mid_kpc"], m["median"], "o-", color="k", lw=2.2, ms=4, zorder=5, label="sample median")
@@ -77,7 +84,7 @@ def plot_fig8(profiles: pd.DataFrame, median: pd.DataFrame, two_region: pd.DataF
     for ax in list(axes.flat)[len(ratios):]:
         ax.axis("off")
     handles = [plt.Line2D([], [], color="0.55", lw=0.8, label="galaxy components"),
-               plt.Line2D([], [], color="k", lw=2.2, marker="o", label="sample median (bootstrap 16-84)"),
+               plt.Line2D([], [], color="k", lw=2.2, marker="o", label=f"sample median (bootstrap 16-84, n >= {min_n})"),
                plt.Rectangle((0, 0), 1, 1, facecolor=REGION_COLOURS["ISM"], alpha=0.3, label="ISM, 0 - median r_ISM"),
                plt.Rectangle((0, 0), 1, 1, facecolor=REGION_COLOURS["CGM"], alpha=0.3,
                              label="CGM, median r_ISM - r_CGM (dotted)")]
