@@ -205,15 +205,18 @@ def gather_annuli(chunks: pd.DataFrame, detect_snr: float, intrinsic_ha_hb: floa
     return table, real
 
 
-def profile_ratios(line_fluxes, realisations, samples: pd.DataFrame, geometry: pd.DataFrame) -> pd.DataFrame:
+def profile_ratios(line_fluxes, realisations, samples: pd.DataFrame, geometry: pd.DataFrame | None) -> pd.DataFrame:
     """Ratios of every annulus, per realisation, with the annulus radii.
 
     Returns the :func:`ismcgm.ratios.compute_ratios` columns plus
     ``r_in_kpc, r_out_kpc, r_mid_kpc`` (``region`` = the annulus key).
-    ``samples`` holds ``id, logmstar, merger``.
+    ``samples`` holds ``id, logmstar, merger``; ``geometry=None`` (Voronoi
+    bins) gives the ratio table as it is.
     """
     table = compute_ratios(preferred_grating(line_fluxes), samples, PROFILE_RATIOS,
                            realisations=realisation_fluxes(realisations))
+    if geometry is None:  # Voronoi bins
+        return table
     geo = geometry[["component", "region", "r_in_kpc", "r_out_kpc", "r_mid_kpc"]]
     table = table.merge(geo, on=["component", "region"], how="left")
     return table.sort_values(["id", "component", "r_in_kpc"], kind="stable").reset_index(drop=True)

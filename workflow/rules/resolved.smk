@@ -21,13 +21,26 @@ def resolved_products():
     for v in VARIANTS:
         out += [f"{RESULTS}/tables/{v}/radial_profiles.csv", f"{RESULTS}/tables/{v}/radial_profile_median.csv",
                 f"{RESULTS}/figures/{v}/fig8_profiles.pdf"]
+        if RESOLVED["voronoi"]["enabled"]:
+            out += [f"{RESULTS}/figures/{v}/maps/{gid}_maps.pdf" for gid in GALAXIES]
         if MOCK:
             out.append(f"{RESULTS}/validation/{v}/profile_summary.json")
     return out
 
 
+_MAPS_OUTPUT = {
+    "maps": f"{RESULTS}/resolved/{{variant}}/maps/{{id}}_maps.fits",
+    "bins": f"{RESULTS}/resolved/{{variant}}/maps/{{id}}_bins.csv",
+    "pdf": report(f"{RESULTS}/figures/{{variant}}/maps/{{id}}_maps.pdf", caption="../report/maps.rst",
+                  category="Maps", subcategory="{variant}"),
+    "png": f"{RESULTS}/figures/{{variant}}/maps/{{id}}_maps.png",
+} if RESOLVED["voronoi"]["enabled"] else {}
+
+
 rule resolved_galaxy:
-    """Annuli about each component, stacked, fitted with the keyed Monte Carlo, ratios per realisation."""
+    """One galaxy: annuli about each component and (voronoi.enabled) Voronoi bins, each stacked and fitted
+    with the keyed Monte Carlo; the maps (MAPS FITS, bin table, panel) are finished here, the profiles in
+    radial_profiles.  One job per galaxy: the startup of a job costs as much as its fits."""
     input:
         cubes=lambda w: [SAMPLES.loc[w.id, f"cube_{g}"] for g in gratings_of(w.id)],
         masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
@@ -36,14 +49,20 @@ rule resolved_galaxy:
         annuli=f"{RESULTS}/resolved/{{variant}}/annuli/{{id}}.fits",
         geometry=f"{RESULTS}/resolved/{{variant}}/annuli/{{id}}.csv",
         chunks=f"{RESULTS}/resolved/{{variant}}/chunks/{{id}}.parquet",
+        **_MAPS_OUTPUT,
     params:
         row=sample_row,
         gratings=lambda w: gratings_of(w.id),
         mask_params=mask_params,
         edges=RESOLVED["radial_edges_kpc"],
+        voronoi=RESOLVED["voronoi"],
         seed=config["seed"],
         n_mc=config["mc"]["n_realisations"],
         fit=config["fit"],
+        detect_snr=config["fit"]["detect_snr"],
+        intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
+        overlap=config["ratios"]["overlap"],
+        synthetic=MOCK,
     log:
         f"{RESULTS}/logs/resolved/{{variant}}/{{id}}.log",
     script:
@@ -124,3 +143,4 @@ rule fig8_profiles:
         f"{RESULTS}/logs/fig8/{{variant}}.log",
     script:
         "../scripts/fig8_profiles.py"
+

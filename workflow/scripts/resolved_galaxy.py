@@ -1,8 +1,12 @@
-"""Radial profiles of one galaxy: annuli, stacked spectra, keyed Monte Carlo fits of all realisations (issue 18)."""
+"""One galaxy (issue 18): annuli and Voronoi bins, stacked spectra, keyed Monte Carlo fits; the maps."""
 
-from ismcgm import masks, resolved
+import pandas as pd
+
+from ismcgm import instrument as ins
+from ismcgm import masks, resolved, voronoi
 from ismcgm import samples as sio
 from ismcgm.io import atomic_path, read_cube, read_table, write_table
+from ismcgm.plots.maps_panel import plot_maps
 from ismcgm.workflow_script import run
 
 
@@ -27,5 +31,33 @@ def main():
     write_table(geometry, out.geometry, comment="annuli of the radial profiles: spaxels, fractions in the ISM/CGM masks")
     with atomic_path(out.chunks) as tmp:
         chunks.to_parquet(tmp, index=False)
+    if par.voronoi["enabled"]:
+        maps(out, par, row, cubes, aligned, region_masks, mask_wcs)
+
+
+def maps(out, par, row, cubes, aligned, region_masks, mask_wcs):
+    """Voronoi bins, their fits and ratios, the MAPS FITS, the bin table and the map panel."""
+    gid = row["id"]
+    ref_grating = sio.reference_grating(row)
+    cfg = par.voronoi
+    line = cfg["line"]
+    if line not in ins.lines_in_grating(ref_grating, row["z"]):
+        line = "OIII5007"  # e.g. Halpha beyond the reference grating
+    signal, noise = voronoi.line_snr_maps(cubes[ref_grating], row["z"], line)
+    bins, regions, binid = voronoi.voronoi_bins(row, region_masks, signal, noise, cfg["target_snr"])
+    spectra = resolved.stacked_spectra(cubes, aligned, bins, mask_wcs, regions)
+    chunks = resolved.fit_annuli(gid, row["z"], spectra, par.seed, par.n_mc, par.fit)
+    fluxes, real = resolved.gather_annuli(chunks, par.detect_snr, par.intrinsic_ha_hb, par.overlap)
+    samples = pd.DataFrame([{k: row[k] for k in ("id", "logmstar", "merger")}])
+    ratios = resolved.profile_ratios(fluxes, real, samples, None)
+    table = voronoi.bin_table(gid, regions, bins, signal, noise, mask_wcs, row, fluxes, ratios, ref_grating)
+    write_table(table, out.bins, comment=f"Voronoi bins (vorbin, target S/N {cfg['target_snr']:g} on {line} per "
+                                         "component's ISM+CGM footprint): geometry, kinematics, E(B-V), log ratios")
+    voronoi.write_maps(out.maps, binid, table, fluxes, mask_wcs, meta={"ID": gid, "Z": row["z"], "REFLINE": line,
+                                                                         "TARGETSN": cfg["target_snr"]},
+                       ratios=resolved.PROFILE_RATIOS)
+    plot_maps(out.maps, region_masks, out.pdf, out.png, title=f"{gid}: {len(regions)} Voronoi bins ({line}, "
+              f"S/N {cfg['target_snr']:g})", synthetic=par.synthetic)
+
 
 run(snakemake, main)

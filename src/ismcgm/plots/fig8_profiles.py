@@ -62,7 +62,9 @@ def plot_fig8(profiles: pd.DataFrame, median: pd.DataFrame, two_region: pd.DataF
         fig.get_layout_engine().set(rect=(0, 0, 1, 0.94))
     radii = annuli.drop_duplicates("component")
     r_ism, r_cgm = float(np.nanmedian(radii["r_ism_kpc"])), float(np.nanmedian(radii["r_cgm_kpc"]))
-    r_max = float(profiles["r_out_kpc"].max()) if len(profiles) else 10.0
+    # out to the last annulus with a value in any ratio (the outer ones may be limits only)
+    valued = profiles[profiles["limit"] == "none"]
+    r_max = max(float(valued["r_out_kpc"].max()) if len(valued) else 10.0, r_cgm if np.isfinite(r_cgm) else 0.0)
     for ax, ratio in zip(axes.flat, ratios):
         p = profiles[(profiles["ratio"] == ratio) & (profiles["limit"] == "none")]
         for _, g in p.groupby("component", sort=False):

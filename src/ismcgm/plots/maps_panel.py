@@ -19,10 +19,14 @@ def plot_maps(maps_path, masks_dict, pdf, png, title="", synthetic: bool = False
     """Four-panel map of one galaxy from its MAPS file, with the ISM/CGM mask contours."""
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.9), layout="constrained")
     if synthetic:
-        fig.get_layout_engine().set(rect=(0, 0, 1, 0.9))
+        fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.88))
     with fits.open(maps_path) as hdul:
         names = [h.name for h in hdul]
         binid = hdul["BINID"].data
+        ys, xs = np.nonzero(binid >= 0)
+        pad = 2
+        box = (max(xs.min() - pad, 0) - 0.5, min(xs.max() + pad, binid.shape[1] - 1) + 0.5,
+               max(ys.min() - pad, 0) - 0.5, min(ys.max() + pad, binid.shape[0] - 1) + 0.5) if xs.size else None
         for ax, (ext, label, cmap) in zip(axes, PANELS):
             data = np.asarray(hdul[ext].data, float) if ext in names else np.full(binid.shape, np.nan)
             if ext == "FLUX_HA" and "FLUX_HA" not in names and "FLUX_OIII5007" in names:
@@ -38,12 +42,16 @@ def plot_maps(maps_path, masks_dict, pdf, png, title="", synthetic: bool = False
             edges[:, 1:] += binid[:, 1:] != binid[:, :-1]
             edges[1:, :] += binid[1:, :] != binid[:-1, :]
             ax.contour(edges > 0, levels=[0.5], colors="0.6", linewidths=0.3)
-            for name, m in masks_dict.items():
+            for name, m in sorted(masks_dict.items(), key=lambda kv: kv[0].startswith("ISM")):  # ISM on top
                 ax.contour(m.astype(float), levels=[0.5], colors="w" if name.startswith("ISM") else "c",
                            linewidths=0.9)
             ax.set_title(label, fontsize=9)
+            if box is not None:
+                ax.set_xlim(box[0], box[1])
+                ax.set_ylim(box[2], box[3])
             ax.set_xticks([])
             ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.text(0.01, 0.01, title + "  (white: ISM mask, cyan: CGM mask, grey: bin edges; blank: limit)",
+                 fontsize=9, va="bottom")
     save_figure(fig, pdf, png, synthetic=synthetic)
