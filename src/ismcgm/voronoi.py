@@ -62,7 +62,9 @@ def line_snr_maps(cube, z: float, line: str = "HA", window_kms: float = 500.0):
 
 def _vorbin(x, y, signal, noise, target):
     """Bin numbers of the spaxels (vorbin, with the two degenerate cases handled)."""
-    from vorbin.voronoi_2d_binning import voronoi_2d_binning
+    with warnings.catch_warnings():  # vorbin 3.2 warns at import that PowerBin supersedes it
+        warnings.simplefilter("ignore")
+        from vorbin.voronoi_2d_binning import voronoi_2d_binning
 
     sn = signal / noise
     if np.all(sn >= target):
