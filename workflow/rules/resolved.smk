@@ -65,6 +65,8 @@ rule resolved_galaxy:
         synthetic=MOCK,
     log:
         f"{RESULTS}/logs/resolved/{{variant}}/{{id}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/resolved/{{variant}}/{{id}}.tsv"
     script:
         "../scripts/resolved_galaxy.py"
 
@@ -89,6 +91,8 @@ rule radial_profiles:
         overlap=config["ratios"]["overlap"],
     log:
         f"{RESULTS}/logs/radial_profiles/{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/radial_profiles/{{variant}}.tsv"
     script:
         "../scripts/resolved_profiles.py"
 
@@ -122,6 +126,8 @@ rule profile_validation:
         detect_snr=config["fit"]["detect_snr"],
     log:
         f"{RESULTS}/logs/profile_validation/{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/profile_validation/{{variant}}.tsv"
     script:
         "../scripts/resolved_validation.py"
 
@@ -141,6 +147,8 @@ rule fig8_profiles:
         synthetic=MOCK,
     log:
         f"{RESULTS}/logs/fig8/{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fig8/{{variant}}.tsv"
     script:
         "../scripts/fig8_profiles.py"
 
