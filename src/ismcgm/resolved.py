@@ -52,9 +52,15 @@ import numpy as np
 import pandas as pd
 
 from . import extract, masks
-from .linefluxes import fit_chunk, gather
 from .instrument import TIED_RATIOS
-from .ratios import RATIO_DEFINITIONS, RATIOS, compute_ratios, preferred_grating, realisation_fluxes
+from .linefluxes import fit_chunk, gather
+from .ratios import (
+    RATIO_DEFINITIONS,
+    RATIOS,
+    compute_ratios,
+    preferred_grating,
+    realisation_fluxes,
+)
 from .samples import parse_components
 
 #: Default annulus edges [kpc] (config ``resolved.radial_edges_kpc``).

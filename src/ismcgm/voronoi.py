@@ -168,7 +168,6 @@ def write_maps(path, binid, table: pd.DataFrame, fluxes: pd.DataFrame, wcs, meta
                                   name=name))
 
     image("BINID", binid, comment="Voronoi bin number (-1: not binned)")
-    index = {(c, int(r[3:])): i for i, (c, r) in enumerate(zip(table["component"], table["region"]))}
     bin_of = {int(b): (c, g) for b, c, g in zip(table["bin"], table["component"], table["region"])}
     nspax = dict(zip(table["bin"], table["n_spaxels"]))
 
@@ -194,6 +193,5 @@ def write_maps(path, binid, table: pd.DataFrame, fluxes: pd.DataFrame, wcs, meta
         vals = {(c, g): (v if lim == "none" else np.nan) for c, g, v, lim in
                 zip(table["component"], table["region"], table.get(f"log_{r}", []), table.get(f"limit_{r}", []))}
         image(f"LOG_{r}", per_bin(vals), "dex", f"log10 {r} (NaN: limit or undefined)")
-    del index
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)

@@ -52,7 +52,7 @@ def main():
     checks["cgm_consistency_ge_0.9"] = bool(frac >= 0.9)
     report = {"label": "radial profiles against the SYNTHETIC mock truth", "all_passed": all(checks.values()),
               "checks": checks, "pulls": summary.to_dict(orient="records"),
-              "cgm_consistency_fraction": frac, "n_consistency_pairs": int(len(consistency)),
+              "cgm_consistency_fraction": frac, "n_consistency_pairs": len(consistency),
               "median_within_1sigma_fraction": float(median["within_1sigma"].mean()) if len(median) else None,
               "median_within_2sigma_fraction": float(median["within_2sigma"].mean()) if len(median) else None}
     with atomic_path(out.json) as tmp:
