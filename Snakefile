@@ -24,6 +24,7 @@ include: "workflow/rules/fit.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/cii.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/resolved.smk"
 
 
 rule all:
@@ -48,3 +49,4 @@ rule all:
         ),
         expand(f"{RESULTS}/validation/{{variant}}/summary.json", variant=VARIANTS) if MOCK else [],
         MODEL_PRODUCTS,
+        resolved_products(),

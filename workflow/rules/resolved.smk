@@ -1,0 +1,154 @@
+"""Spatially resolved line ratios: radial profiles from the ISM into the CGM (issue 18), Fig. 8."""
+
+RESOLVED = config["resolved"]
+
+
+localrules:
+    radial_profiles,
+    profile_validation,
+
+
+def resolved_galaxy_files(variant, kind):
+    path = {"chunks": "chunks/{}.parquet", "geometry": "annuli/{}.csv", "annuli": "annuli/{}.fits"}[kind]
+    return [f"{RESULTS}/resolved/{variant}/" + path.format(gid) for gid in GALAXIES]
+
+
+def resolved_products():
+    """Everything the resolved analysis adds to ``rule all``."""
+    if not RESOLVED["enabled"]:
+        return []
+    out = []
+    for v in VARIANTS:
+        out += [f"{RESULTS}/tables/{v}/radial_profiles.csv", f"{RESULTS}/tables/{v}/radial_profile_median.csv",
+                f"{RESULTS}/figures/{v}/fig8_profiles.pdf"]
+        if RESOLVED["voronoi"]["enabled"]:
+            out += [f"{RESULTS}/figures/{v}/maps/{gid}_maps.pdf" for gid in GALAXIES]
+        if MOCK:
+            out.append(f"{RESULTS}/validation/{v}/profile_summary.json")
+    return out
+
+
+_MAPS_OUTPUT = {
+    "maps": f"{RESULTS}/resolved/{{variant}}/maps/{{id}}_maps.fits",
+    "bins": f"{RESULTS}/resolved/{{variant}}/maps/{{id}}_bins.csv",
+    "pdf": report(f"{RESULTS}/figures/{{variant}}/maps/{{id}}_maps.pdf", caption="../report/maps.rst",
+                  category="Maps", subcategory="{variant}"),
+    "png": f"{RESULTS}/figures/{{variant}}/maps/{{id}}_maps.png",
+} if RESOLVED["voronoi"]["enabled"] else {}
+
+
+rule resolved_galaxy:
+    """One galaxy: annuli about each component and (voronoi.enabled) Voronoi bins, each stacked and fitted
+    with the keyed Monte Carlo; the maps (MAPS FITS, bin table, panel) are finished here, the profiles in
+    radial_profiles.  One job per galaxy: the startup of a job costs as much as its fits."""
+    input:
+        cubes=lambda w: [SAMPLES.loc[w.id, f"cube_{g}"] for g in gratings_of(w.id)],
+        masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
+        alignment=f"{RESULTS}/alignment/{{id}}.csv",
+    output:
+        annuli=f"{RESULTS}/resolved/{{variant}}/annuli/{{id}}.fits",
+        geometry=f"{RESULTS}/resolved/{{variant}}/annuli/{{id}}.csv",
+        chunks=f"{RESULTS}/resolved/{{variant}}/chunks/{{id}}.parquet",
+        **_MAPS_OUTPUT,
+    params:
+        row=sample_row,
+        gratings=lambda w: gratings_of(w.id),
+        mask_params=mask_params,
+        edges=RESOLVED["radial_edges_kpc"],
+        voronoi=RESOLVED["voronoi"],
+        seed=config["seed"],
+        n_mc=config["mc"]["n_realisations"],
+        fit=config["fit"],
+        detect_snr=config["fit"]["detect_snr"],
+        intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
+        overlap=config["ratios"]["overlap"],
+        synthetic=MOCK,
+    log:
+        f"{RESULTS}/logs/resolved/{{variant}}/{{id}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/resolved/{{variant}}/{{id}}.tsv"
+    script:
+        "../scripts/resolved_galaxy.py"
+
+
+rule radial_profiles:
+    """Line fluxes, dust correction and ratios per realisation of all annuli; the median profile."""
+    input:
+        chunks=lambda w: resolved_galaxy_files(w.variant, "chunks"),
+        geometry=lambda w: resolved_galaxy_files(w.variant, "geometry"),
+    output:
+        table=report(f"{RESULTS}/tables/{{variant}}/radial_profiles.csv", caption="../report/radial_profiles.rst",
+                     category="Radial profiles", subcategory="{variant}"),
+        median=f"{RESULTS}/tables/{{variant}}/radial_profile_median.csv",
+        annuli=f"{RESULTS}/tables/{{variant}}/radial_annuli.csv",
+        fluxes=f"{RESULTS}/tables/{{variant}}/radial_line_fluxes.csv",
+        full=f"{RESULTS}/resolved/{{variant}}/radial_profiles_full.csv",
+    params:
+        seed=config["seed"],
+        samples=lambda w: SAMPLES[["id", "logmstar", "merger"]].to_dict(orient="records"),
+        detect_snr=config["fit"]["detect_snr"],
+        intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
+        overlap=config["ratios"]["overlap"],
+    log:
+        f"{RESULTS}/logs/radial_profiles/{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/radial_profiles/{{variant}}.tsv"
+    script:
+        "../scripts/resolved_profiles.py"
+
+
+rule profile_validation:
+    """Radial profiles against the SYNTHETIC mock truth (profile pulls, CGM consistency)."""
+    input:
+        profiles=f"{RESULTS}/resolved/{{variant}}/radial_profiles_full.csv",
+        fluxes=f"{RESULTS}/tables/{{variant}}/radial_line_fluxes.csv",
+        annuli=f"{RESULTS}/tables/{{variant}}/radial_annuli.csv",
+        annuli_masks=lambda w: resolved_galaxy_files(w.variant, "annuli"),
+        median=f"{RESULTS}/tables/{{variant}}/radial_profile_median.csv",
+        ratios=f"{RESULTS}/tables/{{variant}}/ratios.csv",
+        truth=expand(f"{RESULTS}/mock/{{id}}/{{id}}_truth.fits", id=GALAXIES),
+        alignment=expand(f"{RESULTS}/alignment/{{id}}.csv", id=GALAXIES),
+        cubes=[SAMPLES.loc[g, f"cube_{gr}"] for g in GALAXIES for gr in gratings_of(g)],
+    output:
+        pulls=report(f"{RESULTS}/validation/{{variant}}/profile_pulls.csv", caption="../report/profile_pulls.rst",
+                     category="Validation", subcategory="{variant}"),
+        summary=f"{RESULTS}/validation/{{variant}}/profile_pulls_summary.csv",
+        line_pulls=f"{RESULTS}/validation/{{variant}}/profile_flux_pulls.csv",
+        consistency=f"{RESULTS}/validation/{{variant}}/profile_cgm_consistency.csv",
+        median_check=f"{RESULTS}/validation/{{variant}}/profile_median_check.csv",
+        json=f"{RESULTS}/validation/{{variant}}/profile_summary.json",
+    params:
+        galaxies=GALAXIES,
+        rows={g: row_dict(g) for g in GALAXIES},
+        gratings={g: gratings_of(g) for g in GALAXIES},
+        intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
+        consistency_nsigma=RESOLVED["consistency_nsigma"],
+        detect_snr=config["fit"]["detect_snr"],
+    log:
+        f"{RESULTS}/logs/profile_validation/{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/profile_validation/{{variant}}.tsv"
+    script:
+        "../scripts/resolved_validation.py"
+
+
+rule fig8_profiles:
+    """Figure 8: line ratios against radius, with the two-region values as boxes."""
+    input:
+        profiles=f"{RESULTS}/tables/{{variant}}/radial_profiles.csv",
+        median=f"{RESULTS}/tables/{{variant}}/radial_profile_median.csv",
+        annuli=f"{RESULTS}/tables/{{variant}}/radial_annuli.csv",
+        ratios=f"{RESULTS}/tables/{{variant}}/ratios.csv",
+    output:
+        pdf=report(f"{RESULTS}/figures/{{variant}}/fig8_profiles.pdf", caption="../report/fig8.rst",
+                   category="Radial profiles", subcategory="{variant}"),
+        png=f"{RESULTS}/figures/{{variant}}/fig8_profiles.png",
+    params:
+        synthetic=MOCK,
+    log:
+        f"{RESULTS}/logs/fig8/{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fig8/{{variant}}.tsv"
+    script:
+        "../scripts/fig8_profiles.py"
+

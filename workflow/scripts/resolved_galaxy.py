@@ -1,0 +1,63 @@
+"""One galaxy (issue 18): annuli and Voronoi bins, stacked spectra, keyed Monte Carlo fits; the maps."""
+
+import pandas as pd
+
+from ismcgm import instrument as ins
+from ismcgm import masks, resolved, voronoi
+from ismcgm import samples as sio
+from ismcgm.io import atomic_path, read_cube, read_table, write_table
+from ismcgm.plots.maps_panel import plot_maps
+from ismcgm.workflow_script import run
+
+
+def main():
+    inp, out, par = snakemake.input, snakemake.output, snakemake.params
+    row, gid = par.row, par.row["id"]
+    cubes = {g: read_cube(p, gid) for g, p in zip(par.gratings, inp.cubes)}
+    region_masks, mask_wcs, headers = masks.read_masks(inp.masks)
+    align = read_table(inp.alignment).set_index("grating")
+    aligned = {g: masks.shifted_wcs(c.wcs, align.loc[g, "shift_ra_arcsec"], align.loc[g, "shift_dec_arcsec"])
+               for g, c in cubes.items()}
+    ref = cubes[sio.reference_grating(row)]  # the masks live on its grid
+    valid = ref.valid_spaxels
+    excl = str(row.get("exclude_region", "") or "").strip()
+    if excl and excl.lower() != "nan":
+        valid = valid & ~masks.exclude_mask(excl, mask_wcs, valid.shape, gid)
+    annuli, regions = resolved.annulus_masks(row, mask_wcs, valid.shape, par.edges, valid)
+    geometry = resolved.annulus_table(gid, regions, annuli, region_masks, headers)
+    masks.write_masks(out.annuli, annuli, mask_wcs, params=par.mask_params, meta={"ID": gid, "Z": row["z"]})
+    spectra = resolved.stacked_spectra(cubes, aligned, annuli, mask_wcs, regions)
+    chunks = resolved.fit_annuli(gid, row["z"], spectra, par.seed, par.n_mc, par.fit)
+    write_table(geometry, out.geometry, comment="annuli of the radial profiles: spaxels, fractions in the ISM/CGM masks")
+    with atomic_path(out.chunks) as tmp:
+        chunks.to_parquet(tmp, index=False)
+    if par.voronoi["enabled"]:
+        maps(out, par, row, cubes, aligned, region_masks, mask_wcs)
+
+
+def maps(out, par, row, cubes, aligned, region_masks, mask_wcs):
+    """Voronoi bins, their fits and ratios, the MAPS FITS, the bin table and the map panel."""
+    gid = row["id"]
+    ref_grating = sio.reference_grating(row)
+    cfg = par.voronoi
+    line = cfg["line"]
+    if line not in ins.lines_in_grating(ref_grating, row["z"]):
+        line = "OIII5007"  # e.g. Halpha beyond the reference grating
+    signal, noise = voronoi.line_snr_maps(cubes[ref_grating], row["z"], line)
+    bins, regions, binid = voronoi.voronoi_bins(row, region_masks, signal, noise, cfg["target_snr"])
+    spectra = resolved.stacked_spectra(cubes, aligned, bins, mask_wcs, regions)
+    chunks = resolved.fit_annuli(gid, row["z"], spectra, par.seed, par.n_mc, par.fit)
+    fluxes, real = resolved.gather_annuli(chunks, par.detect_snr, par.intrinsic_ha_hb, par.overlap)
+    samples = pd.DataFrame([{k: row[k] for k in ("id", "logmstar", "merger")}])
+    ratios = resolved.profile_ratios(fluxes, real, samples, None)
+    table = voronoi.bin_table(gid, regions, bins, signal, noise, mask_wcs, row, fluxes, ratios, ref_grating)
+    write_table(table, out.bins, comment=f"Voronoi bins (vorbin, target S/N {cfg['target_snr']:g} on {line} per "
+                                         "component's ISM+CGM footprint): geometry, kinematics, E(B-V), log ratios")
+    voronoi.write_maps(out.maps, binid, table, fluxes, mask_wcs, meta={"ID": gid, "Z": row["z"], "REFLINE": line,
+                                                                         "TARGETSN": cfg["target_snr"]},
+                       ratios=resolved.PROFILE_RATIOS)
+    plot_maps(out.maps, region_masks, out.pdf, out.png, title=f"{gid}: {len(regions)} Voronoi bins ({line}, "
+              f"S/N {cfg['target_snr']:g})", synthetic=par.synthetic)
+
+
+run(snakemake, main)
