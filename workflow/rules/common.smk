@@ -171,3 +171,49 @@ def all_chunks(wildcards):
         for g in gratings_of(gid)
         for c in CHUNKS
     ]
+
+
+# ---------------------------------------------------------------------------
+# spatially resolved ratios (workflow/rules/resolved.smk, issue 18)
+# ---------------------------------------------------------------------------
+RESOLVED = config["resolved"]
+
+
+def resolved_galaxy_files(variant, kind):
+    path = {"chunks": "chunks/{}.parquet", "geometry": "annuli/{}.csv", "annuli": "annuli/{}.fits"}[kind]
+    return [f"{RESULTS}/resolved/{variant}/{path.format(gid)}" for gid in GALAXIES]
+
+
+def resolved_products():
+    """Everything the resolved analysis adds to ``rule all``."""
+    if not RESOLVED["enabled"]:
+        return []
+    out = []
+    for v in VARIANTS:
+        out += [
+            f"{RESULTS}/tables/{v}/radial_profiles.csv",
+            f"{RESULTS}/tables/{v}/radial_profile_median.csv",
+            f"{RESULTS}/figures/{v}/fig8_profiles.pdf",
+        ]
+        if RESOLVED["voronoi"]["enabled"]:
+            out += [f"{RESULTS}/figures/{v}/maps/{gid}_maps.pdf" for gid in GALAXIES]
+        if MOCK:
+            out.append(f"{RESULTS}/validation/{v}/profile_summary.json")
+    return out
+
+
+_MAPS_OUTPUT = (
+    {
+        "maps": f"{RESULTS}/resolved/{{variant}}/maps/{{id}}_maps.fits",
+        "bins": f"{RESULTS}/resolved/{{variant}}/maps/{{id}}_bins.csv",
+        "pdf": report(
+            f"{RESULTS}/figures/{{variant}}/maps/{{id}}_maps.pdf",
+            caption="../report/maps.rst",
+            category="Maps",
+            subcategory="{variant}",
+        ),
+        "png": f"{RESULTS}/figures/{{variant}}/maps/{{id}}_maps.png",
+    }
+    if RESOLVED["voronoi"]["enabled"]
+    else {}
+)

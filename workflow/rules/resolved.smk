@@ -1,40 +1,9 @@
 """Spatially resolved line ratios: radial profiles from the ISM into the CGM (issue 18), Fig. 8."""
 
-RESOLVED = config["resolved"]
-
 
 localrules:
     radial_profiles,
     profile_validation,
-
-
-def resolved_galaxy_files(variant, kind):
-    path = {"chunks": "chunks/{}.parquet", "geometry": "annuli/{}.csv", "annuli": "annuli/{}.fits"}[kind]
-    return [f"{RESULTS}/resolved/{variant}/" + path.format(gid) for gid in GALAXIES]
-
-
-def resolved_products():
-    """Everything the resolved analysis adds to ``rule all``."""
-    if not RESOLVED["enabled"]:
-        return []
-    out = []
-    for v in VARIANTS:
-        out += [f"{RESULTS}/tables/{v}/radial_profiles.csv", f"{RESULTS}/tables/{v}/radial_profile_median.csv",
-                f"{RESULTS}/figures/{v}/fig8_profiles.pdf"]
-        if RESOLVED["voronoi"]["enabled"]:
-            out += [f"{RESULTS}/figures/{v}/maps/{gid}_maps.pdf" for gid in GALAXIES]
-        if MOCK:
-            out.append(f"{RESULTS}/validation/{v}/profile_summary.json")
-    return out
-
-
-_MAPS_OUTPUT = {
-    "maps": f"{RESULTS}/resolved/{{variant}}/maps/{{id}}_maps.fits",
-    "bins": f"{RESULTS}/resolved/{{variant}}/maps/{{id}}_bins.csv",
-    "pdf": report(f"{RESULTS}/figures/{{variant}}/maps/{{id}}_maps.pdf", caption="../report/maps.rst",
-                  category="Maps", subcategory="{variant}"),
-    "png": f"{RESULTS}/figures/{{variant}}/maps/{{id}}_maps.png",
-} if RESOLVED["voronoi"]["enabled"] else {}
 
 
 rule resolved_galaxy:
@@ -46,10 +15,14 @@ rule resolved_galaxy:
         masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
         alignment=f"{RESULTS}/alignment/{{id}}.csv",
     output:
+        **_MAPS_OUTPUT,
         annuli=f"{RESULTS}/resolved/{{variant}}/annuli/{{id}}.fits",
         geometry=f"{RESULTS}/resolved/{{variant}}/annuli/{{id}}.csv",
         chunks=f"{RESULTS}/resolved/{{variant}}/chunks/{{id}}.parquet",
-        **_MAPS_OUTPUT,
+    log:
+        f"{RESULTS}/logs/resolved/{{variant}}/{{id}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/resolved/{{variant}}/{{id}}.tsv"
     params:
         row=sample_row,
         gratings=lambda w: gratings_of(w.id),
@@ -63,10 +36,6 @@ rule resolved_galaxy:
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
         overlap=config["ratios"]["overlap"],
         synthetic=MOCK,
-    log:
-        f"{RESULTS}/logs/resolved/{{variant}}/{{id}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/resolved/{{variant}}/{{id}}.tsv"
     script:
         "../scripts/resolved_galaxy.py"
 
@@ -77,22 +46,26 @@ rule radial_profiles:
         chunks=lambda w: resolved_galaxy_files(w.variant, "chunks"),
         geometry=lambda w: resolved_galaxy_files(w.variant, "geometry"),
     output:
-        table=report(f"{RESULTS}/tables/{{variant}}/radial_profiles.csv", caption="../report/radial_profiles.rst",
-                     category="Radial profiles", subcategory="{variant}"),
+        table=report(
+            f"{RESULTS}/tables/{{variant}}/radial_profiles.csv",
+            caption="../report/radial_profiles.rst",
+            category="Radial profiles",
+            subcategory="{variant}",
+        ),
         median=f"{RESULTS}/tables/{{variant}}/radial_profile_median.csv",
         annuli=f"{RESULTS}/tables/{{variant}}/radial_annuli.csv",
         fluxes=f"{RESULTS}/tables/{{variant}}/radial_line_fluxes.csv",
         full=f"{RESULTS}/resolved/{{variant}}/radial_profiles_full.csv",
+    log:
+        f"{RESULTS}/logs/radial_profiles/{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/radial_profiles/{{variant}}.tsv"
     params:
         seed=config["seed"],
         samples=lambda w: SAMPLES[["id", "logmstar", "merger"]].to_dict(orient="records"),
         detect_snr=config["fit"]["detect_snr"],
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
         overlap=config["ratios"]["overlap"],
-    log:
-        f"{RESULTS}/logs/radial_profiles/{{variant}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/radial_profiles/{{variant}}.tsv"
     script:
         "../scripts/resolved_profiles.py"
 
@@ -110,13 +83,21 @@ rule profile_validation:
         alignment=expand(f"{RESULTS}/alignment/{{id}}.csv", id=GALAXIES),
         cubes=[SAMPLES.loc[g, f"cube_{gr}"] for g in GALAXIES for gr in gratings_of(g)],
     output:
-        pulls=report(f"{RESULTS}/validation/{{variant}}/profile_pulls.csv", caption="../report/profile_pulls.rst",
-                     category="Validation", subcategory="{variant}"),
+        pulls=report(
+            f"{RESULTS}/validation/{{variant}}/profile_pulls.csv",
+            caption="../report/profile_pulls.rst",
+            category="Validation",
+            subcategory="{variant}",
+        ),
         summary=f"{RESULTS}/validation/{{variant}}/profile_pulls_summary.csv",
         line_pulls=f"{RESULTS}/validation/{{variant}}/profile_flux_pulls.csv",
         consistency=f"{RESULTS}/validation/{{variant}}/profile_cgm_consistency.csv",
         median_check=f"{RESULTS}/validation/{{variant}}/profile_median_check.csv",
         json=f"{RESULTS}/validation/{{variant}}/profile_summary.json",
+    log:
+        f"{RESULTS}/logs/profile_validation/{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/profile_validation/{{variant}}.tsv"
     params:
         galaxies=GALAXIES,
         rows={g: row_dict(g) for g in GALAXIES},
@@ -124,10 +105,6 @@ rule profile_validation:
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
         consistency_nsigma=RESOLVED["consistency_nsigma"],
         detect_snr=config["fit"]["detect_snr"],
-    log:
-        f"{RESULTS}/logs/profile_validation/{{variant}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/profile_validation/{{variant}}.tsv"
     script:
         "../scripts/resolved_validation.py"
 
@@ -140,15 +117,18 @@ rule fig8_profiles:
         annuli=f"{RESULTS}/tables/{{variant}}/radial_annuli.csv",
         ratios=f"{RESULTS}/tables/{{variant}}/ratios.csv",
     output:
-        pdf=report(f"{RESULTS}/figures/{{variant}}/fig8_profiles.pdf", caption="../report/fig8.rst",
-                   category="Radial profiles", subcategory="{variant}"),
+        pdf=report(
+            f"{RESULTS}/figures/{{variant}}/fig8_profiles.pdf",
+            caption="../report/fig8.rst",
+            category="Radial profiles",
+            subcategory="{variant}",
+        ),
         png=f"{RESULTS}/figures/{{variant}}/fig8_profiles.png",
-    params:
-        synthetic=MOCK,
     log:
         f"{RESULTS}/logs/fig8/{{variant}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/fig8/{{variant}}.tsv"
+    params:
+        synthetic=MOCK,
     script:
         "../scripts/fig8_profiles.py"
-
