@@ -62,6 +62,7 @@ from .ratios import (
     realisation_fluxes,
 )
 from .samples import parse_components
+from .validation import true_fluxes_as_measured
 
 #: Default annulus edges [kpc] (config ``resolved.radial_edges_kpc``).
 DEFAULT_EDGES_KPC = (0.0, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0, 10.0)
@@ -300,8 +301,6 @@ def true_profile(true_fluxes: pd.DataFrame, line_fluxes: pd.DataFrame, sample, g
     and keeps the measured detection flags
     (:func:`ismcgm.validation.true_fluxes_as_measured`).
     """
-    from .validation import true_fluxes_as_measured
-
     # one grating per line *before* the truth's dust correction: its Balmer decrement must use the Hb of the
     # grating the measurement uses (small annuli carried onto the two grids hold different spaxels)
     tf = true_fluxes_as_measured(true_fluxes, preferred_grating(line_fluxes), intrinsic_ha_hb)

@@ -36,6 +36,8 @@ from astropy.io import fits
 from . import extract, masks
 from . import instrument as ins
 from .io import atomic_path
+from .ratios import preferred_grating
+from .resolved import component_positions, radius_map_kpc
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +86,6 @@ def voronoi_bins(row, region_masks: dict, signal, noise, target_snr: float = 5.0
     Returns ``(bins, regions, binid)``: ``{extension: bool map}``, a list of
     ``(component, region, extension)`` and the bin-id map (-1 outside).
     """
-    from .resolved import component_positions
-
     gid = row["id"]
     binid = np.full(signal.shape, -1, int)
     bins, regions = {}, []
@@ -112,8 +112,6 @@ def voronoi_bins(row, region_masks: dict, signal, noise, target_snr: float = 5.0
 def bin_table(gid, regions, bins, signal, noise, wcs, row, fluxes: pd.DataFrame, ratios: pd.DataFrame,
               ref_grating: str) -> pd.DataFrame:
     """Per-bin table: geometry, reference S/N, kinematics, E(B-V) and every ratio."""
-    from .resolved import component_positions, radius_map_kpc
-
     centre = {c: pos for c, _, pos in component_positions(row)}
     ref = fluxes[(fluxes["grating"] == ref_grating) & (fluxes["line"] == "HA")].set_index(["component", "region"])
     if ref.empty:
@@ -149,8 +147,6 @@ def bin_table(gid, regions, bins, signal, noise, wcs, row, fluxes: pd.DataFrame,
 
 def write_maps(path, binid, table: pd.DataFrame, fluxes: pd.DataFrame, wcs, meta=None, ratios=()) -> None:
     """Write the MAPS-style FITS (see module docstring)."""
-    from .ratios import preferred_grating
-
     whdr = wcs.celestial.to_header()
     prim = fits.PrimaryHDU()
     for k, v in (meta or {}).items():
