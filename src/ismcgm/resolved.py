@@ -3,7 +3,7 @@
 Annuli
 ------
 Every galaxy component gets *circular* annuli in projected physical radius
-(proper kpc, the workflow's cosmology :data:`ismcgm.masks.COSMO`) about its
+(proper kpc, the workflow's cosmology :data:`ismcgm.constants.COSMO`) about its
 sky position -- ``ra, dec`` of the sample row, or the two ``components``
 positions of a merger -- with the config's edges (default 0-1-2-3-4.5-6-8-10
 kpc).  Circular, not elliptical: the ISM masks of z = 4-6 galaxies are a few
@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from . import extract, masks
+from .constants import COSMO
 from .instrument import TIED_RATIOS
 from .linefluxes import fit_chunk, gather
 from .ratios import (
@@ -109,7 +110,7 @@ def component_positions(row) -> list[tuple[str, str, tuple[float, float]]]:
 
 def kpc_per_arcsec(z: float) -> float:
     """Proper kpc per arcsec at redshift ``z`` (the workflow's cosmology)."""
-    return float(masks.COSMO.kpc_proper_per_arcmin(z).to_value(u.kpc / u.arcmin) / 60.0)
+    return float(COSMO.kpc_proper_per_arcmin(z).to_value(u.kpc / u.arcmin) / 60.0)
 
 
 def radius_map_kpc(wcs, shape, position, z: float) -> np.ndarray:

@@ -8,7 +8,7 @@ are binned with ``vorbin`` (Cappellari & Copin 2003, as GIST and the MaNGA
 DAP) to a target S/N of a reference line (config ``resolved.voronoi``:
 ``line``, default Hα, and ``target_snr``, default 5).  The per-spaxel
 signal is the continuum-subtracted window collapse of
-:func:`ismcgm.masks.line_map` on the reference grating (the masks' grid),
+:func:`ismcgm.linemap.line_map` on the reference grating (the masks' grid),
 its noise ``sqrt(sum ERR^2)`` over the same window.  When every spaxel
 already reaches the target each is its own bin; when the whole footprint
 does not, it is one bin.  Bin ``k`` is a region named ``bin%03d`` (also its
@@ -33,9 +33,10 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-from . import extract, masks
+from . import extract
 from . import instrument as ins
 from .io import atomic_path
+from .linemap import line_map
 from .ratios import preferred_grating
 from .resolved import component_positions, radius_map_kpc
 
@@ -52,8 +53,8 @@ def bin_key(k: int) -> str:
 
 
 def line_snr_maps(cube, z: float, line: str = "HA", window_kms: float = 500.0):
-    """Signal (:func:`ismcgm.masks.line_map`) and noise maps of one line [erg/s/cm2 per spaxel]."""
-    signal = masks.line_map(cube, z, line, window_kms)
+    """Signal (:func:`ismcgm.linemap.line_map`) and noise maps of one line [erg/s/cm2 per spaxel]."""
+    signal = line_map(cube, z, line, window_kms)
     lam0 = ins.observed_wavelength_um(line, z)
     win = np.abs((cube.wave_um / lam0 - 1.0) * ins.C_KMS) <= window_kms
     fl = extract.flambda_factor(cube.wave_um, cube.pixar_sr) * np.gradient(cube.wave_um) * 1e4
