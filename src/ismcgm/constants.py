@@ -9,11 +9,36 @@ line wavelengths and the speed of light (``ismcgm.instrument``).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
-from astropy.cosmology import FlatLambdaCDM
+import astropy.units as u
 
-#: Cosmology of the project (SPEC section 0).
-COSMO = FlatLambdaCDM(H0=70.0, Om0=0.3)
+#: Parameters of the project's flat Lambda-CDM cosmology (SPEC section 0).
+H0_KMS_MPC, OM0 = 70.0, 0.3
+
+
+@lru_cache(maxsize=1)
+def cosmology():
+    """``astropy.cosmology.FlatLambdaCDM(H0=70, Om0=0.3)``, built on first use.
+
+    ``astropy.cosmology`` takes about 0.5 s to import (it pulls in
+    ``scipy.integrate`` and ``astropy.table``); the Monte Carlo and extraction
+    jobs never need it, so it is imported here only when a distance is asked for.
+    """
+    from astropy.cosmology import FlatLambdaCDM
+
+    return FlatLambdaCDM(H0=H0_KMS_MPC, Om0=OM0)
+
+
+def proper_kpc_per_arcsec(z):
+    """Proper kpc per arcsec at redshift ``z`` in the project's cosmology."""
+    return cosmology().kpc_proper_per_arcmin(z).to_value(u.kpc / u.arcmin) / 60.0
+
+
+def __getattr__(name):
+    if name == "COSMO":  # the cosmology object, for callers that want more than kpc_per_arcsec
+        return cosmology()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: FWHM / sigma of a Gaussian, 2 sqrt(2 ln 2).
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))

@@ -32,7 +32,6 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
-from reproject import reproject_interp
 
 from .io import Cube, atomic_path
 
@@ -99,6 +98,8 @@ def carry_mask(mask, mask_wcs: WCS, target_wcs: WCS, target_shape) -> np.ndarray
         return mask.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from reproject import reproject_interp  # lazy: reproject pulls in dask (~0.5 s)
+
         out, _ = reproject_interp((mask.astype(float), mask_wcs.celestial), target_wcs.celestial,
                                   shape_out=tuple(target_shape), order="nearest-neighbor")
     return np.nan_to_num(out, nan=0.0) > 0.5

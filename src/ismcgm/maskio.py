@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import warnings
 
-import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS, WCSHDO_P17, WCSHDO_safe
 
-from .constants import COSMO
+from .constants import proper_kpc_per_arcsec
 from .extract import carry_mask
 from .io import atomic_path
 from .wcsutil import pixscale_arcsec, shifted_wcs
@@ -56,7 +55,7 @@ def region_stats(regions: dict, wcs: WCS, z: float) -> dict:
     CGM radius, see the module docstring).
     """
     pix_area = pixscale_arcsec(wcs) ** 2
-    kpc_per_arcsec = COSMO.kpc_proper_per_arcmin(z).to_value(u.kpc / u.arcmin) / 60.0
+    kpc_per_arcsec = proper_kpc_per_arcsec(z)
     out = {}
     for name, m in regions.items():
         n = int(np.count_nonzero(m))

@@ -56,7 +56,6 @@ import astropy.units as u
 import numpy as np
 from astropy.convolution import Tophat2DKernel, convolve
 from astropy.wcs import WCS
-from reproject import reproject_interp
 from scipy import ndimage
 
 from .cii.extent import NoCiiExtent, cii_contour_region, cii_half_light_radius
@@ -76,6 +75,8 @@ CGM_OUTER = ("tophat", "4r_cii", "cii_3sigma")
 def _reproject_to(data, wcs_in, wcs_out, shape_out, order="bilinear"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from reproject import reproject_interp  # lazy: reproject pulls in dask (~0.5 s)
+
         out, foot = reproject_interp((data, wcs_in), wcs_out, shape_out=shape_out, order=order)
     return out, foot
 
@@ -277,7 +278,6 @@ def cii_outer_boundary(alma, row, params, wcs: WCS, shape, positions) -> tuple[n
         ``r_cii_kpc`` (4r_cii) or ``cii_mom0_rms`` [Jy/beam km/s] (cii_3sigma).
     """
     from astropy.coordinates import SkyCoord
-
     from regions import CircleSkyRegion
 
 

@@ -47,12 +47,11 @@ from __future__ import annotations
 
 import hashlib
 
-import astropy.units as u
 import numpy as np
 import pandas as pd
 
 from . import extract, masks
-from .constants import COSMO
+from .constants import proper_kpc_per_arcsec
 from .instrument import TIED_RATIOS
 from .linefluxes import fit_chunk, gather
 from .ratios import (
@@ -110,7 +109,7 @@ def component_positions(row) -> list[tuple[str, str, tuple[float, float]]]:
 
 def kpc_per_arcsec(z: float) -> float:
     """Proper kpc per arcsec at redshift ``z`` (the workflow's cosmology)."""
-    return float(COSMO.kpc_proper_per_arcmin(z).to_value(u.kpc / u.arcmin) / 60.0)
+    return float(proper_kpc_per_arcsec(z))
 
 
 def radius_map_kpc(wcs, shape, position, z: float) -> np.ndarray:

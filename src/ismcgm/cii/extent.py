@@ -9,7 +9,7 @@ import numpy as np
 from astropy.wcs import WCS
 
 from .. import instrument as ins
-from ..constants import COSMO, FWHM_PER_SIGMA
+from ..constants import FWHM_PER_SIGMA, proper_kpc_per_arcsec
 from ..io import InputError
 from ..wcsutil import sky_to_pixel
 from .cube import AlmaCube, check_line_coverage
@@ -178,5 +178,5 @@ def cii_half_light_radius(alma: AlmaCube, z: float, positions, window_kms: float
     if s * k < 0.1 * beam_half or s < 2 * perr[0]:
         raise NoCiiExtent(gid, alma.path, f"[C II] is unresolved (intrinsic half-light radius {s * k:.3f}"
                           f" +- {perr[0] * k:.3f}\")", "use cgm_outer: tophat or cii_3sigma for this galaxy")
-    kpc_per_arcsec = COSMO.kpc_proper_per_arcmin(z).to_value(u.kpc / u.arcmin) / 60.0
+    kpc_per_arcsec = proper_kpc_per_arcsec(z)
     return {"r_arcsec": s * k, "r_kpc": s * k * kpc_per_arcsec, "r_err_arcsec": float(perr[0] * k), "snr": snr}

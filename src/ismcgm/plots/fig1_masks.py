@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import math
 
-import astropy.units as u
 import matplotlib.pyplot as plt
 import numpy as np
 from astropy.stats import sigma_clipped_stats
 from matplotlib.patches import Circle
 
+from ..constants import proper_kpc_per_arcsec
 from ..io import atomic_path
-from ..constants import COSMO
 from ..wcsutil import pixscale_arcsec
 
 SYNTHETIC_LABEL = "SYNTHETIC MOCK DATA"
@@ -82,7 +81,7 @@ def _draw_panel(ax, panel, resolution_arcsec: float, scale_kpc: float):
                 ax.contour(xs, ys, m.astype(float), levels=[0.5], colors=[ISM_COLOUR], linewidths=2.6)
             ax.contour(xs, ys, m.astype(float), levels=[0.5], colors=[c], linewidths=1.6)
     # scale bar: 10 kpc
-    kpc_per_arcsec = COSMO.kpc_proper_per_arcmin(float(panel["z"])).to_value(u.kpc / u.arcmin) / 60.0
+    kpc_per_arcsec = proper_kpc_per_arcsec(float(panel["z"]))
     bar = scale_kpc / kpc_per_arcsec
     width = ext[0] - ext[1]  # east-to-west extent (positive)
     x1 = ext[1] + 0.06 * width  # right end of the bar (west side)
