@@ -6,20 +6,18 @@ an ``_i2d`` image in the real formats) in ``tmp_path``.
 
 from __future__ import annotations
 
+import astropy.units as u
 import numpy as np
 import pandas as pd
 import pytest
 from astropy.coordinates import SkyCoord
-import astropy.units as u
 from astropy.io import fits
 from astropy.wcs import WCS
 from scipy.special import erf
 
 from ismcgm import align as al
-from ismcgm import linemap
-from ismcgm import maskio
-from ismcgm import wcsutil
-from ismcgm import io, masks
+from ismcgm import io, linemap, maskio, masks, wcsutil
+from ismcgm.mock.maps import _celestial_header as celestial_header
 
 RA0, DEC0 = 150.1, 2.2
 Z = 5.093  # Halpha at ~4.0 um (inside F444W and G395M)
@@ -30,14 +28,7 @@ FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 # fixture builder
 # --------------------------------------------------------------------------
 def _cel_wcs(ra, dec, npix, pix):
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.cunit = ["deg", "deg"]
-    w.wcs.crval = [ra, dec]
-    w.wcs.crpix = [(npix + 1) / 2.0, (npix + 1) / 2.0]
-    w.wcs.cdelt = [-pix / 3600.0, pix / 3600.0]
-    w.wcs.radesys = "ICRS"
-    return w
+    return WCS(celestial_header(ra, dec, npix, pix))  # the mock's own TAN grid
 
 
 def _offset(ra, dec, dx, dy):

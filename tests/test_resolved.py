@@ -13,18 +13,13 @@ from astropy.wcs import WCS
 
 from ismcgm import extract, fit, instrument, masks, resolved
 from ismcgm.io import Cube, read_table
+from ismcgm.mock.maps import _celestial_header as celestial_header
 
 RA0, DEC0, PIX, Z = 150.1, 2.2, 0.1, 5.0
 
 
 def _wcs(n):
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.cunit = ["deg", "deg"]
-    w.wcs.crval = [RA0, DEC0]
-    w.wcs.crpix = [(n + 1) / 2.0, (n + 1) / 2.0]
-    w.wcs.cdelt = [-PIX / 3600.0, PIX / 3600.0]
-    return w
+    return WCS(celestial_header(RA0, DEC0, n, PIX))  # the mock's own TAN grid
 
 
 def _row(merger=False):
