@@ -159,10 +159,8 @@ def cube_realisations(sci, err, mask, extractor, seed, component, region, gratin
     extractor : callable
         ``extractor(cube) -> spectrum`` of shape (n_spec,), e.g. the
         workflow's extraction function with the mask bound to it.
-    seed, component, region, grating
-        Keys of :func:`rng_for`.
-    realisations : sequence of int
-        Realisation indices.
+    seed, component, region, grating, realisations
+        As for :func:`spectrum_realisations`.
 
     Returns
     -------

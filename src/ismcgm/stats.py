@@ -426,10 +426,8 @@ def shift_stats(log_ism, err_ism, log_cgm, err_cgm, rng, n_mc=N_MC) -> ShiftResu
 
     Parameters
     ----------
-    log_ism, err_ism, log_cgm, err_cgm : array_like, shape (N,)
-        Log values and 1-sigma log errors.
-    rng : numpy.random.Generator
-        Random generator.
+    log_ism, err_ism, log_cgm, err_cgm, rng
+        As for :func:`draw_points`.
     n_mc : int
         Number of Monte Carlo draws.
 
@@ -505,12 +503,8 @@ def d11_draws_table(ratios_df: pd.DataFrame, seed: int, n_mc: int = N_MC) -> pd.
 
     Parameters
     ----------
-    ratios_df : pandas.DataFrame
-        Output of :func:`ismcgm.ratios.compute_ratios`.
-    seed : int
-        Workflow seed (use the one given to :func:`statistics_table`).
-    n_mc : int
-        Number of Monte Carlo draws.
+    ratios_df, seed, n_mc
+        As for :func:`statistics_table` (the same seed gives the same draws).
 
     Returns
     -------

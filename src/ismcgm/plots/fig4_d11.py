@@ -114,26 +114,16 @@ def _stats_text(stats_row, n_points: int) -> str:
     )
 
 
-def plot_fig4(
-    ratios_df: pd.DataFrame,
-    stats_df: pd.DataFrame,
-    d11_draws: pd.DataFrame,
-    pdf,
-    png,
-    synthetic: bool = False,
-    ratios=FIG_RATIOS,
-) -> None:
+def plot_fig4(ratios_df, stats_df, d11_draws, pdf, png, synthetic=False, ratios=FIG_RATIOS) -> None:
     """d11 histograms of data, MC and null per ratio (paper Fig. 4).
 
     Parameters
     ----------
-    ratios_df : pandas.DataFrame
-        Output of :func:`ismcgm.ratios.compute_ratios`.
-    stats_df : pandas.DataFrame
-        Output of :func:`ismcgm.stats.statistics_table` (KS p, f_rej).
-    d11_draws : pandas.DataFrame
-        Output of :func:`ismcgm.stats.d11_draws_table` for the seed of
-        ``stats_df`` (``d11_draws.csv``); nothing is recomputed here.
+    ratios_df, stats_df, d11_draws : pandas.DataFrame
+        The tables ``ratios.csv`` (:func:`ismcgm.ratios.compute_ratios`),
+        ``statistics.csv`` (:func:`ismcgm.stats.statistics_table`: KS p,
+        f_rej) and ``d11_draws.csv`` (:func:`ismcgm.stats.d11_draws_table`,
+        for the seed of ``stats_df``); nothing is recomputed here.
     pdf, png : str or path-like
         Output files.
     synthetic : bool

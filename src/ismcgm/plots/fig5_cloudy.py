@@ -171,28 +171,14 @@ def plot_fig5(
     save_figure(fig, pdf, png, synthetic=synthetic)
 
 
-def plot_fig7(
-    delta_df: pd.DataFrame,
-    observed_boxes: pd.DataFrame | None,
-    pdf,
-    png,
-    synthetic: bool = False,
-    ratios=FIG7_RATIOS,
-    density_laws=FIG7_LAWS,
-    title: str | None = None,
-) -> None:
+def plot_fig7(delta_df, observed_boxes, pdf, png, synthetic=False, ratios=FIG7_RATIOS, density_laws=FIG7_LAWS,
+              title=None) -> None:
     """Fig. 7: N2 and N2O2 profiles for both N/H variants.
 
     Parameters
     ----------
-    delta_df : pandas.DataFrame
-        Output of :func:`ismcgm.cloudy.delta_ratios` (both variants).
-    observed_boxes : pandas.DataFrame or None
-        As for :func:`plot_fig5`.
-    pdf, png : str or path-like
-        Output files.
-    synthetic : bool
-        Add the "SYNTHETIC MOCK DATA" label.
+    delta_df, observed_boxes, pdf, png, synthetic
+        As for :func:`plot_fig5`; ``delta_df`` holds both N/H variants.
     ratios : sequence of str
         Ratios (default N2, N2O2).
     density_laws : sequence of str
