@@ -7,7 +7,6 @@ from ismcgm import maskio, masks, resolved, voronoi
 from ismcgm import samples as sio
 from ismcgm.io import atomic_path, read_cube, read_table, write_table
 from ismcgm.plots.maps_panel import plot_maps
-from ismcgm.wcsutil import shifted_wcs
 from ismcgm.workflow_script import run
 
 
@@ -16,9 +15,8 @@ def main():
     row, gid = par.row, par.row["id"]
     cubes = {g: read_cube(p, gid) for g, p in zip(par.gratings, inp.cubes)}
     region_masks, mask_wcs, headers = maskio.read_masks(inp.masks)
-    align = read_table(inp.alignment).set_index("grating")
-    aligned = {g: shifted_wcs(c.wcs, align.loc[g, "shift_ra_arcsec"], align.loc[g, "shift_dec_arcsec"])
-               for g, c in cubes.items()}
+    align = read_table(inp.alignment)
+    aligned = {g: maskio.aligned_wcs(c.wcs, align, g) for g, c in cubes.items()}
     ref = cubes[sio.reference_grating(row)]  # the masks live on its grid
     valid = ref.valid_spaxels
     excl = str(row.get("exclude_region", "") or "").strip()
