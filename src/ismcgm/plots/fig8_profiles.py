@@ -1,7 +1,9 @@
 """Figure 8 (issue 18): line ratios against radius, from the ISM out into the CGM.
 
 One panel per ratio: every galaxy component's profile thin (points with a
-value, limits left out), the sample median profile bold with its bootstrap
+value joined by a line; an annulus whose ratio is an upper or lower limit
+drawn as a small open caret pointing down or up at the limit, SPEC 7;
+undefined ones left out), the sample median profile bold with its bootstrap
 16-84 band, and the two-region values as boxes at their radii -- the ISM
 box from 0 to the sample's median ISM radius, the CGM box from there to the
 median outer CGM radius (``RKPC`` and ``RCGMKPC`` of the masks), each box
@@ -22,6 +24,9 @@ from ismcgm.resolved import PROFILE_RATIOS
 MIN_N_MEDIAN = 3
 
 REGION_COLOURS = {"ISM": "tab:orange", "CGM": "tab:blue"}
+
+#: Marker of an annulus whose ratio is a limit (value at the limit).
+LIMIT_MARKERS = {"upper": "v", "lower": "^"}
 
 
 def _region_box(ax, values, x0, x1, colour, label):
@@ -70,6 +75,10 @@ def plot_fig8(profiles: pd.DataFrame, median: pd.DataFrame, two_region: pd.DataF
         for _, g in p.groupby("component", sort=False):
             g = g.sort_values("r_mid_kpc")
             ax.plot(g["r_mid_kpc"], g["log_value"], "-", color="0.55", lw=0.6, alpha=0.7, zorder=3)
+        for kind, marker in LIMIT_MARKERS.items():
+            lim = profiles[(profiles["ratio"] == ratio) & (profiles["limit"] == kind)]
+            ax.plot(lim["r_mid_kpc"], lim["log_value"], marker, mfc="none", mec="0.45", ms=4, mew=0.7, ls="none",
+                    zorder=3)
         tr = two_region[(two_region["ratio"] == ratio) & (two_region["limit"] == "none")]
         _region_box(ax, tr.loc[tr["region"] == "ISM", "log_value"].to_numpy(float), 0.0, r_ism,
                     REGION_COLOURS["ISM"], "ISM (two-region)")
@@ -86,6 +95,7 @@ def plot_fig8(profiles: pd.DataFrame, median: pd.DataFrame, two_region: pd.DataF
     for ax in list(axes.flat)[len(ratios):]:
         ax.axis("off")
     handles = [plt.Line2D([], [], color="0.55", lw=0.8, label="galaxy components"),
+               plt.Line2D([], [], marker="v", mfc="none", mec="0.45", ls="none", label="upper / lower limit (3σ)"),
                plt.Line2D([], [], color="k", lw=2.2, marker="o", label=f"sample median (bootstrap 16-84, n >= {min_n})"),
                plt.Rectangle((0, 0), 1, 1, facecolor=REGION_COLOURS["ISM"], alpha=0.3, label="ISM, 0 - median r_ISM"),
                plt.Rectangle((0, 0), 1, 1, facecolor=REGION_COLOURS["CGM"], alpha=0.3,
