@@ -13,6 +13,7 @@ the fit.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import astropy.units as u
@@ -103,6 +104,37 @@ def _median_beam(cube):
     return float(beam.major.to_value(u.arcsec)), float(beam.minor.to_value(u.arcsec)), float(beam.pa.to_value(u.deg))
 
 
+def _spectral_cube(hdul, index, galaxy, path):
+    """``SpectralCube.read`` of HDU ``index`` and its (median) beam; one-line errors for what it cannot use."""
+    # imported here: spectral-cube pulls in dask; only the jobs that read an ALMA cube pay for it
+    from spectral_cube import SpectralCube
+    from spectral_cube.utils import NoBeamError
+
+    try:
+        cube = SpectralCube.read(hdul, hdu=index, format="fits")
+    except Exception as exc:  # noqa: BLE001  (spectral-cube raises several types for a malformed cube)
+        raise InputError(galaxy, path, f"spectral-cube cannot read the cube ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})",
+                         "give a (RA, Dec, FREQ[, STOKES]) cube as CASA exportfits writes it") from None
+    if not cube.unit.is_equivalent(u.Jy / u.beam):
+        raise InputError(
+            galaxy, path, f"BUNIT={hdul[index].header.get('BUNIT')!r}, expected Jy/beam",
+            "give the cube in Jy/beam (not a moment map, not K) and set BUNIT",
+        )
+    try:
+        bmaj, bmin, bpa = _median_beam(cube)
+    except NoBeamError:
+        raise InputError(
+            galaxy, path, "no BMAJ/BMIN beam keywords (and no BEAMS table)",
+            "add BMAJ, BMIN [deg] and BPA [deg] of the restoring beam to the header",
+        ) from None
+    if not (np.isfinite(bmaj) and np.isfinite(bmin) and bmaj > 0 and bmin > 0):
+        raise InputError(galaxy, path, f"bad beam BMAJ={bmaj}\" BMIN={bmin}\"", "set positive BMAJ/BMIN in degrees")
+    if not cube.wcs.has_celestial:
+        raise InputError(galaxy, path, "no celestial (RA/Dec) WCS", "give a cube with RA---/DEC-- axes")
+    return cube, (bmaj, bmin, bpa)
+
+
 def read_alma_cube(path, galaxy=None) -> AlmaCube:
     """Read an ALMA [C II] cube with ``spectral-cube`` (beams through ``radio-beam``), in ascending frequency.
 
@@ -126,12 +158,6 @@ def read_alma_cube(path, galaxy=None) -> AlmaCube:
     -------
     AlmaCube
     """
-    import warnings
-
-    # imported here: spectral-cube pulls in dask; only the jobs that read an ALMA cube pay for it
-    from spectral_cube import SpectralCube
-    from spectral_cube.utils import NoBeamError
-
     with _open(path, galaxy, "ALMA cube") as hdul:
         index = next((i for i, h in enumerate(hdul) if h.data is not None and getattr(h.data, "ndim", 0) >= 3), None)
         if index is None:
@@ -145,36 +171,15 @@ def read_alma_cube(path, galaxy=None) -> AlmaCube:
                 "export the cube with a FREQ axis in Hz (e.g. CASA exportfits velocity=False)",
             )
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # FITSFixedWarning, StokesWarning ("returning ... I component"), beams
-            try:
-                cube = SpectralCube.read(hdul, hdu=index, format="fits")
-            except Exception as exc:  # noqa: BLE001  (spectral-cube raises several types for a malformed cube)
-                raise InputError(galaxy, path, f"spectral-cube cannot read the cube ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''})",
-                                 "give a (RA, Dec, FREQ[, STOKES]) cube as CASA exportfits writes it") from None
-        if not cube.unit.is_equivalent(u.Jy / u.beam):
-            raise InputError(
-                galaxy, path, f"BUNIT={hdr.get('BUNIT')!r}, expected Jy/beam",
-                "give the cube in Jy/beam (not a moment map, not K) and set BUNIT",
-            )
-        try:
-            bmaj, bmin, bpa = _median_beam(cube)
-        except NoBeamError:
-            raise InputError(
-                galaxy, path, "no BMAJ/BMIN beam keywords (and no BEAMS table)",
-                "add BMAJ, BMIN [deg] and BPA [deg] of the restoring beam to the header",
-            ) from None
-        if not (np.isfinite(bmaj) and np.isfinite(bmin) and bmaj > 0 and bmin > 0):
-            raise InputError(galaxy, path, f"bad beam BMAJ={bmaj}\" BMIN={bmin}\"", "set positive BMAJ/BMIN in degrees")
-        if not cube.wcs.has_celestial:
-            raise InputError(galaxy, path, "no celestial (RA/Dec) WCS", "give a cube with RA---/DEC-- axes")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PendingDeprecationWarning)  # astropy's COPY_IF_NEEDED, in spectral-cube
+            # FITSFixedWarning, StokesWarning ("returning ... I component"), astropy's COPY_IF_NEEDED in spectral-cube
+            warnings.simplefilter("ignore")
+            cube, beam = _spectral_cube(hdul, index, galaxy, path)
             fr = np.asarray(cube.spectral_axis.to_value(u.Hz), dtype=float)
             if fr.size > 1 and fr[-1] < fr[0]:  # canonical order: ascending frequency
                 cube = cube[::-1]
                 fr = np.asarray(cube.spectral_axis.to_value(u.Hz), dtype=float)
             data = np.asarray(cube.unmasked_data[:].value, dtype=float)
+        bmaj, bmin, bpa = beam
         scale = cube.unit.to(u.Jy / u.beam)
         if scale != 1.0:
             data = data * scale
