@@ -61,6 +61,27 @@ def _wcsinfo(model, header, naxis):
     info.specsys = "BARYCENT" if naxis == 3 else None
 
 
+def _save(model, prim, sci, dst, instrument, exp_type, naxis) -> None:
+    """Fill the metadata a stage-3 product has (MJy/sr, pixel area, FITS WCS), save, keep the SYNTHETIC label."""
+    model.meta.telescope = "JWST"
+    model.meta.instrument.name = instrument
+    model.meta.instrument.filter = prim.header["FILTER"]
+    model.meta.exposure.type = exp_type
+    model.meta.target.catalog_name = prim.header["OBJECT"]
+    model.meta.bunit_data = "MJy/sr"
+    model.meta.bunit_err = "MJy/sr"
+    model.meta.photometry.pixelarea_steradians = float(sci.header["PIXAR_SR"])
+    _wcsinfo(model, sci.header, naxis)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(str(dst))
+    model.close()
+    with fits.open(dst, mode="update") as hdul:
+        for key in ("MOCK", "ORIGIN", "OBJECT"):
+            hdul[0].header[key] = prim.header[key]
+        hdul[0].header["COMMENT"] = "SYNTHETIC mock data rewritten through stdatamodels"
+
+
 def ifucube_model(src, dst) -> None:
     """The mock cube ``src`` saved through ``stdatamodels.jwst.datamodels.IFUCubeModel`` as ``dst``."""
     from stdatamodels.jwst import datamodels as dm
@@ -68,22 +89,9 @@ def ifucube_model(src, dst) -> None:
     prim, sci, err, dq = _mock_hdus(src)
     model = dm.IFUCubeModel(data=sci.data.astype(np.float32), err=err.data.astype(np.float32),
                             dq=dq.data.astype(np.uint32), weightmap=np.ones(sci.data.shape, np.float32))
-    model.meta.telescope = "JWST"
-    model.meta.instrument.name = "NIRSPEC"
     model.meta.instrument.grating = prim.header["GRATING"]
-    model.meta.instrument.filter = prim.header["FILTER"]
-    model.meta.exposure.type = "NRS_IFU"
-    model.meta.target.catalog_name = prim.header["OBJECT"]
-    model.meta.bunit_data = "MJy/sr"
-    model.meta.bunit_err = "MJy/sr"
-    model.meta.photometry.pixelarea_steradians = float(sci.header["PIXAR_SR"])
     model.meta.photometry.pixelarea_arcsecsq = float(sci.header["PIXAR_A2"])
-    _wcsinfo(model, sci.header, 3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.save(str(dst))
-    model.close()
-    _keep_mock_label(dst, prim.header)
+    _save(model, prim, sci, dst, "NIRSPEC", "NRS_IFU", 3)
 
 
 def image_model(src, dst) -> None:
@@ -95,26 +103,7 @@ def image_model(src, dst) -> None:
     model = dm.ImageModel(data=sci.data.astype(np.float32), err=err.data.astype(np.float32),
                           wht=np.ones(shape, np.float32), con=np.ones((1, *shape), np.int32),
                           var_poisson=np.zeros(shape, np.float32), var_rnoise=(err.data**2).astype(np.float32))
-    model.meta.telescope = "JWST"
-    model.meta.instrument.name = "NIRCAM"
-    model.meta.instrument.filter = prim.header["FILTER"]
-    model.meta.exposure.type = "NRC_IMAGE"
-    model.meta.bunit_data = "MJy/sr"
-    model.meta.bunit_err = "MJy/sr"
-    model.meta.photometry.pixelarea_steradians = float(sci.header["PIXAR_SR"])
-    _wcsinfo(model, sci.header, 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.save(str(dst))
-    model.close()
-    _keep_mock_label(dst, prim.header)
-
-
-def _keep_mock_label(path, mock_primary) -> None:
-    with fits.open(path, mode="update") as hdul:
-        for key in ("MOCK", "ORIGIN", "OBJECT"):
-            hdul[0].header[key] = mock_primary[key]
-        hdul[0].header["COMMENT"] = "SYNTHETIC mock data rewritten through stdatamodels"
+    _save(model, prim, sci, dst, "NIRCAM", "NRC_IMAGE", 2)
 
 
 def hst_counts_image(src, dst, layout="drz", photometry=("PHOTFNU", "PHOTFLAM", "PHOTPLAM"), counts=False) -> float:

@@ -9,6 +9,8 @@ read as the same data and give the same masks as the mock file.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -17,9 +19,10 @@ from astropy.wcs import WCS
 from ismcgm import cii, masks, mock
 from ismcgm.align import align
 from ismcgm.errors import InputError
-from ismcgm.io import image_unit_factor, read_cube, read_image
+from ismcgm.io import image_unit_factor, read_cube, read_image, read_table
 from ismcgm.maskio import shifted_wcs
 from tests import outside_files as of
+from tests.conftest import run_snakemake
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,7 @@ def test_hst_electrons_per_second_give_the_mjysr_masks(hst_galaxy, tmp_path):
         written = of.hst_counts_image(row["image"], path, **kw)
         with fits.open(path) as hdul:
             sci = hdul["SCI"] if "SCI" in hdul else hdul[0]
-            assert sci.header["BUNIT"].startswith("ELECTRONS") and sci.data.dtype.kind == "f" and sci.data.dtype.itemsize == 4
+            assert sci.header["BUNIT"].startswith("ELECTRONS") and sci.data.dtype.str[1:] == "f4"
             cd = np.array([[sci.header["CD1_1"], sci.header["CD1_2"]], [sci.header["CD2_1"], sci.header["CD2_2"]]])
         # MJy/sr per e-/s by hand: PHOTFNU [Jy s] x 1e-6 / (|det CD| deg2 in sr)
         by_hand = of.F125W_PHOTFNU * 1e-6 / (abs(np.linalg.det(cd)) * (np.pi / 180.0) ** 2)
@@ -201,3 +204,71 @@ def test_alma_cube_with_several_stokes_uses_stokes_i(hst_galaxy, tmp_path):
     a, b = cii.read_alma_cube(casa), cii.read_alma_cube(tmp_path / "iq.fits")
     assert np.array_equal(a.data, b.data, equal_nan=True)
     assert WCS(fits.getheader(tmp_path / "iq.fits")).naxis == 4
+
+
+# ---------------------------------------------------------------------------
+# end to end: one galaxy's files replaced in a run of the test config
+# ---------------------------------------------------------------------------
+MOCK_RULES = ("mock_cube", "mock_truth", "mock_image", "mock_alma", "mock_samples", "mock_truth_json")
+GALAXY = "mock04"  # the test config's F125W galaxy (non-merger, G235M + G395M, ALMA)
+
+
+def galaxy_outputs(run):
+    """mock04's per-galaxy outputs of a finished run, relative to it: alignment, masks, spectra, MC chunks, [C II]."""
+    res = Path(run) / "results"
+    paths = [res / f"alignment/{GALAXY}.csv", res / f"masks/default/{GALAXY}.fits", res / f"cii/default/{GALAXY}.csv",
+             res / f"cii/default/{GALAXY}_realisations.parquet"]
+    paths += sorted(res.glob(f"mc/default/chunks/{GALAXY}_*.parquet")) + sorted(res.glob(f"spectra/default/{GALAXY}_*"))
+    return [str(p.relative_to(run)) for p in paths]
+
+
+def rerun_with(workdir, reference, replacements):
+    """Make the test config's mock files, rewrite mock04's with ``replacements`` ({file name: writer}), then make
+    mock04's per-galaxy outputs of ``reference``; returns their relative paths."""
+    run_snakemake(workdir, "--cores", "2", "--until", *MOCK_RULES)
+    d = Path(workdir) / "results/mock" / GALAXY
+    for name, writer in replacements.items():
+        orig = d / f"{name}.orig"
+        (d / name).rename(orig)
+        writer(orig, d / name)
+    targets = galaxy_outputs(reference)
+    run_snakemake(workdir, "--cores", "2", *targets)
+    return targets
+
+
+@pytest.mark.e2e
+def test_flipped_axes_give_byte_identical_results(e2e, tmp_path):
+    """NIRSpec cubes in descending wavelength and an ALMA cube in descending frequency: every per-galaxy table
+    (alignment, [C II] fluxes) and Monte Carlo chunk of mock04 is byte for byte the original run's."""
+    repl = {f"{GALAXY}_{g}_s3d.fits": of.flipped_cube for g in ("g235m", "g395m")}
+    repl[f"{GALAXY}_cii_cube.fits"] = of.descending_alma_cube
+    targets = rerun_with(tmp_path, e2e, repl)
+    compared = [t for t in targets if t.endswith((".csv", ".parquet"))]
+    assert any("chunks" in t for t in compared) and any(t.endswith(f"cii/default/{GALAXY}.csv") for t in compared)
+    for t in compared:
+        assert (tmp_path / t).read_bytes() == (e2e / t).read_bytes(), t
+
+
+@pytest.mark.e2e
+def test_outside_library_files_give_the_mock_results(e2e, tmp_path):
+    """IFUCubeModel cubes, an HST _drz in e-/s and a CASA-style 4-D ALMA cube (SIN, STOKES, BEAMS, descending
+    frequency) in place of mock04's files: the same masks, and line fluxes and [C II] to float precision."""
+    import pandas as pd
+
+    repl = {f"{GALAXY}_{g}_s3d.fits": of.ifucube_model for g in ("g235m", "g395m")}
+    repl[f"{GALAXY}_cii_cube.fits"] = of.casa_alma_cube
+    repl[f"{GALAXY}_f125w_i2d.fits"] = of.hst_counts_image
+    targets = rerun_with(tmp_path, e2e, repl)
+    mask = next(t for t in targets if t.startswith("results/masks/"))
+    with fits.open(tmp_path / mask) as new, fits.open(e2e / mask) as old:
+        names = old[0].header["REGIONS"].split(",")
+        assert names == new[0].header["REGIONS"].split(",") and "ISM" in names
+        for name in names:
+            assert np.array_equal(new[name].data, old[name].data), name
+    for t in targets:
+        if t.endswith(".parquet"):
+            a, b = pd.read_parquet(tmp_path / t), pd.read_parquet(e2e / t)
+            pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=0)
+    cii_new = read_table(tmp_path / f"results/cii/default/{GALAXY}.csv")
+    cii_old = read_table(e2e / f"results/cii/default/{GALAXY}.csv")
+    pd.testing.assert_frame_equal(cii_new, cii_old, check_exact=False, rtol=1e-5)
