@@ -186,15 +186,27 @@ def casa_alma_cube(src, dst) -> None:
     fits.HDUList([fits.PrimaryHDU(data[::-1][None], header=hdr), beams]).writeto(dst, overwrite=True)
 
 
-def flipped_cube(src, dst) -> None:
-    """The mock NIRSpec cube ``src`` stored in descending wavelength (CRPIX3 = 1 at the reddest channel, CDELT3 < 0)."""
+def flipped_cube(src, dst, exact_grid=False) -> None:
+    """The mock NIRSpec cube ``src`` stored in descending wavelength (channels reversed, CDELT3 < 0).
+
+    By default CRPIX3 = 1 at the reddest channel, whose wavelength is written
+    as CRVAL3 (what most writers do): the grid then equals the original to
+    the last bit of that header value (a few channels differ by 1 ulp).  With
+    ``exact_grid`` CRVAL3 stays and CRPIX3 moves to the other end (as
+    ``astropy.wcs.WCS.slice`` reverses an axis), so the grid is bit for bit
+    the original, reversed.
+    """
     hdus = _mock_hdus(src)
     h3 = hdus[1].header
     n = hdus[1].data.shape[0]
     top = float(h3["CRVAL3"] + (n - h3["CRPIX3"]) * h3["CDELT3"])  # the reddest channel, in the file's CUNIT3
     for h in hdus[1:]:
         h.data = h.data[::-1].copy()
-        h.header["CRPIX3"], h.header["CRVAL3"], h.header["CDELT3"] = 1.0, top, -float(h.header["CDELT3"])
+        if exact_grid:
+            h.header["CRPIX3"] = n + 1.0 - float(h.header["CRPIX3"])
+        else:
+            h.header["CRPIX3"], h.header["CRVAL3"] = 1.0, top
+        h.header["CDELT3"] = -float(h.header["CDELT3"])
     fits.HDUList(hdus).writeto(dst, overwrite=True)
 
 
