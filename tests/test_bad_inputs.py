@@ -283,6 +283,14 @@ TABLE_CASES = {
     "truncated ALMA cube": dict(files=lambda r: _truncate(r["alma_cube"], 0), words=[GID, "cii_cube", "truncated"]),
     "cube not FITS": dict(files=lambda r: Path(r["cube_g235m"]).write_text("not fits\n"),
                           words=[GID, "g235m", "not a readable FITS"]),
+    # image units (issue 16): known before any job from the headers
+    "HST image in e-/s without PHOTFNU": dict(files=lambda r: _rewrite(r["image"], _set("SCI", "BUNIT", "ELECTRONS/S")),
+                                              words=[GID, "i2d", "'ELECTRONS/S'", "PHOTFNU", "PHOTFLAM"]),
+    "HST image in counts without EXPTIME": dict(
+        files=lambda r: _rewrite(r["image"], lambda h: _set("SCI", "PHOTFNU", 1.2e-7)(_set("SCI", "BUNIT", "COUNTS")(h))),
+        words=[GID, "i2d", "'COUNTS'", "EXPTIME"]),
+    "image BUNIT not a unit": dict(files=lambda r: _rewrite(r["image"], _set("SCI", "BUNIT", "furlongs")),
+                                   words=[GID, "i2d", "BUNIT='furlongs'", "MJy/sr"]),
     # positions
     "galaxy far outside the field": dict(edit_row=lambda r: [dict(r, ra=r["ra"] + 1.0)],
                                          words=[GID, "outside the cube's field", "ra/dec"]),

@@ -497,7 +497,7 @@ def test_error_image_wrong_bunit(test_survey, tmp_path):
     r = test_survey["mock03"]
     path = tmp_path / "mock03_f277w_i2d.fits"
     with fits.open(r["row"]["image"]) as h:
-        h["SCI"].header["BUNIT"] = "Jy"
+        h["SCI"].header["BUNIT"] = "km/s"  # a moment map: no flux unit (Jy per pixel is read since issue 16)
         h.writeto(path)
     with pytest.raises(io.InputError) as exc:
         io.read_image(path, "mock03")

@@ -17,7 +17,7 @@ import numpy as np
 from . import instrument as ins
 from .errors import InputError
 from .imaging import image_noise
-from .io import _MJYSR, _check_unit
+from .io import _MJYSR, _check_unit, _image_hdu, image_unit_factor
 from .samples import galaxy_gratings, parse_components
 from .wcsutil import pixscale_arcsec
 
@@ -181,16 +181,17 @@ def check_cube(gid, table, grating, path, row) -> None:
 
 
 def check_image(gid, table, path, row) -> None:
-    """Header checks of the continuum image: readable, complete, celestial WCS, galaxy inside it."""
+    """Header checks of the continuum image: readable, complete, celestial WCS, a unit convertible to MJy/sr
+    (:func:`ismcgm.io.image_unit_factor`), galaxy inside it."""
     with _open_headers(gid, path) as hdul:
-        names = [h.name for h in hdul]
-        hdu = hdul["SCI"] if "SCI" in names else hdul[0]
+        hdu = _image_hdu(hdul)
         hdr = hdu.header
         if int(hdr.get("NAXIS", 0)) != 2:
             raise InputError(gid, path, "no 2-D SCI image", "give the _i2d.fits image with a SCI extension")
         wcs = _celestial(hdr)
         if wcs.naxis != 2:
             raise InputError(gid, path, "image has no celestial WCS", "give an image with RA/Dec WCS keywords")
+        image_unit_factor(gid, path, hdr, hdul[0].header if hdu is not hdul[0] else None)
         shape = (int(hdr["NAXIS2"]), int(hdr["NAXIS1"]))
         points = [("the galaxy position", (row["ra"], row["dec"]))]
         if row["merger"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,11 +154,13 @@ def _check_unit(galaxy, path, header, ext, expected):
 
 @dataclass
 class Cube:
-    """A NIRSpec IFU stage-3 cube held in memory.
+    """A NIRSpec IFU stage-3 cube held in memory, in canonical order.
 
     ``sci`` and ``err`` are (n_wave, ny, nx) arrays in MJy/sr, ``wave_um`` the
-    channel centres in micron, ``wcs`` the celestial WCS, ``pixar_sr`` the
-    spaxel solid angle.
+    channel centres in micron, always ascending (a file stored in descending
+    wavelength is reversed on reading, so results do not depend on the storage
+    order), ``wcs`` the celestial WCS, ``pixar_sr`` the spaxel solid angle,
+    ``header`` the SCI header as stored in the file.
     """
 
     path: str
@@ -177,7 +180,7 @@ class Cube:
 
 
 def read_cube(path, galaxy=None) -> Cube:
-    """Read a NIRSpec ``_s3d.fits`` cube (SCI, ERR in MJy/sr, optional DQ)."""
+    """Read a NIRSpec ``_s3d.fits`` cube (SCI, ERR in MJy/sr, optional DQ) in ascending wavelength."""
     with _open(path, galaxy, "cube") as hdul:
         names = [h.name for h in hdul]
         for ext in ("SCI", "ERR"):
@@ -198,6 +201,13 @@ def read_cube(path, galaxy=None) -> Cube:
         n = sci.shape[0]
         wave = spec.pixel_to_world_values(np.arange(n))
         wave = np.asarray(wave, dtype=float) * u.Unit(spec.wcs.cunit[0]).to(u.um)
+        # canonical order: ascending wavelength, whatever the file's (CDELT3 < 0 or a reversed WCS-TAB axis)
+        if n > 1 and wave[-1] < wave[0]:
+            wave, sci, err = wave[::-1].copy(), sci[::-1].copy(), err[::-1].copy()
+            dq = dq[::-1].copy() if dq is not None else None
+        if n > 1 and not np.all(np.diff(wave) > 0):
+            raise InputError(galaxy, path, "wavelength axis is not monotonic",
+                             "give a cube whose channels are ordered in wavelength (the stage-3 _s3d.fits cube)")
         celestial = w3.celestial
         pixar = hdr.get("PIXAR_SR")
         if pixar is None:
@@ -218,23 +228,140 @@ def read_cube(path, galaxy=None) -> Cube:
 
 @dataclass
 class Image:
-    """A continuum image (SCI in MJy/sr) with its celestial WCS."""
+    """A continuum image (data in MJy/sr, converted on reading) with its celestial WCS.
+
+    ``to_mjysr`` is the factor that was applied to the file's values (1 for an
+    image stored in MJy/sr); ``header`` is the data extension's header as stored.
+    """
 
     path: str
     data: np.ndarray
     wcs: WCS
     header: fits.Header
+    to_mjysr: float = 1.0
+
+
+#: HST spellings of count units that astropy does not read (``ELECTRONS/S``, ``COUNTS/S``, ``CPS``, ``e-/s``).
+_COUNT_SPELLINGS = (
+    (re.compile(r"\belectrons?\b|\be-(?=[\s/*.]|$)", re.I), "electron"),
+    (re.compile(r"\bcps\b", re.I), "count/s"),
+    (re.compile(r"\b(counts?|dn)\b", re.I), "count"),
+    (re.compile(r"/\s*s(ec)?\b", re.I), "/s"),
+)
+_RATES = (u.electron / u.s, u.count / u.s)
+_IMAGE_UNIT_FIX = ("set BUNIT to the image's unit: MJy/sr, any flux (density) unit astropy reads (nJy, uJy/arcsec2, "
+                   "erg/s/cm2/Angstrom with PHOTPLAM), or ELECTRONS/S with PHOTFNU or PHOTFLAM+PHOTPLAM")
+
+
+def parse_image_unit(bunit) -> u.UnitBase | None:
+    """The astropy unit of an image's ``BUNIT``, reading HST's count spellings; None when unreadable."""
+    text = str(bunit or "").strip()
+    if not text:
+        return None
+    for cand in (text, _hst_spelling(text)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", u.UnitsWarning)
+            try:
+                unit = u.Unit(cand, parse_strict="silent")
+            except (ValueError, TypeError):
+                continue
+        if not isinstance(unit, u.UnrecognizedUnit):
+            return unit
+    return None
+
+
+def _hst_spelling(text: str) -> str:
+    for pattern, repl in _COUNT_SPELLINGS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _keyword(headers, key):
+    for h in headers:
+        if h is not None and h.get(key) not in (None, ""):
+            return h[key]
+    return None
+
+
+def image_unit_factor(galaxy, path, header, primary=None) -> float:
+    """Factor that brings an image's values to MJy/sr, from its headers alone.
+
+    ``BUNIT`` (data extension, else primary) may be a surface brightness
+    (MJy/sr, uJy/arcsec2, ...), a flux density per pixel (nJy, erg/s/cm2/A:
+    divided by the pixel area, ``PIXAR_SR`` or the WCS's), a count rate
+    (HST ``ELECTRONS/S``, ``COUNTS/S``: times ``PHOTFNU`` [Jy s / count], else
+    ``PHOTFLAM`` [erg/cm2/A / count] at ``PHOTPLAM`` [A]) or counts (divided by
+    ``EXPTIME`` first).  The photometry keywords are looked up in the data
+    extension, then the primary header (HST ``_drz``/``_drc`` files carry
+    them in either).  Anything else raises a one-line :class:`InputError`.
+    """
+    headers = (header, primary)
+    ext = header.get("EXTNAME", "PRIMARY")
+    bunit = _keyword(headers, "BUNIT")
+    unit = parse_image_unit(bunit)
+    if unit is None:
+        raise InputError(galaxy, path, f"extension {ext} has BUNIT={bunit!r}, not a unit astropy reads",
+                         _IMAGE_UNIT_FIX)
+    value = 1.0 * unit
+    if any(value.unit.is_equivalent(r * u.s) for r in _RATES):
+        exptime = _keyword(headers, "EXPTIME")
+        if exptime is None or not float(exptime) > 0:
+            raise InputError(galaxy, path, f"BUNIT={bunit!r} (counts) but no positive EXPTIME to make a count rate",
+                             "add EXPTIME [s] to the header (or give the count-rate _drz image)")
+        value = value / (float(exptime) * u.s)
+    plam = _keyword(headers, "PHOTPLAM")
+    rate = next((r for r in _RATES if value.unit.is_equivalent(r)), None)
+    if rate is not None:
+        fnu, flam = _keyword(headers, "PHOTFNU"), _keyword(headers, "PHOTFLAM")
+        if fnu is not None and float(fnu) > 0:
+            value = value.to_value(rate) * float(fnu) * u.Jy
+        elif flam is not None and float(flam) > 0 and plam is not None and float(plam) > 0:
+            value = value.to_value(rate) * float(flam) * u.erg / u.s / u.cm**2 / u.AA
+        else:
+            raise InputError(galaxy, path, f"BUNIT={bunit!r} but no PHOTFNU (nor PHOTFLAM and PHOTPLAM) to convert "
+                             "it to MJy/sr", "add the HST photometry keywords PHOTFNU or PHOTFLAM+PHOTPLAM of the "
+                             "filter to the header (from the original _drz/_flt file), or give the image in MJy/sr")
+    equiv = u.spectral_density(float(plam) * u.AA) if plam is not None and float(plam) > 0 else []
+    if not value.unit.is_equivalent(_MJYSR, equiv) and (value / u.sr).unit.is_equivalent(_MJYSR, equiv):
+        value = value / (_pixel_area_sr(header, primary) * u.sr)  # per pixel -> per steradian
+    try:
+        return float(value.to_value(_MJYSR, equiv))
+    except u.UnitConversionError:
+        need = " (a flux density per wavelength needs PHOTPLAM)" if not equiv else ""
+        raise InputError(galaxy, path, f"extension {ext} has BUNIT={bunit!r}, which cannot be converted to "
+                         f"MJy/sr{need}", _IMAGE_UNIT_FIX) from None
+
+
+def _pixel_area_sr(header, primary) -> float:
+    pixar = _keyword((header, primary), "PIXAR_SR")
+    if pixar is not None:
+        return float(pixar)
+    return float(_quiet_wcs(header).celestial.proj_plane_pixel_area().to_value(u.sr))
+
+
+def _image_hdu(hdul):
+    """The image extension: ``SCI`` (``_i2d``, ``_drz``/``_drc``: SCI/WHT/CTX), else the primary (one-HDU mosaics)."""
+    names = [h.name for h in hdul]
+    return hdul["SCI"] if "SCI" in names else hdul[0]
 
 
 def read_image(path, galaxy=None) -> Image:
-    """Read a NIRCam ``_i2d``-style (or HST) image: SCI extension in MJy/sr with WCS."""
+    """Read a continuum image and bring it to MJy/sr.
+
+    Layouts: NIRCam ``_i2d`` (SCI, ERR, WHT, ...), HST ``_drz``/``_drc``
+    (SCI, WHT, CTX) or a single-HDU mosaic.  Units: see
+    :func:`image_unit_factor` (MJy/sr, any flux unit astropy reads, HST
+    counts or count rates with their photometry keywords).
+    """
     with _open(path, galaxy, "image") as hdul:
-        names = [h.name for h in hdul]
-        hdu = hdul["SCI"] if "SCI" in names else hdul[0]
+        hdu = _image_hdu(hdul)
         if hdu.data is None or hdu.data.ndim != 2:
             raise InputError(galaxy, path, "no 2-D SCI image", "give the _i2d.fits image with a SCI extension")
-        _check_unit(galaxy, path, hdu.header, hdu.name, _MJYSR)
         wcs = _quiet_wcs(hdu.header)
         if not wcs.has_celestial or wcs.naxis != 2:
             raise InputError(galaxy, path, "image has no celestial WCS", "give an image with RA/Dec WCS keywords")
-        return Image(str(path), np.asarray(hdu.data, dtype=float), wcs, hdu.header)
+        factor = image_unit_factor(galaxy, path, hdu.header, hdul[0].header if hdu is not hdul[0] else None)
+        data = np.asarray(hdu.data, dtype=float)
+        if factor != 1.0:
+            data = data * factor
+        return Image(str(path), data, wcs, hdu.header, factor)
