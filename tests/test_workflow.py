@@ -79,4 +79,4 @@ def test_override_only_mock_seed(tmp_path):
     cfg = tmp_path / "seed.yaml"
     cfg.write_text("mock:\n  seed: 12345\n")
     proc = run_snakemake(tmp_path, "-n", configfiles=(REPO / "tests/config/test.yaml", cfg))
-    assert "mock_cube" in proc.stdout
+    assert "mock_galaxy_" in proc.stdout
