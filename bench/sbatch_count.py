@@ -68,7 +68,7 @@ def main() -> int:
     for n in a.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            listing = dry_run(n, Path(tmp), a.profile.resolve(), )
+            listing = dry_run(n, Path(tmp), repo)
             dt = time.perf_counter() - t0
         groups, single = submissions(listing, local)
         rules = re.findall(r"^\s*(?:local)?rule (\w+):", listing, flags=re.M)
