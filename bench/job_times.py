@@ -3,9 +3,9 @@
 
     python bench/job_times.py RUN_DIR [RUN_DIR ...]
 
-Reads ``RUN_DIR/.snakemake/metadata`` (one record per output file; a job with
-several outputs has several records with the same start and end time, counted
-once) and prints, per rule, the number of jobs, the mean and summed job
+Reads ``RUN_DIR/.snakemake/metadata`` (one record per output file; the records of
+one job share its ``job_hash`` and count once, from the earliest start to the
+latest end) and prints, per rule, the number of jobs, the mean and summed job
 duration, then the summed job time of the run and its span (first start to
 last end).  With several run directories the totals of each are printed with
 their ratio to the first, so a before/after pair reads side by side.
@@ -21,14 +21,16 @@ from pathlib import Path
 
 def jobs(run_dir: Path) -> list[tuple[str, float, float]]:
     """(rule, start, end) of every job recorded under ``run_dir/.snakemake/metadata``."""
-    seen = set()
+    seen = {}
     for rec_path in (run_dir / ".snakemake" / "metadata").iterdir():
         rec = json.loads(rec_path.read_text())
         start, end = rec.get("starttime"), rec.get("endtime")
         if start is None or end is None:
             continue
-        seen.add((rec["rule"], start, end))
-    return sorted(seen, key=lambda j: j[1])
+        key = (rec["rule"], rec.get("job_hash", rec_path.name))
+        s0, e0 = seen.get(key, (start, end))
+        seen[key] = (min(s0, start), max(e0, end))
+    return sorted(((rule, start, end) for (rule, _), (start, end) in seen.items()), key=lambda j: j[1])
 
 
 def summary(run_dir: Path, per_rule: bool = True) -> tuple[float, float, int]:
