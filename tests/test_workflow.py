@@ -79,4 +79,15 @@ def test_override_only_mock_seed(tmp_path):
     cfg = tmp_path / "seed.yaml"
     cfg.write_text("mock:\n  seed: 12345\n")
     proc = run_snakemake(tmp_path, "-n", configfiles=(REPO / "tests/config/test.yaml", cfg))
-    assert "mock_cube" in proc.stdout
+    assert "mock_galaxy_" in proc.stdout
+
+
+def test_per_galaxy_jobs_one_each_with_a_benchmark(e2e):
+    """One mock job and one masks+spectra job per galaxy (and variant), one benchmark file per per-galaxy or
+    per-chunk job (issue 17): 4 galaxies, 12 realisations in chunks of 6, both gratings."""
+    bench = e2e / "results/benchmarks"
+    counts = {kind: len(list((bench / kind).rglob("*.tsv"))) for kind in ("mock", "align", "extract", "mc", "cii",
+                                                                           "resolved")}
+    assert counts == {"mock": 4, "align": 4, "extract": 4, "mc": 4 * 2 * 2, "cii": 4, "resolved": 4}, counts
+    header = (bench / "mock" / "mock01.tsv").read_text().splitlines()[0].split("\t")
+    assert header[:2] == ["s", "h:m:s"] and "cpu_time" in header

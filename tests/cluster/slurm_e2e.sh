@@ -15,7 +15,7 @@
 # 3. runs the test config (tests/config/test.yaml) twice, each in its own fresh
 #    working directory generating its own mock: once through the cluster
 #    profile as committed (`--profile profiles/slurm`; every non-local job is
-#    an sbatch job, the Monte Carlo chunks one group job) plus the two options
+#    an sbatch job, five galaxies' jobs per group job, the aggregates one) plus the two options
 #    this accounting-less cluster needs (`--slurm-status-command squeue`, and
 #    a 10 s first status check instead of 40 s), and once locally
 #    (`--cores 2`);

@@ -12,6 +12,10 @@ rule cii_galaxy:
         realisations=f"{RESULTS}/cii/{{variant}}/{{id}}_realisations.parquet",
     log:
         f"{RESULTS}/logs/cii/{{variant}}/{{id}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cii/{{variant}}/{{id}}.tsv"
+    group:
+        "galaxy"
     params:
         row=sample_row,
         seed=config["seed"],

@@ -53,13 +53,19 @@ def cube_path(wildcards):
     return SAMPLES.loc[wildcards.id, f"cube_{wildcards.grating}"]
 
 
-def mock_plan(product):
-    """Input function giving the part of a mock galaxy's plan that ``product`` depends on.
+def _mock_product_set(plan):
+    """(gratings, image filter) of a mock galaxy: what its product file names depend on."""
+    return tuple(plan["ifu"]["gratings"]), plan["image"]["filter"].lower()
 
-    Passed as ``params`` so that a product is rebuilt only when its own
-    physics changes (e.g. a new O3 shift does not rebuild images or ALMA cubes).
-    """
-    return lambda wildcards: smock.product_plan(PLANS[wildcards.id], product)
+
+def mock_product_sets():
+    """The distinct product sets of the mock survey (one ``mock_galaxy_*`` rule each)."""
+    return sorted({_mock_product_set(p) for p in PLANS.values()})
+
+
+def mock_galaxies_with(gratings, filt):
+    """Mock galaxies whose products are cubes in ``gratings`` and a ``filt`` image."""
+    return [gid for gid, p in PLANS.items() if _mock_product_set(p) == (gratings, filt)]
 
 
 def mock_products():
@@ -134,8 +140,18 @@ def all_spectra(variant):
     return [s for gid in GALAXIES for g in gratings_of(gid) for s in spectra_of(variant, gid, g)]
 
 
-MERGERS = [g for g in GALAXIES if SAMPLES.loc[g, "merger"]]
-SINGLES = [g for g in GALAXIES if not SAMPLES.loc[g, "merger"]]
+def _extract_set(gid):
+    """(single or merger, gratings) of a galaxy: what its spectrum file names depend on."""
+    return ("merger" if SAMPLES.loc[gid, "merger"] else "single"), tuple(gratings_of(gid))
+
+
+def extract_sets():
+    """The distinct (kind, gratings) pairs of the sample (one ``extract_<kind>_<gratings>`` rule each)."""
+    return sorted({_extract_set(g) for g in GALAXIES})
+
+
+def galaxies_with(kind, gratings):
+    return [g for g in GALAXIES if _extract_set(g) == (kind, gratings)]
 
 
 ALMA_GALAXIES = [g for g in GALAXIES if SAMPLES.loc[g, "alma_cube"]]

@@ -15,8 +15,10 @@ rule mc_fit:
         f"{RESULTS}/mc/{{variant}}/chunks/{{id}}_{{grating}}_{{chunk}}.parquet",
     log:
         f"{RESULTS}/logs/mc/{{variant}}/{{id}}_{{grating}}_{{chunk}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/mc/{{variant}}/{{id}}_{{grating}}_{{chunk}}.tsv"
     group:
-        "mc"
+        "galaxy"
     params:
         row=sample_row,
         regions=lambda w: region_names(w.id),

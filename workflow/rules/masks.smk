@@ -15,6 +15,10 @@ rule align:
         f"{RESULTS}/alignment/{{id}}.csv",
     log:
         f"{RESULTS}/logs/align/{{id}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/align/{{id}}.tsv"
+    group:
+        "galaxy"
     params:
         row=sample_row,
         gratings=lambda w: gratings_of(w.id),
@@ -34,27 +38,6 @@ rule alignment_table:
         "../scripts/concat_tables.py"
 
 
-rule masks:
-    """ISM and CGM masks of one galaxy for one mask variant (SPEC 2-3)."""
-    input:
-        image=image_path,
-        cube=reference_cube,
-        alignment=f"{RESULTS}/alignment/{{id}}.csv",
-        exclude=exclude_region,
-        alma=alma_for_masks,
-    output:
-        masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
-        regions=f"{RESULTS}/masks/{{variant}}/{{id}}_regions.csv",
-    log:
-        f"{RESULTS}/logs/masks/{{variant}}/{{id}}.log",
-    params:
-        row=sample_row,
-        mask=mask_params,
-        components=lambda w: region_names(w.id),
-    script:
-        "../scripts/make_masks.py"
-
-
 rule regions_table:
     input:
         lambda w: expand(f"{RESULTS}/masks/{w.variant}/{{id}}_regions.csv", id=GALAXIES),
@@ -71,52 +54,47 @@ rule regions_table:
         "../scripts/concat_tables.py"
 
 
-# One job per galaxy and grating reads the cube once and writes the spectrum of
-# every region; mergers have four regions, other galaxies two.
-EXTRACT = dict(
-    input=dict(
-        cube=cube_path,
-        masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
-        alignment=f"{RESULTS}/alignment/{{id}}.csv",
-    ),
-    params=dict(row=sample_row, regions=lambda w: region_names(w.id)),
-)
+# One job per galaxy and mask variant makes the masks and reads each cube once to
+# write the spectrum of every region in every grating: job start-up and imports
+# cost more than the work.  A rule's outputs cannot vary by galaxy, so there is
+# one rule per kind of galaxy (single: ISM, CGM; merger: both per component) and
+# set of gratings, e.g. extract_merger_g235m_g395h.
+for _kind, _gratings in extract_sets():
 
-
-rule extract_single:
-    """ISM and CGM spectra of a single galaxy in one grating (SPEC 4)."""
-    input:
-        **EXTRACT["input"],
-    output:
-        ism=f"{RESULTS}/spectra/{{variant}}/{{id}}_ISM_{{grating}}.fits",
-        cgm=f"{RESULTS}/spectra/{{variant}}/{{id}}_CGM_{{grating}}.fits",
-    log:
-        f"{RESULTS}/logs/extract/{{variant}}/{{id}}_{{grating}}.log",
-    wildcard_constraints:
-        id="|".join(SINGLES) or "NONE",
-    params:
-        **EXTRACT["params"],
-    script:
-        "../scripts/extract.py"
-
-
-rule extract_merger:
-    """ISM and CGM spectra of both components of a merger in one grating (SPEC 3.4, 4)."""
-    input:
-        **EXTRACT["input"],
-    output:
-        ism_a=f"{RESULTS}/spectra/{{variant}}/{{id}}_a_ISM_{{grating}}.fits",
-        cgm_a=f"{RESULTS}/spectra/{{variant}}/{{id}}_a_CGM_{{grating}}.fits",
-        ism_b=f"{RESULTS}/spectra/{{variant}}/{{id}}_b_ISM_{{grating}}.fits",
-        cgm_b=f"{RESULTS}/spectra/{{variant}}/{{id}}_b_CGM_{{grating}}.fits",
-    log:
-        f"{RESULTS}/logs/extract/{{variant}}/{{id}}_{{grating}}.log",
-    wildcard_constraints:
-        id="|".join(MERGERS) or "NONE",
-    params:
-        **EXTRACT["params"],
-    script:
-        "../scripts/extract.py"
+    rule:
+        """ISM and CGM masks of one galaxy for one mask variant (SPEC 2-3, 3.4) and the spectrum of every
+        region in every grating (SPEC 4)."""
+        name:
+            f"extract_{_kind}_{'_'.join(_gratings)}"
+        input:
+            image=image_path,
+            cubes=lambda w: [SAMPLES.loc[w.id, f"cube_{g}"] for g in gratings_of(w.id)],
+            alignment=f"{RESULTS}/alignment/{{id}}.csv",
+            exclude=exclude_region,
+            alma=alma_for_masks,
+        output:
+            masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
+            regions=f"{RESULTS}/masks/{{variant}}/{{id}}_regions.csv",
+            spectra=[
+                f"{RESULTS}/spectra/{{variant}}/{c}_{r}_{g}.fits"
+                for g in _gratings
+                for c, r, _ in ismcgm_regions.galaxy_regions("{id}", _kind == "merger")
+            ],
+        log:
+            f"{RESULTS}/logs/extract/{{variant}}/{{id}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/extract/{{variant}}/{{id}}.tsv"
+        wildcard_constraints:
+            id="|".join(galaxies_with(_kind, _gratings)),
+        group:
+            "galaxy"
+        params:
+            row=sample_row,
+            mask=mask_params,
+            regions=lambda w: region_names(w.id),
+            gratings=lambda w: gratings_of(w.id),
+        script:
+            "../scripts/extract.py"
 
 
 rule fig1_masks:

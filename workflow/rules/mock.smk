@@ -7,54 +7,35 @@ localrules:
     mock_truth_json,
 
 
-rule mock_cube:
-    """One NIRSpec IFU stage-3 cube of one mock galaxy."""
-    output:
-        f"{RESULTS}/mock/{{id}}/{{id}}_{{grating}}_s3d.fits",
-    log:
-        f"{RESULTS}/logs/mock/{{id}}_{{grating}}_cube.log",
-    params:
-        plan=mock_plan("cube"),
-    script:
-        "../scripts/mock_cube.py"
+# One job per galaxy writes all its products (IFU cubes, truth, image, ALMA cube)
+# in one interpreter: start-up and imports cost more than the writing.  A rule's
+# outputs cannot vary by galaxy, so there is one rule per product set, e.g.
+# mock_galaxy_g235m_g395m_f444w (G235M and G395M cubes, NIRCam F444W image).
+for _gratings, _filt in mock_product_sets():
 
-
-rule mock_truth:
-    """Noiseless truth maps of one mock galaxy (each IFU grid and the ALMA grid)."""
-    output:
-        f"{RESULTS}/mock/{{id}}/{{id}}_truth.fits",
-    log:
-        f"{RESULTS}/logs/mock/{{id}}_truth.log",
-    params:
-        plan=mock_plan("truth"),
-    script:
-        "../scripts/mock_truth.py"
-
-
-rule mock_image:
-    """The continuum image (NIRCam F277W/F444W or HST F125W) of one mock galaxy."""
-    output:
-        f"{RESULTS}/mock/{{id}}/{{id}}_{{filter}}_i2d.fits",
-    log:
-        f"{RESULTS}/logs/mock/{{id}}_{{filter}}_image.log",
-    wildcard_constraints:
-        filter="f277w|f444w|f125w",
-    params:
-        plan=mock_plan("image"),
-    script:
-        "../scripts/mock_image.py"
-
-
-rule mock_alma:
-    """The ALMA [C II] cube of one mock galaxy (beam-correlated noise)."""
-    output:
-        f"{RESULTS}/mock/{{id}}/{{id}}_cii_cube.fits",
-    log:
-        f"{RESULTS}/logs/mock/{{id}}_alma.log",
-    params:
-        plan=mock_plan("alma"),
-    script:
-        "../scripts/mock_alma.py"
+    rule:
+        """Every product of one mock galaxy: the NIRSpec IFU stage-3 cubes, the noiseless truth maps,
+        the continuum image and the ALMA [C II] cube (beam-correlated noise)."""
+        name:
+            f"mock_galaxy_{'_'.join(_gratings)}_{_filt}"
+        output:
+            **{f"cube_{g}": f"{RESULTS}/mock/{{id}}/{{id}}_{g}_s3d.fits" for g in _gratings},
+            truth=f"{RESULTS}/mock/{{id}}/{{id}}_truth.fits",
+            image=f"{RESULTS}/mock/{{id}}/{{id}}_{_filt}_i2d.fits",
+            alma=f"{RESULTS}/mock/{{id}}/{{id}}_cii_cube.fits",
+        log:
+            f"{RESULTS}/logs/mock/{{id}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/mock/{{id}}.tsv"
+        wildcard_constraints:
+            id="|".join(mock_galaxies_with(_gratings, _filt)),
+        group:
+            "galaxy"
+        params:
+            # each product's own part of the plan: a params change reruns the galaxy's job
+            plans=lambda w: {p: smock.product_plan(PLANS[w.id], p) for p in ("cube", "truth", "image", "alma")},
+        script:
+            "../scripts/mock_galaxy.py"
 
 
 rule mock_samples:

@@ -43,33 +43,21 @@ MODEL_PRODUCTS = (
 
 
 localrules:
-    cloudy_line_list,
-    cloudy_deck,
+    cloudy_decks,
     cloudy_grid,
 
 
-rule cloudy_line_list:
-    """The list of Cloudy lines every deck saves (written once)."""
+rule cloudy_decks:
+    """Cloudy input deck of every model (SPEC 9) and the list of lines they save, in one job."""
     output:
-        CLOUDY_LINE_LIST,
+        line_list=CLOUDY_LINE_LIST,
+        decks=[f"{CLOUDY_DECKS}/{name}.in" for name in CLOUDY_RUNS],
     log:
-        f"{RESULTS}/logs/cloudy/line_list.log",
-    script:
-        "../scripts/cloudy_deck.py"
-
-
-rule cloudy_deck:
-    """Cloudy input deck of one model (SPEC 9)."""
-    output:
-        f"{CLOUDY_DECKS}/{{model}}.in",
-    log:
-        f"{RESULTS}/logs/cloudy/deck/{{model}}.log",
-    wildcard_constraints:
-        model=CLOUDY_MODEL_NAMES,
+        f"{RESULTS}/logs/cloudy/decks.log",
     params:
-        model=lambda w: CLOUDY_RUNS[w.model],
+        models=list(CLOUDY_RUNS.values()),
     script:
-        "../scripts/cloudy_deck.py"
+        "../scripts/cloudy_decks.py"
 
 
 if CLOUDY_EXECUTABLE:

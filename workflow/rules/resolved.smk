@@ -23,6 +23,8 @@ rule resolved_galaxy:
         f"{RESULTS}/logs/resolved/{{variant}}/{{id}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/resolved/{{variant}}/{{id}}.tsv"
+    group:
+        "galaxy"
     params:
         row=sample_row,
         gratings=lambda w: gratings_of(w.id),

@@ -1,0 +1,16 @@
+"""Write every product of one mock galaxy (SYNTHETIC data) in one job: see ismcgm.mock."""
+
+from ismcgm import mock as smock
+from ismcgm.workflow_script import run
+
+
+def main():
+    plans, out = snakemake.params.plans, snakemake.output
+    for grating in plans["cube"]["ifu"]["gratings"]:
+        smock.write_cube(plans["cube"], grating, out[f"cube_{grating}"])
+    smock.write_truth(plans["truth"], out.truth)
+    smock.write_image(plans["image"], out.image)
+    smock.write_alma(plans["alma"], out.alma)
+
+
+run(snakemake, main)
