@@ -48,7 +48,7 @@ ISM_EXTENT_RE = 2.0
 #: paper preset: exponential scale length [kpc] of the CGM halo (no break inside the field, as the
 #: [C II] profiles of Ikeda et al. 2025 out to ~15 kpc), chosen so that the [C II] half-light radius
 #: of ISM + halo is ~2 kpc (the issue's r_1/2 ~ 2 kpc; measured: README "Mock geometry").
-PAPER_HALO_H_KPC = (1.3, 2.1)
+PAPER_HALO_H_KPC = (1.8, 2.8)
 
 #: paper preset: merger separation [arcsec] (two ~3 kpc ISMs side by side), image and ALMA fields.
 PAPER_MERGER_SEP_ARCSEC = (0.9, 1.3)
