@@ -49,8 +49,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import mc
-from .constants import FWHM_PER_SIGMA
+from . import cii as cii_mod
+from . import linefluxes, mc
+from . import ratios as rat
+from .constants import FWHM_PER_SIGMA, proper_kpc_per_arcsec
+from .errors import InputError
+from .imaging import image_noise, psf_match
+from .linemap import line_map
+from .maskio import read_masks
+from .masks import _bisector_side_a, _positions, reproject_sb
 from .regions import extension_region
 from .transfer import solvable, solve_operator, transfer_matrix
 from .wcsutil import pixscale_arcsec
@@ -284,13 +291,6 @@ def transfer_from_inputs(image, cube, aligned, masks_path, row) -> pd.DataFrame:
     sigma-clipped median of :func:`ismcgm.imaging.image_noise`); the halo is fitted to the Ha map of
     the reference cube ([O III]5007 where Ha is not covered) over the cube's valid spaxels.
     """
-    from .constants import proper_kpc_per_arcsec
-    from .errors import InputError
-    from .imaging import image_noise, psf_match
-    from .linemap import line_map
-    from .maskio import read_masks
-    from .masks import _bisector_side_a, _positions, reproject_sb
-
     gid = row["id"]
     w = aligned.celestial
     shape = cube.sci.shape[1:]
@@ -340,10 +340,6 @@ def intrinsic_ratios(realisations, transfers: dict, samples, detect_snr: float, 
     skipped : list of str
         Galaxies whose transfer matrix could not be inverted (left out, see :func:`decompose_realisations`).
     """
-    from . import cii as cii_mod
-    from . import linefluxes
-    from . import ratios as rat
-
     chunks = realisations.drop(columns=["ebv", "flux_dustcorr"], errors="ignore")
     terms = decompose_realisations(chunks, transfers)
     table, real, _ = linefluxes.gather(terms, detect_snr, intrinsic_ha_hb, overlap_mode)
