@@ -25,6 +25,7 @@ include: "workflow/rules/stats.smk"
 include: "workflow/rules/cii.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/resolved.smk"
+include: "workflow/rules/intrinsic.smk"
 
 
 rule all:
@@ -50,3 +51,4 @@ rule all:
         expand(f"{RESULTS}/validation/{{variant}}/summary.json", variant=VARIANTS) if MOCK else [],
         MODEL_PRODUCTS,
         resolved_products(),
+        expand(f"{RESULTS}/tables/{{variant}}/intrinsic_statistics.csv", variant=VARIANTS),

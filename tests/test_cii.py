@@ -18,7 +18,7 @@ from ismcgm import instrument as ins
 from ismcgm.io import InputError
 from tests.conftest import default_mock_cfg
 
-CFG = default_mock_cfg(seed=1, n_galaxies=4, ifu_npix=31)
+CFG = default_mock_cfg(seed=1, n_galaxies=4, ifu_npix=31, geometry="compact")
 SEEDS = (1, 2, 3)
 
 

@@ -384,3 +384,21 @@ def test_fig1_writes_pdf_png(merger, single, tmp_path):
     assert (tmp_path / "fig1.pdf").stat().st_size > 0 and (tmp_path / "fig1.png").stat().st_size > 0
     texts = [t.get_text() for t in fig.texts]
     assert any("SYNTHETIC MOCK DATA" in t for t in texts)
+
+
+def test_tophat_radius_replaces_diameter(single, tmp_path):
+    """tophat_radius_arcsec r gives the CGM of tophat_diameter_arcsec 2r, and a larger radius a larger CGM."""
+    m = lambda p: masks.make_masks(single["image"], single["cube"], single["wcs"], single["row"], p)  # noqa: E731
+    by_diameter = m({"tophat_diameter_arcsec": 0.6})
+    by_radius = m({"tophat_diameter_arcsec": 0.2, "tophat_radius_arcsec": 0.3})
+    for k in by_diameter["regions"]:
+        np.testing.assert_array_equal(by_radius["regions"][k], by_diameter["regions"][k])
+    wider = m({"tophat_radius_arcsec": 0.5})
+    assert wider["regions"]["CGM"].sum() > m({"tophat_diameter_arcsec": 0.5})["regions"]["CGM"].sum()
+    assert wider["info"]["CGM"]["r_cgm_kpc"] > by_diameter["info"]["CGM"]["r_cgm_kpc"]
+    maskio.write_masks(tmp_path / "r.fits", wider)
+    maskio.write_masks(tmp_path / "d.fits", by_diameter)
+    assert maskio.read_masks(tmp_path / "r.fits")[2]["PRIMARY"]["TOPHATR"] == 0.5
+    assert "TOPHATR" not in maskio.read_masks(tmp_path / "d.fits")[2]["PRIMARY"]  # unset: no card
+    with pytest.raises(io.InputError, match="invalid mask parameters"):
+        m({"tophat_radius_arcsec": -0.1})

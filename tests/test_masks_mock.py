@@ -39,8 +39,8 @@ from tests.conftest import default_mock_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 
-TEST_MOCK = default_mock_cfg(seed=7, n_galaxies=4, ifu_npix=25)
-DEFAULT_MOCK = default_mock_cfg(seed=1, n_galaxies=18, ifu_npix=31)
+TEST_MOCK = default_mock_cfg(seed=7, n_galaxies=4, ifu_npix=25, geometry="compact")
+DEFAULT_MOCK = default_mock_cfg(seed=1, n_galaxies=18, ifu_npix=31, geometry="compact")
 
 #: The mask variants of the workflow configuration (``default``, ``ism5sigma``).
 VARIANTS = yaml.safe_load((REPO / "config.yaml").read_text())["masks"]

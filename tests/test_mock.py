@@ -217,3 +217,41 @@ def test_sample_table_validates(plans):
     df = pd.DataFrame(mock.sample_rows(plans))
     validate(df, str(REPO / "workflow" / "schemas" / "samples.schema.yaml"))
     assert df["id"].str.match(r"^mock\d+$").all()
+
+
+def test_exponential_mixture_is_an_exponential():
+    """The Gaussian mixture of mock.geometry follows exp(-r/h) to < 1.5 % of the centre and holds unit flux."""
+    from ismcgm.mock import geometry as geo
+
+    w, s = (np.array(v) for v in geo.exponential_mixture())
+    assert w.sum() == pytest.approx(1.0) and (w > 0).all()
+    r = np.linspace(0.0, 8.0, 401)
+    mix = (w * np.exp(-0.5 * (r[:, None] / s) ** 2) / (2 * np.pi * s**2)).sum(axis=1)
+    exp = np.exp(-r) / (2 * np.pi)
+    assert np.abs(mix - exp).max() < 0.015 * exp[0]
+    assert np.abs(mix[50:300] / exp[50:300] - 1).max() < 0.015  # 1-6 scale lengths
+
+
+def test_paper_geometry_sizes_and_shared_draws(test_mock_cfg):
+    """mock.geometry: paper draws R_e, the 9-sigma isophote at 2 R_e and an exponential halo; every other
+    draw (z, fluxes, shifts) is the compact preset's, and compact keeps the original clumps and halo."""
+    from ismcgm.constants import proper_kpc_per_arcsec
+    from ismcgm.mock import geometry as geo
+
+    cfg = dict(test_mock_cfg, n_galaxies=8, ifu_npix=None)
+    paper = mock.plan_survey(dict(cfg, geometry="paper"))
+    compact = mock.plan_survey(dict(cfg, geometry="compact"))
+    for p, c in zip(paper, compact):
+        assert p["z"] == c["z"] and p["intrinsic_fluxes"] == c["intrinsic_fluxes"]
+        assert p["ifu"]["npix"] == geo.IFU_NPIX["paper"] and c["ifu"]["npix"] == geo.IFU_NPIX["compact"]
+        assert all("halo_sigma" in comp and "halo_gaussians" not in comp for comp in c["components"])
+        kpc = proper_kpc_per_arcsec(p["z"])
+        re = [comp["ism_profile"]["re_kpc"] for comp in p["components"]]
+        assert all(geo.PAPER_RE_KPC[0] <= x <= geo.PAPER_RE_KPC[1] for x in re)
+        assert p["image"]["r_ism_arcsec"] * kpc == pytest.approx(2 * np.sqrt(np.mean(np.square(re))))
+        for comp in p["components"]:
+            assert sum(g["weight"] for g in comp["halo_gaussians"]) == pytest.approx(1.0)
+            assert geo.PAPER_HALO_H_KPC[0] <= comp["halo_profile"]["h_kpc"] <= geo.PAPER_HALO_H_KPC[1]
+        if p["merger"]:
+            a, b = p["components"]
+            assert geo.PAPER_MERGER_SEP_ARCSEC[0] <= np.hypot(a["dx"] - b["dx"], a["dy"] - b["dy"]) <= 1.3 + 1e-9

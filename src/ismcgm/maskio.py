@@ -26,6 +26,7 @@ DEFAULT_PARAMS = {
     "ism_nsigma": 9.0,
     "dilation_iterations": 1,
     "tophat_diameter_arcsec": 0.5,
+    "tophat_radius_arcsec": None,
     "cgm_outer": "tophat",
     "cii_radius_factor": 4.0,
     "cii_nsigma": 3.0,
@@ -39,11 +40,22 @@ PARAM_KEYS = {
     "ism_nsigma": "ISMNSIG",
     "dilation_iterations": "DILITER",
     "tophat_diameter_arcsec": "TOPHATD",
+    "tophat_radius_arcsec": "TOPHATR",
     "cgm_outer": "CGMOUTER",
     "cii_radius_factor": "CIIRFAC",
     "cii_nsigma": "CIINSIG",
     "cii_window_kms": "CIIWIN",
 }
+
+
+def tophat_radius_arcsec(params) -> float:
+    """Radius [arcsec] of the CGM top-hat: ``tophat_radius_arcsec`` when set, else half ``tophat_diameter_arcsec``.
+
+    The paper's "circular top-hat kernel with a size of 0.5 arcsec" does not say radius or diameter
+    (``astropy.convolution.Tophat2DKernel`` takes a radius); README, "Top-hat size".
+    """
+    r = params.get("tophat_radius_arcsec")
+    return float(r) if r is not None else 0.5 * float(params["tophat_diameter_arcsec"])
 
 
 def region_stats(regions: dict, wcs: WCS, z: float) -> dict:
@@ -112,7 +124,8 @@ def write_masks(path, masks, wcs: WCS | None = None, params=None, meta=None) -> 
         key = str(k).upper()
         prim.header[key if len(key) <= 8 else f"HIERARCH {key}"] = v
     for k, key in PARAM_KEYS.items():
-        prim.header[key] = params[k]
+        if params.get(k) is not None:  # an unset optional parameter (tophat_radius_arcsec) writes no card
+            prim.header[key] = params[k]
     prim.header["REGIONS"] = ",".join(regions)
     hdus = [prim]
     # full (17-digit) precision: the aligned CRVAL must survive the round trip
@@ -126,7 +139,8 @@ def write_masks(path, masks, wcs: WCS | None = None, params=None, meta=None) -> 
         h["RKPC"] = (info[name]["r_kpc"], "sqrt(area/pi) of this region [kpc]")
         h["RCGMKPC"] = (info[name]["r_cgm_kpc"], "sqrt((A_ISM+A_CGM)/pi), outer CGM radius [kpc]")
         for k, key in PARAM_KEYS.items():
-            h[key] = params[k]
+            if params.get(k) is not None:
+                h[key] = params[k]
         hdus.append(fits.ImageHDU(np.asarray(m, dtype=np.uint8), header=h, name=name))
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)

@@ -26,7 +26,9 @@ is used, with a warning, only when no spaxel's mean reaches the threshold
 
 CGM: ``binary_dilation`` of the IFU-grid ISM (3x3 structure,
 ``dilation_iterations``), then ``astropy.convolution.convolve`` with a
-``Tophat2DKernel`` of radius ``tophat_diameter_arcsec / 2 / pixscale``,
+``Tophat2DKernel`` of radius ``tophat_radius_arcsec / pixscale`` when that
+is set, else ``tophat_diameter_arcsec / 2 / pixscale`` (the paper's "size of
+0.5 arcsec" is ambiguous; README, "Top-hat size"),
 keeping every spaxel above half the smallest non-zero kernel value (i.e.
 every spaxel the top-hat reaches, robust to rounding), minus the ISM.  The
 paper's robustness variants replace that outer boundary by one from [C II]
@@ -61,7 +63,7 @@ from scipy import ndimage
 from .cii.extent import NoCiiExtent, cii_contour_region, cii_half_light_radius
 from .imaging import _STRUCT8, image_noise, psf_match
 from .io import Cube, Image, InputError, parse_components
-from .maskio import DEFAULT_PARAMS, region_stats
+from .maskio import DEFAULT_PARAMS, region_stats, tophat_radius_arcsec
 from .wcsutil import pixscale_arcsec
 
 log = logging.getLogger(__name__)
@@ -162,6 +164,7 @@ def _check_params(params) -> dict:
     if p["cgm_outer"] not in CGM_OUTER:
         raise InputError(None, "config", f"mask cgm_outer={p['cgm_outer']!r} is not one of {CGM_OUTER}", "fix the mask variant")
     if (float(p["ism_nsigma"]) <= 0 or int(p["dilation_iterations"]) < 0 or float(p["tophat_diameter_arcsec"]) < 0
+            or (p.get("tophat_radius_arcsec") is not None and float(p["tophat_radius_arcsec"]) <= 0)
             or float(p["cii_radius_factor"]) <= 0 or float(p["cii_nsigma"]) <= 0 or float(p["cii_window_kms"]) <= 0):
         raise InputError(None, "config", f"invalid mask parameters {p}", "fix the mask variant")
     return p
@@ -368,7 +371,7 @@ def make_masks(image: Image, cube: Cube, aligned_wcs: WCS, row, params=None, alm
     grown = ism
     if int(p["dilation_iterations"]) > 0:
         grown = ndimage.binary_dilation(ism, structure=_STRUCT8, iterations=int(p["dilation_iterations"]))
-    radius_pix = 0.5 * float(p["tophat_diameter_arcsec"]) / pixscale_arcsec(w)
+    radius_pix = tophat_radius_arcsec(p) / pixscale_arcsec(w)
     if radius_pix > 0:
         kern = Tophat2DKernel(radius_pix)
         k = kern.array
@@ -405,7 +408,7 @@ def make_masks(image: Image, cube: Cube, aligned_wcs: WCS, row, params=None, alm
     cgm = expanded & ~ism & ~drop
     if not cgm.any():
         raise InputError(gid, cube.path,
-                         f"CGM is empty (tophat_diameter_arcsec={p['tophat_diameter_arcsec']:g}, after invalid/excluded spaxels)",
+                         f"CGM is empty (top-hat radius {tophat_radius_arcsec(p):g} arcsec, after invalid/excluded spaxels)",
                          "enlarge the top-hat or check exclude_region / the cube's field of view")
 
     if side_a is not None:

@@ -22,6 +22,10 @@ Three numbers per ratio (``recovery.csv``):
     (PSF wings) and halo light into the ISM mask.
 ``measured_shift``
     ``shift_median`` of the statistics table, with its ``sigma_med``.
+``intrinsic_shift``
+    ``shift_median`` of ``intrinsic_statistics.csv`` (the ISM and halo terms
+    of :mod:`ismcgm.decompose`), with its ``intrinsic_sigma_med``: what the
+    injected shift should be compared with.
 """
 
 from __future__ import annotations
@@ -135,9 +139,18 @@ def injected_shifts(truth: dict, ratios) -> dict:
     return out
 
 
-def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected: dict) -> pd.DataFrame:
-    """``ratio, injected_shift, true_shift, measured_shift, sigma_med, pull, within_2sigma``."""
+#: Columns of ``recovery.csv``.
+RECOVERY_COLUMNS = ["ratio", "injected_shift", "true_shift", "measured_shift", "sigma_med", "pull", "within_2sigma",
+                    "intrinsic_shift", "intrinsic_sigma_med"]
+
+
+def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected: dict,
+                   intrinsic_df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``ratio, injected_shift, true_shift, measured_shift, sigma_med, pull, within_2sigma, intrinsic_shift,
+    intrinsic_sigma_med`` (the last two from the decomposition's statistics, ``intrinsic_df``; NaN without)."""
     t = true_stats_df.set_index("ratio")["shift_median"]
+    intr = (intrinsic_df.set_index("ratio") if intrinsic_df is not None
+            else pd.DataFrame(columns=["shift_median", "sigma_med"]))
     rows = []
     for _, s in stats_df.iterrows():
         r = s["ratio"]
@@ -147,9 +160,10 @@ def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected
         pull = (s["shift_median"] - true) / s["sigma_med"] if s["sigma_med"] > 0 else np.nan
         rows.append({"ratio": r, "injected_shift": injected[r], "true_shift": true,
                      "measured_shift": s["shift_median"], "sigma_med": s["sigma_med"], "pull": pull,
-                     "within_2sigma": bool(np.isfinite(pull) and abs(pull) <= 2.0)})
-    return pd.DataFrame(rows, columns=["ratio", "injected_shift", "true_shift", "measured_shift", "sigma_med",
-                                       "pull", "within_2sigma"])
+                     "within_2sigma": bool(np.isfinite(pull) and abs(pull) <= 2.0),
+                     "intrinsic_shift": float(intr["shift_median"].get(r, np.nan)),
+                     "intrinsic_sigma_med": float(intr["sigma_med"].get(r, np.nan))})
+    return pd.DataFrame(rows, columns=RECOVERY_COLUMNS)
 
 
 def flux_pulls(line_fluxes: pd.DataFrame, true_df: pd.DataFrame,

@@ -92,7 +92,8 @@ def mask_params(wildcards):
     params = config["masks"][wildcards.variant]
     if params["cgm_outer"] == "tophat":
         params = {k: v for k, v in params.items() if not k.startswith("cii_")}
-    return {"name": wildcards.variant, **params}
+    # an unset optional parameter is left out, so that adding it to the schema reruns nothing
+    return {"name": wildcards.variant, **{k: v for k, v in params.items() if v is not None}}
 
 
 def image_path(wildcards):

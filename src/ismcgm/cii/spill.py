@@ -9,7 +9,8 @@ distributed alike would give a [C II]/Ha higher in the CGM than in the ISM
 (measured on the mock: README, "Measured on the mock").  Degrading Ha to
 the beam would remove that bias but dilute a real ISM/CGM difference.  Instead the spill is undone with
 a transfer matrix, the "geometric transfer matrix" of partial-volume
-correction: each region's [C II] is taken to follow the Ha morphology
+correction (:mod:`ismcgm.transfer`, shared with the ISM/halo decomposition
+:mod:`ismcgm.decompose`): each region's [C II] is taken to follow the Ha morphology
 *inside* that region, with its own [C II]/Ha; ``T[m, r]`` is the fraction
 of region ``r``'s emission that the beam puts into mask ``m``
 (:func:`transfer_matrix`: the continuum-subtracted Ha map of the IFU cube,
@@ -36,6 +37,8 @@ from ..constants import FWHM_PER_SIGMA
 from ..io import InputError
 from ..linemap import line_map
 from ..maskio import masks_on_cube, read_masks
+from ..transfer import solvable, solve_operator
+from ..transfer import transfer_matrix as geometric_transfer_matrix
 from ..wcsutil import sky_to_pixel
 from .cube import jykms_to_cgs
 from .weights import region_names
@@ -122,14 +125,10 @@ def transfer_matrix(ha_map, masks: dict, wcs: WCS, beam, psf_fwhm: float, galaxy
     w.array_shape = ha.shape
     kern = matching_kernel(beam, psf_fwhm, w, galaxy)
     names = list(masks)
-    t = np.full((len(names), len(names)), np.nan)
-    for j, r in enumerate(names):
-        total = float(ha[masks[r]].sum())
-        if not total > 0:
-            continue
-        smooth = convolve_fft(np.where(masks[r], ha, 0.0), kern, boundary="fill", fill_value=0.0,
-                              normalize_kernel=True)
-        t[:, j] = [smooth[masks[m]].sum() / total for m in names]
+    totals = [float(ha[masks[r]].sum()) for r in names]
+    terms = [convolve_fft(np.where(masks[r], ha, 0.0), kern, boundary="fill", fill_value=0.0, normalize_kernel=True)
+             if tot > 0 else None for r, tot in zip(names, totals)]
+    t = geometric_transfer_matrix(terms, masks, totals)
     return names, t
 
 
@@ -155,8 +154,8 @@ def _spill_inverse(table, names, t, galaxy: str):
     index = {region_names(galaxy, n): k for k, n in enumerate(names)}
     order = [index[(c, r)] for c, r in zip(table["component"], table["region"])]
     tt = t[np.ix_(order, order)]
-    if np.all(np.isfinite(tt)) and np.linalg.cond(tt) < 1e6:
-        return np.linalg.inv(tt), np.diag(tt)
+    if solvable(tt):
+        return solve_operator(tt), np.diag(tt)
     warnings.warn(f"{galaxy}: beam-spill matrix not invertible (a region without Ha); [C II] left as measured",
                   RuntimeWarning)
     return None, np.ones(len(table))

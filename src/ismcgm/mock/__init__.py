@@ -21,21 +21,25 @@ noise) untouched.
 
 Sky model
 ---------
-Each galaxy component (two for mergers) has an ISM made of 1-3 compact
-Gaussian clumps (sigma 0.03-0.07", i.e. 1-2 kpc overall) and a CGM made of a
-fainter, extended circular Gaussian halo (sigma 0.22-0.32") with its own
-line ratios: ``log(ratio)_CGM = log(ratio)_ISM + shift`` for the ratios of
+Each galaxy component (two for mergers) has an ISM and a fainter, extended
+CGM halo with its own line ratios: ``log(ratio)_CGM = log(ratio)_ISM + shift`` for the ratios of
 the ``mock.cgm_minus_ism_dex`` section (intrinsic, dust-free), where each
 galaxy's shift is the configured value plus ``scatter_dex`` times a standard
-normal.  Dust (Calzetti 2000) is injected the same way: E(B-V)_gas of the
+normal.  Their sizes and profiles are a preset (``mock.geometry``,
+:mod:`.geometry`): ``paper`` (default) -- a Sérsic n = 1 ISM of R_e 1.25-1.75
+kpc (ISM extent ~3 kpc = 2 R_e) and an exponential halo of scale length
+1.8-2.8 kpc, after Wang et al. Sect. 3.1 -- or ``compact``, the original
+survey: 1-3 compact Gaussian clumps (sigma 0.03-0.07", 1-2 kpc overall) and a
+circular Gaussian halo (sigma 0.22-0.32").  Dust (Calzetti 2000) is injected the same way: E(B-V)_gas of the
 ISM is drawn uniformly from ``mock.ebv_gas.ISM`` and the CGM's follows from
 the ``BALMER`` shift of the *observed* log(Ha/Hb), ``E_CGM = max(0, E_ISM +
 shift / BALMER_DEX_PER_EBV)`` (so a zero-shift mock has equal dust in both
 regions; the realised shift after the clipping at 0 is in the truth).  The
-stellar continuum follows the ISM clumps.  Because every profile is a circular
-Gaussian and the PSFs are Gaussian, the PSF-convolved, pixel-integrated maps
+stellar continuum follows the ISM.  Because every profile is a circular
+Gaussian or a mixture of them (the exponentials) and the PSFs are Gaussian, the PSF-convolved, pixel-integrated maps
 are computed exactly with error functions, so the truth maps sum to the
-injected fluxes (minus the negligible part outside the field of view).
+injected fluxes (minus the part outside the field of view: negligible for
+the compact preset, ~1-2 % of a paper-geometry halo).
 
 The IFU header WCS is deliberately wrong by ``ifu_wcs_error_arcsec`` (IFU
 WCS position minus true position, 0.1-0.2"); the image and ALMA WCS are
@@ -44,7 +48,8 @@ cube they describe.
 
 Modules
 -------
-:mod:`.plan` (the survey plan, product paths, sample rows), :mod:`.maps`
+:mod:`.plan` (the survey plan, product paths, sample rows), :mod:`.geometry`
+(the size presets), :mod:`.maps`
 (exact pixel maps, header WCS), :mod:`.ifu` (IFU cubes, truth maps,
 images), :mod:`.alma` (ALMA cubes), :mod:`.sims` (simulation-like maps).
 """

@@ -49,7 +49,11 @@ def _region_maps(plan, npix, pixscale, centre, psf_fwhm, which=("ISM", "CGM")):
                 maps["ISM"] += comp["flux_fraction"] * cl["weight"] * np.abs(
                     _gaussian_pixel_map(xe, ye, cl["dx"], cl["dy"], sig)
                 )
-        if "CGM" in maps:
+        if "CGM" in maps and "halo_gaussians" in comp:  # paper geometry: exponential halo (.geometry)
+            for g in comp["halo_gaussians"]:
+                sig = np.hypot(g["sigma"], psf_sigma)
+                maps["CGM"] += comp["flux_fraction"] * g["weight"] * np.abs(_gaussian_pixel_map(xe, ye, g["dx"], g["dy"], sig))
+        elif "CGM" in maps:
             sig = np.hypot(comp["halo_sigma"], psf_sigma)
             maps["CGM"] += comp["flux_fraction"] * np.abs(_gaussian_pixel_map(xe, ye, comp["dx"], comp["dy"], sig))
     return maps

@@ -1,0 +1,353 @@
+"""Intrinsic component ratios: each galaxy's region fluxes split into an ISM term and a halo term.
+
+The paper's ISM and CGM fluxes are the light that falls in two masks; the
+halo is projected onto the ISM mask and the PSF spreads ISM light into the
+CGM annulus, so the aperture CGM - ISM shift is a diluted version of the
+difference between the two gas components (README, "Intrinsic component
+ratios").  This module undoes the mixing with the geometric transfer matrix
+of :mod:`ismcgm.transfer` (the same one the [C II] beam-spill correction
+uses).
+
+Model (per galaxy; a merger has two components, each with both terms)
+---------------------------------------------------------------------
+Every line's sky is ``sum_c a_c ISM_c + b_c HALO_c``:
+
+``ISM_c`` (:func:`ism_terms`)
+    The continuum image, PSF-matched to the IFU PSF and reprojected onto the
+    aligned IFU grid exactly as the ISM mask is made
+    (:func:`ismcgm.imaging.psf_match`, :func:`ismcgm.masks.reproject_sb`),
+    background subtracted, over the whole field; for a merger split by the
+    masks' perpendicular bisector.  The ISM line emission is taken to follow
+    the stellar continuum.
+``HALO_c`` (:func:`halo_term`)
+    A circular exponential profile (Sérsic n = 1) of scale length ``h``
+    centred on the component position, rendered with
+    ``astropy.modeling.models.Sersic2D`` (10x oversampled) on a grid padded
+    by 12 h, normalised to unit total flux there and convolved with the
+    circular Gaussian IFU PSF (``ifu_psf_fwhm``).  ``h`` (one per galaxy) is
+    fitted to the continuum-subtracted Ha map of the reference cube
+    ([O III]5007 where Ha is not covered) over every valid spaxel of the
+    field: for each ``h`` the term fluxes are a linear least-squares fit,
+    ``h`` minimises the residual (``scipy.optimize.minimize_scalar``,
+    bounded, in log h) -- the halo's profile is fixed by the CGM annulus and
+    the field beyond it, the ISM term by the ISM.
+
+``T[m, k]`` is the fraction of term ``k``'s total flux (integrated to
+infinity) in mask ``m`` (ISM, CGM or ISM_A, CGM_A, ISM_B, CGM_B), so the
+measured region fluxes are ``F = T (a, b)`` and the term fluxes ``T^-1 F``,
+applied to every Monte Carlo realisation (:func:`decompose_realisations`) of
+every line and grating -- the observed (not dust-corrected) fluxes; the dust
+correction and the ratios then run on the term fluxes exactly as on the
+region fluxes (:func:`intrinsic_line_fluxes`), so each term gets its own
+E(B-V) from its own Ha/Hb.  In the output tables ``region`` ISM/CGM names the
+term (ISM component, halo component).  One matrix per galaxy, on the mask
+grid; the gratings' cubes are carried onto it as the extraction does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import cii as cii_mod
+from . import linefluxes, mc
+from . import ratios as rat
+from .constants import FWHM_PER_SIGMA, proper_kpc_per_arcsec
+from .errors import InputError
+from .imaging import image_noise, psf_match
+from .linemap import line_map
+from .maskio import read_masks
+from .masks import _bisector_side_a, _positions, reproject_sb
+from .regions import extension_region
+from .transfer import solvable, solve_operator, transfer_matrix
+from .wcsutil import pixscale_arcsec
+
+#: The two terms, named as the regions they stand for in the intrinsic tables.
+TERMS = ("ISM", "CGM")
+
+#: Columns of the per-galaxy transfer table (``results/intrinsic/<variant>/<id>_transfer.csv``).
+TRANSFER_COLUMNS = ("id", "mask", "mask_component", "mask_region", "term_component", "term", "t", "halo_h_arcsec",
+                    "halo_h_kpc", "fit_line")
+
+#: Header of the intrinsic tables.
+RATIOS_COMMENT = ("INTRINSIC component ratios (ismcgm.decompose): region ISM = the ISM term (continuum morphology), "
+                  "CGM = the halo term (exponential profile fitted per galaxy), fluxes = T^-1 x region fluxes per "
+                  "realisation; not the paper's aperture values (ratios.csv)")
+TRANSFER_COMMENT = ("transfer matrix of the decomposition: t = fraction of term (term_component, term) flux in mask; "
+                    "halo_h = fitted exponential scale length of the halo term")
+
+#: Padding of the halo model grid in scale lengths (exp(-12)(1+12) ~ 1e-4 of the flux beyond it).
+HALO_PAD_H = 12.0
+
+
+def halo_term(shape, wcs, position, h_arcsec: float, psf_fwhm: float, oversample: int = 10) -> np.ndarray:
+    """Unit-total-flux circular exponential of scale length ``h_arcsec`` at ``position``, at the IFU PSF.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Grid shape (ny, nx).
+    wcs : astropy.wcs.WCS
+        Celestial WCS of the grid (aligned).
+    position : (float, float)
+        RA, Dec [deg] of the centre.
+    h_arcsec, psf_fwhm : float
+        Scale length and Gaussian PSF FWHM [arcsec].
+
+    Returns
+    -------
+    ndarray (ny, nx)
+        The part of the unit flux that falls on the grid's pixels.
+    """
+    from astropy.convolution import Gaussian2DKernel, convolve_fft, discretize_model
+    from astropy.modeling.models import Sersic2D
+
+    pix = pixscale_arcsec(wcs)
+    x0, y0 = (float(v) for v in wcs.celestial.wcs_world2pix([[position[0], position[1]]], 0)[0])
+    h_pix = h_arcsec / pix
+    pad = int(np.ceil(HALO_PAD_H * h_pix + 4 * psf_fwhm / FWHM_PER_SIGMA / pix))
+    ny, nx = shape
+    model = Sersic2D(amplitude=1.0, r_eff=1.6783469900166608 * h_pix, n=1.0, x_0=x0 + pad, y_0=y0 + pad)
+    img = discretize_model(model, (0, nx + 2 * pad), (0, ny + 2 * pad), mode="oversample", factor=oversample)
+    img = img / img.sum()
+    kern = Gaussian2DKernel(psf_fwhm / FWHM_PER_SIGMA / pix)
+    conv = convolve_fft(img, kern, boundary="fill", fill_value=0.0, normalize_kernel=True)
+    return conv[pad:pad + ny, pad:pad + nx]
+
+
+def ism_terms(sb: np.ndarray, background: float, sides) -> list[np.ndarray]:
+    """The ISM term(s): the PSF-matched continuum on the IFU grid minus its background, per merger side.
+
+    ``sides`` is ``[None]`` for a single galaxy or ``[side_a, ~side_a]`` (bool arrays) for a merger.
+    The totals are the maps' sums over the field (the continuum beyond the field is negligible).
+    """
+    base = np.nan_to_num(np.asarray(sb, float) - float(background), nan=0.0)
+    return [base if s is None else np.where(s, base, 0.0) for s in sides]
+
+
+def _term_fit(line_map, valid, ism, halos):
+    """Least-squares term fluxes of ``line_map`` on ``valid`` spaxels and the residual sum of squares."""
+    design = np.stack([t[valid] for t in list(ism) + list(halos)], axis=1)
+    y = line_map[valid]
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return coef, float(np.sum((y - design @ coef) ** 2))
+
+
+def fit_halo_scale(line_map, valid, ism, render, h_bounds) -> float:
+    """Scale length [arcsec] of the halo terms that best fits ``line_map`` with the ISM terms (module doc).
+
+    ``render(h)`` returns the halo term maps for scale length ``h``; ``h_bounds`` = (min, max) [arcsec].
+    """
+    from scipy.optimize import minimize_scalar
+
+    y = np.nan_to_num(np.asarray(line_map, float), nan=0.0)
+    ok = valid & np.isfinite(np.asarray(line_map, float))
+    res = minimize_scalar(lambda lh: _term_fit(y, ok, ism, render(float(np.exp(lh))))[1],
+                          bounds=(np.log(h_bounds[0]), np.log(h_bounds[1])), method="bounded",
+                          options={"xatol": 1e-7})
+    return float(np.exp(res.x))
+
+
+def galaxy_transfer(gid: str, masks: dict, sb, background, sides, positions, line_map, valid, psf_fwhm: float,
+                    wcs, kpc_per_arcsec: float, fit_line: str = "HA") -> pd.DataFrame:
+    """Transfer table of one galaxy: ``T[mask, term]`` for the ISM and halo terms of each component.
+
+    Parameters
+    ----------
+    gid : str
+    masks : dict
+        ``{extension: bool array}`` (ISM, CGM or ISM_A, CGM_A, ISM_B, CGM_B) on the aligned IFU grid.
+    sb, background
+        PSF-matched continuum on that grid and its background (:func:`ism_terms`).
+    sides : list
+        ``[None]`` or the merger's ``[side_a, ~side_a]``.
+    positions : list of (str, (ra, dec))
+        Component suffixes ('' or A/B) and positions, in the order of ``sides``.
+    line_map : ndarray
+        Reference line map for the halo fit; ``valid``: the spaxels it is fitted on.
+    psf_fwhm : float
+        IFU PSF FWHM [arcsec].
+    wcs : astropy.wcs.WCS
+    kpc_per_arcsec : float
+    fit_line : str
+        Name of the line of ``line_map`` (recorded).
+
+    Returns
+    -------
+    DataFrame
+        :data:`TRANSFER_COLUMNS`, one row per mask x term.
+    """
+    shape = np.asarray(sb).shape
+    ism = ism_terms(sb, background, sides)
+    pix = pixscale_arcsec(wcs)
+    field = pix * max(shape)
+
+    def render(h):
+        return [halo_term(shape, wcs, pos, h, psf_fwhm) for _, pos in positions]
+
+    h = fit_halo_scale(line_map, valid, ism, render, (0.25 * pix, field))
+    halos = render(h)
+    names = [f"{r}_{s}" if s else r for s, _ in positions for r in TERMS]
+    maps = [m for pair in zip(ism, halos) for m in pair]
+    # ISM: its sum over the field; halo: unit flux to infinity (its light beyond the field counts)
+    totals = [tot for m in ism for tot in (float(m.sum()), 1.0)]
+    t = transfer_matrix(maps, masks, totals)
+    rows = []
+    for i, ext in enumerate(masks):
+        mcomp, mreg = extension_region(gid, ext)
+        for k, term in enumerate(names):
+            tcomp, treg = extension_region(gid, term)
+            rows.append({"id": gid, "mask": ext, "mask_component": mcomp, "mask_region": mreg,
+                         "term_component": tcomp, "term": treg, "t": float(t[i, k]), "halo_h_arcsec": h,
+                         "halo_h_kpc": h * kpc_per_arcsec, "fit_line": fit_line})
+    return pd.DataFrame(rows, columns=list(TRANSFER_COLUMNS))
+
+
+def _operator(transfer: pd.DataFrame):
+    """``T^-1`` of one galaxy's transfer table with its (component, region) keys; None if not solvable."""
+    masks = list(dict.fromkeys(zip(transfer["mask_component"], transfer["mask_region"])))
+    terms = list(dict.fromkeys(zip(transfer["term_component"], transfer["term"])))
+    t = transfer.pivot_table(index=["mask_component", "mask_region"], columns=["term_component", "term"],
+                             values="t", sort=False).reindex(index=masks, columns=terms).to_numpy(float)
+    return (solve_operator(t) if solvable(t) else None), masks, terms
+
+
+def decompose_realisations(real: pd.DataFrame, transfers: dict, value_columns=("flux", "flux3")) -> pd.DataFrame:
+    """Term fluxes of every realisation: ``T^-1`` applied to the region fluxes of each galaxy, grating, line.
+
+    Parameters
+    ----------
+    real : DataFrame
+        Per-realisation rows with ``id, component, region, grating, line, realisation`` and
+        ``value_columns`` (e.g. ``results/mc/<variant>/realisations.parquet`` before the dust columns).
+    transfers : dict
+        ``{id: transfer table}`` (:func:`galaxy_transfer`).
+    value_columns : tuple of str
+        Columns transformed (linear in the fluxes); the others are kept from the ISM/CGM mask row of
+        the same component.
+
+    Returns
+    -------
+    DataFrame
+        The same columns, ``region`` now the term (ISM component / halo component).  A galaxy whose
+        matrix is not solvable (or missing a region) is left out, with its id in ``attrs['skipped']``.
+    """
+    parts, skipped = [], []
+    for gid, g in real.groupby("id", sort=False):
+        if gid not in transfers:
+            skipped.append(gid)
+            continue
+        op, masks, terms = _operator(transfers[gid])
+        if op is None:
+            skipped.append(gid)
+            continue
+        keys = [c for c in ("grating", "line", "realisation") if c in g.columns]
+        wide = g.set_index(keys + ["component", "region"])[list(value_columns)].unstack(["component", "region"])
+        out = {}
+        for col in value_columns:
+            block = wide[col].reindex(columns=pd.MultiIndex.from_tuples(masks))
+            if block.isna().all(axis=0).any():
+                break
+            out[col] = pd.DataFrame(block.to_numpy(float) @ op.T, index=block.index,
+                                    columns=pd.MultiIndex.from_tuples(terms, names=["component", "region"]))
+        else:
+            long = pd.concat({c: v.stack(["component", "region"], future_stack=True) for c, v in out.items()},
+                             axis=1).reset_index()
+            rest = g.drop(columns=list(value_columns))
+            long = long.merge(rest, on=keys + ["component", "region"], how="left")
+            parts.append(long.loc[:, list(g.columns)])
+            continue
+        skipped.append(gid)
+    df = pd.concat(parts, ignore_index=True) if parts else real.iloc[:0].copy()
+    df.attrs["skipped"] = skipped
+    return df
+
+
+def decompose_cii(cii_rows: pd.DataFrame, cii_real: pd.DataFrame, transfers: dict, detect_snr: float):
+    """[C II] of each term at the IFU resolution: ``T^-1`` on the spill-corrected (native) region fluxes.
+
+    Returns the [C II] rows (line-fluxes format, ``flux_native`` etc. replaced by the term values;
+    median, standard deviation and detection from the decomposed realisations, as
+    :func:`ismcgm.mc.summarise`) and the decomposed realisations (``cii.realisation_table`` columns).
+    """
+    real = decompose_realisations(cii_real.assign(grating="alma", line="CII"), transfers,
+                                  value_columns=("flux", "flux_native"))
+    rows = []
+    for (gid, comp, region), g in real.groupby(["id", "component", "region"], sort=False):
+        s = mc.summarise(g["flux_native"].to_numpy(float), detect_snr)
+        base = cii_rows[(cii_rows["id"] == gid) & (cii_rows["component"] == comp)].iloc[0].to_dict()
+        base.update({"region": region, "flux": s.flux, "flux_err": s.err, "snr": s.snr, "detected": bool(s.detected),
+                     "upper_limit": s.upper_limit, "flux_dustcorr": s.flux, "flux_dustcorr_err": s.err,
+                     "flux_native": s.flux, "flux_native_err": s.err, "upper_limit_native": s.upper_limit})
+        rows.append(base)
+    table = pd.DataFrame(rows, columns=cii_rows.columns)
+    return table, real.drop(columns=["grating", "line"])
+
+
+def transfer_from_inputs(image, cube, aligned, masks_path, row) -> pd.DataFrame:
+    """:func:`galaxy_transfer` from a galaxy's continuum image, reference cube, aligned WCS and mask file.
+
+    The continuum is PSF-matched and reprojected as for the ISM mask (its background: the
+    sigma-clipped median of :func:`ismcgm.imaging.image_noise`); the halo is fitted to the Ha map of
+    the reference cube ([O III]5007 where Ha is not covered) over the cube's valid spaxels.
+    """
+    gid = row["id"]
+    w = aligned.celestial
+    shape = cube.sci.shape[1:]
+    masks, _, _ = read_masks(masks_path)
+    matched = psf_match(image, row["image_psf_fwhm"], row["ifu_psf_fwhm"])
+    background, _ = image_noise(matched)
+    sb = reproject_sb(matched, image.wcs, w, shape)
+    positions = _positions(row)
+    sides = [None] if len(positions) == 1 else [(a := _bisector_side_a(w, shape, positions[0][1], positions[1][1])), ~a]
+    for line in ("HA", "OIII5007"):
+        try:
+            lmap = line_map(cube, float(row["z"]), line)
+            break
+        except InputError:
+            continue
+    else:
+        raise InputError(gid, cube.path, "neither Ha nor [O III]5007 is covered for the halo fit of the decomposition",
+                         "give a reference cube that covers Ha or [O III]5007")
+    return galaxy_transfer(gid, masks, sb, background, sides, positions, lmap, cube.valid_spaxels,
+                           float(row["ifu_psf_fwhm"]), w, proper_kpc_per_arcsec(float(row["z"])), line)
+
+
+def intrinsic_ratios(realisations, transfers: dict, samples, detect_snr: float, intrinsic_ha_hb: float,
+                     overlap_mode: str = "red", cii_rows=None, cii_real=None):
+    """Line fluxes and ratios of the ISM and halo terms, through the same dust and ratio code as the regions.
+
+    Parameters
+    ----------
+    realisations : DataFrame
+        ``results/mc/<variant>/realisations.parquet`` (its dust columns are recomputed per term).
+    transfers : dict
+        ``{id: transfer table}`` (:func:`galaxy_transfer`).
+    samples : DataFrame
+        ``id, logmstar, merger``.
+    detect_snr, intrinsic_ha_hb, overlap_mode
+        As for :func:`ismcgm.linefluxes.gather`.
+    cii_rows, cii_real : DataFrame, optional
+        The [C II] tables of the regions (``results/cii/<variant>/<id>.csv`` and
+        ``<id>_realisations.parquet``, concatenated).
+
+    Returns
+    -------
+    line_fluxes : DataFrame
+        :data:`ismcgm.linefluxes.LINE_FLUX_COLUMNS` of the terms (``region`` = term).
+    ratios : DataFrame
+        :data:`ismcgm.ratios.RATIO_COLUMNS` of the terms, as ``ratios.csv``.
+    skipped : list of str
+        Galaxies whose transfer matrix could not be inverted (left out, see :func:`decompose_realisations`).
+    """
+    chunks = realisations.drop(columns=["ebv", "flux_dustcorr"], errors="ignore")
+    terms = decompose_realisations(chunks, transfers)
+    table, real, _ = linefluxes.gather(terms, detect_snr, intrinsic_ha_hb, overlap_mode)
+    tables, cii_terms = [table], None
+    if cii_rows is not None and len(cii_rows):
+        cii_table, cii_terms = decompose_cii(cii_rows, cii_real, transfers, detect_snr)
+        tables.append(cii_mod.native_resolution(cii_table))
+    fluxes = rat.preferred_grating(pd.concat(tables, ignore_index=True))
+    real = rat.realisation_fluxes(real, cii_terms)
+    out = rat.compute_ratios(fluxes, samples, realisations=real)
+    return table, out, list(terms.attrs.get("skipped", []))
