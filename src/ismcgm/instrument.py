@@ -21,14 +21,7 @@ FWHM = lambda / R.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
-
-from .constants import FWHM_PER_SIGMA
-
-#: speed of light [km/s]
-C_KMS = 299792.458
+from .instruments import C_KMS, SETUPS, Setup, get_setup  # noqa: F401  (C_KMS re-exported)
 
 #: rest frequency of [C II] 158 um [GHz]
 CII_REST_GHZ = 1900.5369
@@ -78,74 +71,17 @@ OPTICAL_LINES = tuple(LINES)
 ALL_LINES = OPTICAL_LINES + ("CII",)
 
 
-@dataclass(frozen=True)
-class Grating:
-    """A NIRSpec IFU grating/filter setting.
+#: A setup of the registry (:class:`ismcgm.instruments.Setup`); "grating" is the name the
+#: workflow's tables and wildcards use for it.
+Grating = Setup
 
-    Attributes
-    ----------
-    name : str
-        Lower-case name used in file names and tables (``g235m``).
-    wmin_um, wmax_um : float
-        Wavelength coverage of the stage-3 cube [micron].
-    dlam_um : float
-        Channel width of the stage-3 cube [micron] (pipeline default
-        sampling for the IFU).
-    r_blue, r_red : float
-        Resolving power at ``wmin_um`` and ``wmax_um``; linear in between.
-    """
-
-    name: str
-    wmin_um: float
-    wmax_um: float
-    dlam_um: float
-    r_blue: float
-    r_red: float
-
-    @property
-    def label(self) -> str:
-        """Upper-case label used in FITS extension names (``G235M``)."""
-        return self.name.upper()
-
-    def resolving_power(self, wavelength_um):
-        """Resolving power R(lambda) (linear between the band edges)."""
-        w = np.asarray(wavelength_um, dtype=float)
-        frac = (w - self.wmin_um) / (self.wmax_um - self.wmin_um)
-        return self.r_blue + (self.r_red - self.r_blue) * np.clip(frac, 0.0, 1.0)
-
-    def lsf_sigma_kms(self, wavelength_um):
-        """Gaussian sigma of the line-spread function [km/s]."""
-        return C_KMS / self.resolving_power(wavelength_um) / FWHM_PER_SIGMA
-
-    def wavelength_grid(self) -> np.ndarray:
-        """Channel centres [micron] of the stage-3 cube."""
-        n = int(np.floor((self.wmax_um - self.wmin_um) / self.dlam_um)) + 1
-        return self.wmin_um + self.dlam_um * np.arange(n)
-
-    def covers(self, wavelength_um, margin_um: float = 0.0):
-        """True where ``wavelength_um`` lies inside the coverage minus ``margin_um``."""
-        w = np.asarray(wavelength_um, dtype=float)
-        return (w >= self.wmin_um + margin_um) & (w <= self.wmax_um - margin_um)
+#: The setups the project knows (:data:`ismcgm.instruments.SETUPS`).
+GRATINGS = SETUPS
 
 
-#: The gratings the project knows.  Coverage and channel widths follow the
-#: JWST pipeline's default IFU cube sampling (G235M/F170LP, G395M/F290LP,
-#: G395H/F290LP).
-GRATINGS = {
-    "g235m": Grating("g235m", 1.66, 3.07, 0.00106, 700.0, 1300.0),
-    "g395m": Grating("g395m", 2.87, 5.10, 0.00179, 700.0, 1300.0),
-    "g395h": Grating("g395h", 2.87, 5.14, 0.000665, 1900.0, 3600.0),
-}
-
-
-def get_grating(name: str) -> Grating:
-    """Return the :class:`Grating` called ``name`` (case-insensitive)."""
-    try:
-        return GRATINGS[name.lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown grating {name!r}: use one of {', '.join(GRATINGS)}"
-        ) from None
+def get_grating(name: str) -> Setup:
+    """Return the setup called ``name`` (case-insensitive; :func:`ismcgm.instruments.get_setup`)."""
+    return get_setup(name)
 
 
 def observed_wavelength_um(line: str, z: float) -> float:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import instruments
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ REQUIRED_SAMPLE_COLUMNS = (
     "logmstar",
     "ra",
     "dec",
-    "cube_g235m",
     "image",
     "image_filter",
     "image_psf_fwhm",
@@ -32,10 +32,10 @@ REQUIRED_SAMPLE_COLUMNS = (
     "merger",
 )
 
-#: Optional columns and their defaults.
+#: Optional columns and their defaults: one ``cube_<setup>`` per setup of the registry
+#: (:data:`ismcgm.instruments.CUBE_COLUMNS`), at least one of them given per galaxy.
 OPTIONAL_SAMPLE_COLUMNS = {
-    "cube_g395m": "",
-    "cube_g395h": "",
+    **dict.fromkeys(instruments.CUBE_COLUMNS, ""),
     "alma_cube": "",
     "components": "",
     "exclude_region": "",
@@ -127,11 +127,7 @@ def check_sample_table(df: pd.DataFrame, path="sample table") -> pd.DataFrame:
     ids = set(df["id"])
     for _, row in df.iterrows():
         gid = row["id"]
-        if not (row["cube_g395m"] or row["cube_g395h"]):
-            raise InputError(gid, path, "no cube_g395m or cube_g395h given", "give the G395M (or G395H) cube path")
-        if row["cube_g395m"] and row["cube_g395h"]:
-            raise InputError(gid, path, "both cube_g395m and cube_g395h are given (G395H replaces G395M)",
-                             "leave one of the two cells empty")
+        _check_setups(gid, path, row)
         try:
             comps = parse_components(row["components"])
         except ValueError:
@@ -148,6 +144,23 @@ def check_sample_table(df: pd.DataFrame, path="sample table") -> pd.DataFrame:
                 raise InputError(gid, path, f"merger component {clash[0]!r} has the name of another galaxy",
                                  f"rename galaxy {clash[0]!r} (merger components are named <id>_a and <id>_b)")
     return df.set_index("id", drop=False)
+
+
+def _check_setups(gid, path, row) -> None:
+    """At least one cube, and at most one setup per band (G395H replaces G395M)."""
+    present = galaxy_gratings(row)
+    if not present:
+        raise InputError(gid, path, "no cube given (every cube_<setup> cell is empty)",
+                         f"give at least one cube path in one of: {', '.join(instruments.CUBE_COLUMNS)}")
+    seen = {}
+    for name in present:
+        band = instruments.get_setup(name).band
+        if band in seen:
+            a, b = seen[band], name
+            raise InputError(gid, path, f"both {instruments.cube_column(a)} and {instruments.cube_column(b)} are "
+                             f"given ({b.upper()} replaces {a.upper()}: one band, {band})",
+                             "leave one of the two cells empty")
+        seen[band] = name
 
 
 def _as_bool(v) -> bool:
@@ -195,13 +208,10 @@ def read_sample_table(path) -> pd.DataFrame:
 
 
 def galaxy_gratings(row) -> list[str]:
-    """Gratings present for one sample row, G235M first, then G395M or G395H."""
-    out = ["g235m"]
-    out.append("g395h" if row["cube_g395h"] else "g395m")
-    return out
+    """Setups present for one sample row (non-empty ``cube_<setup>``), in the registry's wavelength order."""
+    return [name for name in instruments.SETUPS if str(row.get(instruments.cube_column(name), "") or "")]
 
 
 def reference_grating(row) -> str:
-    """The grating whose grid carries the masks (G395H where present, else G395M)."""
-    return "g395h" if row["cube_g395h"] else "g395m"
-
+    """The setup whose grid carries the masks: the present one of best preference rank (G395H/G395M)."""
+    return instruments.by_rank(galaxy_gratings(row))[0]

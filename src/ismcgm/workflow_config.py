@@ -13,7 +13,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
-from . import inputcheck
+from . import inputcheck, instruments
 from . import samples as sio
 
 
@@ -116,6 +116,12 @@ def check_config(config: dict, schema_path, files=()) -> dict:
                 "(relative to the directory snakemake runs in) or remove it from cii.sims"
             )
     check_mass_bins(config, files)
+    grating = str(config["nii_bias"]["grating"]).lower()
+    if grating not in instruments.SETUPS:
+        raise ConfigError(
+            f"{source_of('nii_bias.grating', files)}: bad value for nii_bias.grating: {grating!r} is not a setup -- "
+            f"fix: set nii_bias.grating to one of: {', '.join(instruments.SETUPS)}"
+        )
     return config
 
 
@@ -141,7 +147,7 @@ def check_samples(path, schema_path, warn=None) -> pd.DataFrame:
         df = sio.read_sample_table(path)
     except sio.InputError as exc:
         raise ConfigError(str(exc)) from None
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = samples_schema(schema_path)
     validator = jsonschema.validators.validator_for(schema)(schema)
     for rec in df.to_dict(orient="records"):
         rec = {k: v for k, v in rec.items() if k in schema["properties"]}
@@ -169,8 +175,17 @@ def check_samples(path, schema_path, warn=None) -> pd.DataFrame:
     return df
 
 
-#: Sample-table columns that name input files.
-FILE_COLUMNS = ("cube_g235m", "cube_g395m", "cube_g395h", "image", "alma_cube", "exclude_region")
+#: Sample-table columns that name input files (one cube column per setup of the registry).
+FILE_COLUMNS = (*instruments.CUBE_COLUMNS, "image", "alma_cube", "exclude_region")
+
+
+def samples_schema(schema_path) -> dict:
+    """The samples schema with one ``cube_<setup>`` property per setup of :data:`ismcgm.instruments.SETUPS`."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    for name, setup in instruments.SETUPS.items():
+        schema["properties"][instruments.cube_column(name)] = {
+            "type": "string", "description": f"{setup.instrument} {setup.label} cube (optional; at least one cube)"}
+    return schema
 
 
 def main(argv=None) -> int:

@@ -6,6 +6,7 @@ import os
 import pandas as pd
 from snakemake.utils import validate, min_version
 
+from ismcgm import instruments
 from ismcgm import samples as sio
 from ismcgm import mock as smock
 from ismcgm.linefluxes import n_chunks
@@ -39,13 +40,13 @@ GALAXIES = list(SAMPLES.index)
 
 wildcard_constraints:
     id="|".join(GALAXIES) if GALAXIES else "NONE",
-    grating="g235m|g395m|g395h",
+    grating=instruments.wildcard_pattern(),
     variant="|".join(VARIANTS),
 
 
 # ---------------------------------------------------------------- helpers
 def gratings_of(gid):
-    """Gratings of galaxy ``gid`` (G235M first, then G395M or G395H)."""
+    """Setups of galaxy ``gid`` in the registry's wavelength order (G235M, then G395M or G395H)."""
     return sio.galaxy_gratings(SAMPLES.loc[gid])
 
 

@@ -162,7 +162,7 @@ def write_cube(plan, grating: str, path) -> None:
     hdul = fits.HDUList(
         [
             _primary(plan, TELESCOP="JWST", INSTRUME="NIRSPEC", EXP_TYPE="NRS_IFU",
-                     GRATING=g.label, FILTER="F170LP" if grating == "g235m" else "F290LP"),
+                     GRATING=g.label, FILTER=g.band),
             fits.ImageHDU(sci, header=_with_unit(h3, "MJy/sr"), name="SCI"),
             fits.ImageHDU(err, header=_with_unit(h3, "MJy/sr"), name="ERR"),
             fits.ImageHDU(dq, header=h3, name="DQ"),
