@@ -109,6 +109,13 @@ def check_config(config: dict, schema_path, files=()) -> dict:
             f"{source_of('samples', files)}: samples: file {config['samples']!r} not found -- fix: set samples to 'mock' "
             "or to the path of an existing tab-separated sample table"
         )
+    if config.get("cubes"):
+        if config["samples"] == "mock":
+            raise ConfigError(f"{source_of('cubes', files)}: cubes is set but samples is 'mock' -- fix: remove cubes "
+                              "(the mock writes its own table) or set samples to your sample table")
+        if not Path(config["cubes"]).is_file():
+            raise ConfigError(f"{source_of('cubes', files)}: cubes: file {config['cubes']!r} not found -- fix: set "
+                              "cubes to an existing tab-separated table (id, setup, path) or remove the key")
     for i, sim in enumerate(config["cii"]["sims"]):
         if not Path(sim).is_file():
             raise ConfigError(
@@ -135,8 +142,10 @@ def check_mass_bins(config: dict, files=()) -> None:
         )
 
 
-def check_samples(path, schema_path, warn=None) -> pd.DataFrame:
+def check_samples(path, schema_path, warn=None, cubes=None) -> pd.DataFrame:
     """Read and check a real sample table (columns, ids, types, files) with one-line errors.
+
+    ``cubes``: the optional long cube table (config ``cubes``: ``id, setup, path``).
 
     The files are checked from their FITS headers (:mod:`ismcgm.inputcheck`);
     each warning line is passed to ``warn`` (default: printed to stderr).
@@ -144,7 +153,7 @@ def check_samples(path, schema_path, warn=None) -> pd.DataFrame:
     import sys
 
     try:
-        df = sio.read_sample_table(path)
+        df = sio.read_sample_table(path, cubes)
     except sio.InputError as exc:
         raise ConfigError(str(exc)) from None
     schema = samples_schema(schema_path)

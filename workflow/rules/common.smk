@@ -30,10 +30,13 @@ VARIANTS = config["variants"]
 # config (no data generated), for real data it is the sample table.
 if MOCK:
     PLANS = {p["id"]: p for p in smock.plan_survey(config["mock"])}
-    SAMPLES = sio.check_sample_table(pd.DataFrame(smock.sample_rows(PLANS.values(), f"{RESULTS}/mock")))
+    MOCK_ROWS = smock.sample_rows(PLANS.values(), f"{RESULTS}/mock")  # the survey's own cube columns only
+    SAMPLES = sio.check_sample_table(pd.DataFrame(MOCK_ROWS))
 else:
-    PLANS = {}
-    SAMPLES = check_samples(config["samples"], workflow.source_path("../schemas/samples.schema.yaml"))
+    PLANS, MOCK_ROWS = {}, []
+    SAMPLES = check_samples(
+        config["samples"], workflow.source_path("../schemas/samples.schema.yaml"), cubes=config["cubes"]
+    )
 
 GALAXIES = list(SAMPLES.index)
 

@@ -8,11 +8,13 @@ localrules:
 
 
 rule mock_cube:
-    """One NIRSpec IFU stage-3 cube of one mock galaxy."""
+    """One IFU cube of one mock galaxy (NIRSpec stage-3 ``_s3d`` or MUSE ``_cube``)."""
     output:
-        f"{RESULTS}/mock/{{id}}/{{id}}_{{grating}}_s3d.fits",
+        f"{RESULTS}/mock/{{id}}/{{id}}_{{grating}}_{{kind}}.fits",
     log:
-        f"{RESULTS}/logs/mock/{{id}}_{{grating}}_cube.log",
+        f"{RESULTS}/logs/mock/{{id}}_{{grating}}_{{kind}}_cube.log",
+    wildcard_constraints:
+        kind="s3d|cube",
     params:
         plan=mock_plan("cube"),
     script:
@@ -38,7 +40,7 @@ rule mock_image:
     log:
         f"{RESULTS}/logs/mock/{{id}}_{{filter}}_image.log",
     wildcard_constraints:
-        filter="f277w|f444w|f125w",
+        filter="|".join(f.lower() for f in smock.FILTER_PIVOT_UM),
     params:
         plan=mock_plan("image"),
     script:
@@ -64,7 +66,7 @@ rule mock_samples:
     log:
         f"{RESULTS}/logs/mock/samples.log",
     params:
-        table=SAMPLES.to_dict(orient="records") if MOCK else [],
+        table=MOCK_ROWS,
     script:
         "../scripts/mock_samples.py"
 

@@ -314,7 +314,8 @@ def product_paths(plan, root="results/mock") -> dict:
     """File names of one mock galaxy's products (relative to the work dir)."""
     gid = plan["id"]
     d = f"{root}/{gid}"
-    out = {f"cube_{g}": f"{d}/{gid}_{g}_s3d.fits" for g in plan["ifu"]["gratings"]}
+    out = {f"cube_{g}": f"{d}/{gid}_{g}_{'s3d' if ins.get_grating(g).reader == 'nirspec_s3d' else 'cube'}.fits"
+           for g in plan["ifu"]["gratings"]}
     out["image"] = f"{d}/{gid}_{plan['image']['filter'].lower()}_i2d.fits"
     if survey_of(plan).alma:
         out["alma_cube"] = f"{d}/{gid}_cii_cube.fits"
