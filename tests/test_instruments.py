@@ -129,3 +129,42 @@ def test_muse_reader_rejects_wrong_unit(tmp_path, muse_plan):
         hdul["DATA"].header["BUNIT"] = "MJy/sr"
     with pytest.raises(InputError, match="DATA has BUNIT='MJy/sr'"):
         io.read_cube(path, "m")
+
+
+def test_line_list_default_is_the_constants():
+    """The schema default of ``lines`` is instrument.py's list; applying it changes nothing."""
+    import copy
+    from pathlib import Path
+
+    import yaml
+
+    from ismcgm import instrument as ins
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas"
+                             / "config.schema.yaml").read_text())
+    default = schema["properties"]["lines"]["default"]
+    assert default == ins.line_list()
+    before = copy.deepcopy((ins.TRANSITIONS, ins.LINES, ins.TIED_RATIOS, ins.LINE_WAVELENGTHS))
+    ins.use_lines(default)
+    assert (ins.TRANSITIONS, ins.LINES, ins.TIED_RATIOS, ins.LINE_WAVELENGTHS) == before
+    assert list(ins.LINES) == list(before[1])
+
+
+def test_line_list_from_config_is_used():
+    """An added line ([O III]4363) is fitted where it falls; a list without Halpha is refused."""
+    from ismcgm import instrument as ins
+
+    default = ins.line_list()
+    try:
+        ins.use_lines({"OII3728": default["OII3728"], "OIII4363": {"transitions": {"OIII4363": 4364.436}},
+                       **{k: v for k, v in default.items() if k != "OII3728"}})
+        assert "OIII4363" in ins.lines_in_grating("g235m", 4.5)
+        assert ins.LINE_WAVELENGTHS["OIII4363"] == 4364.436
+        assert "tied" not in ins.line_list()["OIII4363"]
+        with pytest.raises(ValueError, match="lacks HA"):
+            ins.use_lines({k: v for k, v in default.items() if k != "HA"})
+        with pytest.raises(ValueError, match="must be another, untied line"):
+            ins.use_lines({**default, "HB": {"transitions": {"HB": 4862.683}, "tied": {"to": "NOPE", "ratio": 1}}})
+    finally:
+        ins.use_lines(default)
+    assert "OIII4363" not in ins.LINES

@@ -66,9 +66,68 @@ TIED_RATIOS = {
     "NII6548": ("NII6583", 1.0 / 3.0),
 }
 
-#: All line names, in wavelength order, plus the ALMA line.
+#: All line names, in wavelength order, plus the ALMA line (today's default list).
 OPTICAL_LINES = tuple(LINES)
 ALL_LINES = OPTICAL_LINES + ("CII",)
+
+#: Lines the ratios (SPEC 7), the dust correction and the redshift check are defined with:
+#: every line list must keep them.
+REQUIRED_LINES = ("OII3728", "HB", "OIII5007", "HA", "NII6583")
+
+
+def line_list() -> dict:
+    """The current line list in the config form of ``lines:`` (name -> transitions, fractions, tied)."""
+    out = {}
+    for name, parts in LINES.items():
+        entry = {"transitions": {t: TRANSITIONS[t] for t, _ in parts}, "fractions": [w for _, w in parts]}
+        if name in TIED_RATIOS:
+            entry["tied"] = {"to": TIED_RATIOS[name][0], "ratio": TIED_RATIOS[name][1]}
+        out[name] = entry
+    return out
+
+
+def check_line_list(spec: dict) -> str | None:
+    """What is wrong with a ``lines:`` config (one phrase), or None."""
+    missing = [n for n in REQUIRED_LINES if n not in spec]
+    if missing:
+        return f"the list lacks {', '.join(missing)} (needed by the ratios, the dust correction and the z check)"
+    for name, entry in spec.items():
+        n = len(entry["transitions"])
+        fr = entry.get("fractions")
+        if fr is not None and (len(fr) != n or abs(sum(fr) - 1.0) > 1e-9):
+            return f"lines.{name}.fractions must give one fraction per transition, summing to 1"
+        tied = entry.get("tied")
+        if tied and (tied["to"] not in spec or tied["to"] == name or tied["to"] in {
+                k for k, e in spec.items() if e.get("tied")}):
+            return f"lines.{name}.tied.to = {tied['to']!r} must be another, untied line of the list"
+    return None
+
+
+def use_lines(spec: dict | None) -> None:
+    """Make ``spec`` (config ``lines:``, :func:`line_list` form) the line list of this process.
+
+    The module's dictionaries are updated in place, so every module that
+    imported them sees the new list; the default config reproduces today's
+    values exactly.  Transitions of equal fraction when ``fractions`` is left out.
+    """
+    if not spec:
+        return
+    problem = check_line_list(spec)
+    if problem:
+        raise ValueError(problem)
+    transitions, lines, tied = {}, {}, {}
+    for name, entry in spec.items():
+        trans = entry["transitions"]
+        fr = entry.get("fractions") or [1.0 / len(trans)] * len(trans)
+        transitions.update({t: float(w) for t, w in trans.items()})
+        lines[name] = tuple((t, float(f)) for t, f in zip(trans, fr))
+        if entry.get("tied"):
+            tied[name] = (entry["tied"]["to"], float(entry["tied"]["ratio"]))
+    for target, new in ((TRANSITIONS, transitions), (LINES, lines), (TIED_RATIOS, tied)):
+        target.clear()
+        target.update(new)
+    LINE_WAVELENGTHS.clear()
+    LINE_WAVELENGTHS.update({name: sum(TRANSITIONS[t] * w for t, w in parts) for name, parts in LINES.items()})
 
 
 #: A setup of the registry (:class:`ismcgm.instruments.Setup`); "grating" is the name the

@@ -123,6 +123,12 @@ def check_config(config: dict, schema_path, files=()) -> dict:
                 "(relative to the directory snakemake runs in) or remove it from cii.sims"
             )
     check_mass_bins(config, files)
+    from .instrument import check_line_list
+
+    problem = check_line_list(config["lines"])
+    if problem:
+        raise ConfigError(f"{source_of('lines', files)}: bad value for lines: {problem} -- fix: correct the line list "
+                          "(see the schema's lines description) or remove it for the default list")
     grating = str(config["nii_bias"]["grating"]).lower()
     if grating not in instruments.SETUPS:
         raise ConfigError(

@@ -35,6 +35,11 @@ def run(snakemake, main) -> None:
                         handlers=handlers, force=True)
     logging.captureWarnings(True)
     try:
+        lines = (getattr(snakemake, "config", None) or {}).get("lines")
+        if lines:
+            from .instrument import use_lines
+
+            use_lines(lines)  # config ``lines``: the line list of this job (default: today's constants)
         main()
     except InputError as exc:
         _remove_outputs(snakemake)

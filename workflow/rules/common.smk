@@ -6,7 +6,7 @@ import os
 import pandas as pd
 from snakemake.utils import validate, min_version
 
-from ismcgm import instruments
+from ismcgm import instrument, instruments
 from ismcgm import samples as sio
 from ismcgm import mock as smock
 from ismcgm.linefluxes import n_chunks
@@ -21,6 +21,7 @@ min_version("9.0")
 CONFIG_FILES = [os.path.join(workflow.basedir, "config.yaml"), *map(str, workflow.overwrite_configfiles or ())]
 check_config(config, workflow.source_path("../schemas/config.schema.yaml"), CONFIG_FILES)
 
+instrument.use_lines(config["lines"])  # the config's line list (each job applies it too: workflow_script.run)
 MOCK = config["samples"] == "mock"
 RESULTS = "results"
 VARIANTS = config["variants"]

@@ -17,6 +17,7 @@ rule mock_cube:
         kind="s3d|cube",
     params:
         plan=mock_plan("cube"),
+        lines=config["lines"],
     script:
         "../scripts/mock_cube.py"
 
@@ -29,6 +30,7 @@ rule mock_truth:
         f"{RESULTS}/logs/mock/{{id}}_truth.log",
     params:
         plan=mock_plan("truth"),
+        lines=config["lines"],
     script:
         "../scripts/mock_truth.py"
 

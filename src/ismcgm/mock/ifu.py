@@ -88,7 +88,9 @@ def truth_maps(plan, grating: str) -> dict:
     maps = _region_maps(plan, ifu["npix"], ifu["pixscale"], ifu["pointing_offset_arcsec"], ifu["psf_fwhm"])
     lines = line_profiles(plan, g, wave)
     obs = plan["observed_fluxes"]
-    return {line: obs["ISM"][line] * maps["ISM"] + obs["CGM"][line] * maps["CGM"] for line in lines}
+    # a line of the config's list that the mock does not inject has zero flux
+    return {line: obs["ISM"].get(line, 0.0) * maps["ISM"] + obs["CGM"].get(line, 0.0) * maps["CGM"]
+            for line in lines}
 
 
 def noiseless_cube(plan, grating: str, flambda: bool = False):
@@ -112,7 +114,7 @@ def noiseless_cube(plan, grating: str, flambda: bool = False):
     prof = np.array([profiles[n] for n in names]) if names else np.zeros((0, wave.size))
     cube = np.zeros((wave.size, npix * npix))
     for region in ("ISM", "CGM"):
-        amp = np.array([obs[region][n] for n in names])
+        amp = np.array([obs[region].get(n, 0.0) for n in names])
         cube += np.outer(amp @ prof, maps[region].ravel())
     # stellar continuum, ISM morphology, F_lambda ∝ lambda^-2 (observed frame)
     ha_obs = obs["ISM"]["HA"]
