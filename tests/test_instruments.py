@@ -113,7 +113,7 @@ def test_muse_mock_cube_reads_back(tmp_path, muse_plan):
     err = cube.err * flambda_factor(cube.wave_um, cube.pixar_sr)[:, None, None]
     np.testing.assert_allclose(err[good], np.sqrt(stat[good]) * 1e-20, rtol=2e-6)
     # the noiseless Halpha flux of the cube: the truth, at its vacuum wavelength
-    sci, _, wave = mock.noiseless_cube(muse_plan, "muse", flambda=True)
+    _, _, wave = mock.noiseless_cube(muse_plan, "muse", flambda=True)
     lam = 6564.61 * (1 + muse_plan["z"]) * 1e-4
     win = np.abs(wave - lam) < 0.003
     prof = mock.line_profiles(muse_plan, muse, wave)["HA"]
@@ -168,3 +168,19 @@ def test_line_list_from_config_is_used():
     finally:
         ins.use_lines(default)
     assert "OIII4363" not in ins.LINES
+
+
+def test_muse_header_checks(tmp_path, muse_plan):
+    """A MUSE cube in cube_muse passes the parse-time header checks; a NIRSpec cube there is named."""
+    from ismcgm import inputcheck
+
+    row = mock.sample_rows([muse_plan], root=str(tmp_path))[0]
+    (tmp_path / muse_plan["id"]).mkdir()
+    mock.write_cube(muse_plan, "muse", row["cube_muse"])
+    mock.write_image(muse_plan, row["image"])
+    assert row["alma_cube"] == "" and row["image_filter"] == "F814W"
+    assert inputcheck.check_row(row["id"], row, "samples.tsv") == []
+    with fits.open(row["cube_muse"], mode="update") as hdul:
+        hdul[0].header["INSTRUME"] = "NIRSPEC"
+    with pytest.raises(InputError, match="INSTRUME = 'NIRSPEC', not a MUSE cube"):
+        inputcheck.check_row(row["id"], row, "samples.tsv")

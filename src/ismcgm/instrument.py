@@ -1,22 +1,19 @@
-"""Emission lines, NIRSpec gratings and their line-spread function.
+"""Emission lines (the default line list) and the grating names the workflow uses.
 
-Every module of the project takes line names, rest wavelengths and grating
-properties from here, so there is one place that defines them.
+Every module of the project takes line names and rest wavelengths from here;
+the setups (gratings, instruments) and their line-spread functions live in
+the registry :mod:`ismcgm.instruments`, re-exported here as ``GRATINGS`` /
+``get_grating`` / ``Grating``.  The constants below are the default of the
+config's line list (``lines:``, schema default); :func:`use_lines` makes a
+config's list the list of the process.
 
 Line names (used in tables, FITS extension names and config) are
 ``OII3728`` (the [O II] 3726,3729 doublet sum), ``HB``, ``OIII4959``,
 ``OIII5007``, ``NII6548``, ``HA``, ``NII6583``, ``SII6716``, ``SII6731`` and
 ``CII`` ([C II] 158 um, ALMA).
 
-Rest wavelengths are vacuum (NIRSpec convention), from SPEC section 0.
-
-Resolving power
----------------
-The NIRSpec M gratings (G235M, G395M) rise roughly linearly from R ~ 700 at
-the blue end of their range to R ~ 1300 at the red end, G395H from ~1900 to
-~3600 (SPEC section 5; a linear approximation of the JDox "NIRSpec Dispersers
-and Filters" resolution curves).  The LSF is taken as a Gaussian of
-FWHM = lambda / R.
+Rest wavelengths are vacuum (NIRSpec convention), from SPEC section 0; a
+setup in air (MUSE) has its cube axis converted to vacuum by its reader.
 """
 
 from __future__ import annotations

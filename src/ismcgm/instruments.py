@@ -38,7 +38,7 @@ reader (:func:`air_to_vacuum_um`, Morton 2000 / the IAU standard, as in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -49,16 +49,15 @@ from .constants import FWHM_PER_SIGMA
 C_KMS = 299792.458
 
 
-@lru_cache(maxsize=None)
+@cache
 def _disp_table(filename: str) -> tuple[np.ndarray, np.ndarray]:
     """(wavelength [micron], R) of a packaged dispersion curve (FITS table, JDox format)."""
     from astropy.io import fits
 
-    with resources.as_file(resources.files("ismcgm") / "data" / "nirspec" / filename) as path:
-        with fits.open(path, memmap=False) as hdul:
-            data = hdul[1].data
-            wave = np.asarray(data["WAVELENGTH"], dtype=float)
-            r = np.asarray(data["R"], dtype=float)
+    ref = resources.files("ismcgm") / "data" / "nirspec" / filename
+    with resources.as_file(ref) as path, fits.open(path, memmap=False) as hdul:
+        wave = np.asarray(hdul[1].data["WAVELENGTH"], dtype=float)
+        r = np.asarray(hdul[1].data["R"], dtype=float)
     order = np.argsort(wave, kind="stable")
     return wave[order], r[order]
 

@@ -147,7 +147,7 @@ def simulation_wavelengths(z: float, grating=DEFAULT_NII_BIAS_CONFIG["grating"],
     obs = rest * (1.0 + z)
     lo = obs.min() * (1.0 - window_kms / instrument.C_KMS)
     hi = obs.max() * (1.0 + window_kms / instrument.C_KMS)
-    wave = g.wavelength_grid()
+    wave = g.vacuum_grid()  # the workflow works in vacuum (MUSE: its air channels converted)
     wave_A = wave * 1e4
     return wave[(wave_A >= lo) & (wave_A <= hi)]
 

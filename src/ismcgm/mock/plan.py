@@ -80,7 +80,7 @@ def _survey_roles(mock_cfg: dict) -> dict:
     roles = {
         "merger": set(order[:n_merger].tolist()),
         "overlap": set(rng.permutation(n)[:n_overlap].tolist()),
-        "g395h": int(order[-1]),
+        "swap": int(order[-1]),  # the galaxy observed with the survey's swap setup (G395H)
         "f125w": int(order[-2]) if n > 1 else int(order[-1]),
     }
     return roles
@@ -196,7 +196,7 @@ def _plan_galaxy(cfg: dict, index: int, gid: str, roles: dict) -> dict:
     wcs_err = rng.uniform(0.1, 0.2) * np.array([np.cos(t := rng.uniform(0, 2 * np.pi)), np.sin(t)])
     pointing = rng.uniform(-0.15, 0.15, size=2) * sc  # IFU centre offset from the galaxy [arcsec]
     ifu_psf = float(rng.uniform(*sv.ifu_psf_fwhm))
-    swap = dict([sv.swap]) if sv.swap and index == roles["g395h"] else {}
+    swap = dict([sv.swap]) if sv.swap and index == roles["swap"] else {}
     gratings = [swap.get(g, g) for g in sv.setups]
     if sv.image_filter:
         filt = sv.image_filter
