@@ -179,9 +179,8 @@ def vacuum_to_air_um(wave_um):
     return w / n
 
 
-def _nirspec(name, wmin, wmax, dlam, band, rank, r_linear=None):
-    table = None if r_linear else f"jwst_nirspec_{name}_disp.fits"
-    return Setup(name, "NIRSPEC", wmin, wmax, dlam, band, rank, lsf_table=table, r_linear=r_linear)
+def _nirspec(name, wmin, wmax, dlam, band, rank):
+    return Setup(name, "NIRSPEC", wmin, wmax, dlam, band, rank, lsf_table=f"jwst_nirspec_{name}_disp.fits")
 
 
 #: Every setup the workflow knows, in wavelength order (the order of a galaxy's setups).
@@ -192,10 +191,10 @@ SETUPS: dict[str, Setup] = {
         _nirspec("prism", 0.60, 5.30, 0.005, "CLEAR", 7),
         _nirspec("g140m", 0.97, 1.89, 0.000636, "F100LP", 5),
         _nirspec("g140h", 0.97, 1.89, 0.000235, "F100LP", 6),
-        _nirspec("g235m", 1.66, 3.07, 0.00106, "F170LP", 3, (700.0, 1300.0)),
+        _nirspec("g235m", 1.66, 3.07, 0.00106, "F170LP", 3),
         _nirspec("g235h", 1.66, 3.17, 0.000396, "F170LP", 4),
-        _nirspec("g395m", 2.87, 5.10, 0.00179, "F290LP", 1, (700.0, 1300.0)),
-        _nirspec("g395h", 2.87, 5.14, 0.000665, "F290LP", 2, (1900.0, 3600.0)),
+        _nirspec("g395m", 2.87, 5.10, 0.00179, "F290LP", 1),
+        _nirspec("g395h", 2.87, 5.14, 0.000665, "F290LP", 2),
         Setup("muse", "MUSE", 0.4750, 0.9350, 0.000125, "WFM", 8, reader="muse", air=True,
               flux_unit="1e-20 erg / (s cm2 Angstrom)", fwhm_poly_A=(5.866e-8, -9.187e-4, 6.040)),
     )
