@@ -23,6 +23,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 import warnings
 
 from .errors import InputError
+from .instruments import air_to_vacuum_um, get_setup
 from .samples import (  # noqa: F401  (re-exported: the sample table lives in ismcgm.samples)
     OPTIONAL_SAMPLE_COLUMNS,
     REQUIRED_SAMPLE_COLUMNS,
@@ -272,8 +273,6 @@ def check_unit(galaxy, path, header, ext, expected) -> None:
 
 def _muse_flux_to_mjysr(wave_um, pixar_sr) -> np.ndarray:
     """Factor turning MUSE data [1e-20 erg/s/cm2/A per spaxel] into MJy/sr at each wavelength."""
-    from .instruments import get_setup
-
     unit = u.Unit(get_setup("muse").flux_unit)
     fnu = (1.0 * unit).to(u.MJy, equivalencies=u.spectral_density(np.asarray(wave_um) * u.um))
     return fnu.value / pixar_sr
@@ -287,8 +286,6 @@ def read_muse_cube(hdul, path, galaxy=None) -> Cube:
     back erg/s/cm2/A) and ``wave_um`` in **vacuum** (the setup's ``air`` flag,
     converted with :func:`ismcgm.instruments.air_to_vacuum_um`).
     """
-    from .instruments import air_to_vacuum_um, get_setup
-
     setup = get_setup("muse")
     unit = u.Unit(setup.flux_unit)
     hdr = hdul["DATA"].header

@@ -36,6 +36,8 @@ from .cii.cube import jykms_to_cgs, read_alma_cube
 from .cii.spill import spill_corrected, transfer_matrix
 from .cii.weights import reproject_masks
 from .dust import correct, ebv_from_balmer
+from .instruments import get_setup
+from .io import CUBE_FORMATS
 from .maskio import aligned_wcs, masks_on_cube, read_masks
 
 #: Line families of the flux-pull checks; tied lines ([O III]4959, [N II]6548)
@@ -281,7 +283,7 @@ def galaxy_true_fluxes(row, truth_path, masks_path, alignment: pd.DataFrame, cub
         ``component, region, grating, line, true_flux`` (+ ``true_flux_native``
         on the [C II] rows).
     """
-    headers = {g: fits.getheader(p, "SCI") for g, p in cube_paths.items()}
+    headers = {g: fits.getheader(p, CUBE_FORMATS[get_setup(g).reader].data) for g, p in cube_paths.items()}
     shapes = {g: (h["NAXIS2"], h["NAXIS1"]) for g, h in headers.items()}
     wcs = aligned_cube_wcs(headers, alignment)
     parts = [true_line_fluxes(truth_path, masks_path, wcs, shapes, regions)]

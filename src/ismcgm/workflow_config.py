@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from . import inputcheck, instruments
+from .instrument import check_line_list
 from . import samples as sio
 
 
@@ -123,8 +124,6 @@ def check_config(config: dict, schema_path, files=()) -> dict:
                 "(relative to the directory snakemake runs in) or remove it from cii.sims"
             )
     check_mass_bins(config, files)
-    from .instrument import check_line_list
-
     problem = check_line_list(config["lines"])
     if problem:
         raise ConfigError(f"{source_of('lines', files)}: bad value for lines: {problem} -- fix: correct the line list "

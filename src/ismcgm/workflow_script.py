@@ -16,6 +16,7 @@ import sys
 import traceback
 
 from .errors import InputError
+from .instrument import use_lines
 
 
 def _remove_outputs(snakemake) -> None:
@@ -37,8 +38,6 @@ def run(snakemake, main) -> None:
     try:
         lines = (getattr(snakemake, "config", None) or {}).get("lines")
         if lines:
-            from .instrument import use_lines
-
             use_lines(lines)  # config ``lines``: the line list of this job (default: today's constants)
         main()
     except InputError as exc:
