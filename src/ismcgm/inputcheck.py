@@ -147,8 +147,9 @@ def check_cube(gid, table, grating, path, row) -> None:
         prim, hdr = hdul[0].header, hdul[fmt.data].header
         instrume = str(prim.get("INSTRUME", hdr.get("INSTRUME", setup.instrument))).strip().upper()
         if instrume != setup.instrument:
-            raise InputError(gid, path, f"INSTRUME = {instrume!r}, not a {setup.instrument} cube (column {col} of "
-                             f"{table})", f"give the galaxy's {setup.instrument} {label} cube ({fmt.description})")
+            raise InputError(gid, path, f"INSTRUME = {instrume!r}, not a {setup.instrument_label} cube (column {col} "
+                             f"of {table})", f"give the galaxy's {setup.instrument_label} {label} cube "
+                             f"({fmt.description})")
         head_grating = str(prim.get("GRATING", hdr.get("GRATING", ""))).strip().upper()
         if head_grating and head_grating != label:
             other = f"cube_{head_grating.lower()}"

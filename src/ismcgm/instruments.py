@@ -107,6 +107,8 @@ class Setup:
         (R at wmin, R at wmax), linear in between (used where no table is given).
     fwhm_poly_A : tuple of float or None
         FWHM [A] as a polynomial in lambda [A], highest power first (MUSE).
+    instrument_name : str
+        The instrument's name in messages (default: ``instrument``).
     """
 
     name: str
@@ -122,6 +124,12 @@ class Setup:
     lsf_table: str | None = None
     r_linear: tuple[float, float] | None = None
     fwhm_poly_A: tuple[float, ...] | None = field(default=None)
+    instrument_name: str = ""
+
+    @property
+    def instrument_label(self) -> str:
+        """The instrument as written in messages (``NIRSpec``, ``MUSE``)."""
+        return self.instrument_name or self.instrument
 
     @property
     def label(self) -> str:
@@ -180,7 +188,8 @@ def vacuum_to_air_um(wave_um):
 
 
 def _nirspec(name, wmin, wmax, dlam, band, rank):
-    return Setup(name, "NIRSPEC", wmin, wmax, dlam, band, rank, lsf_table=f"jwst_nirspec_{name}_disp.fits")
+    return Setup(name, "NIRSPEC", wmin, wmax, dlam, band, rank, lsf_table=f"jwst_nirspec_{name}_disp.fits",
+                 instrument_name="NIRSpec")
 
 
 #: Every setup the workflow knows, in wavelength order (the order of a galaxy's setups).
