@@ -14,15 +14,15 @@ import warnings
 
 import numpy as np
 
+import astropy.units as u
+
 from . import instrument as ins
+from . import instruments
 from .errors import InputError
 from .imaging import image_noise
-from .io import _MJYSR, _check_unit, _image_hdu, image_unit_factor
+from .io import CUBE_FORMATS, _image_hdu, check_unit, image_unit_factor
 from .samples import galaxy_gratings, parse_components
 from .wcsutil import pixscale_arcsec
-
-#: NIRSpec filter of each grating (stage-3 cube header keyword ``FILTER``).
-GRATING_FILTERS = {"g235m": "F170LP", "g395m": "F290LP", "g395h": "F290LP"}
 
 _WAVE_TYPES = ("WAVE", "AWAV")
 _SPECTRAL_TYPES = (*_WAVE_TYPES, "FREQ", "ENER", "WAVN", "VRAD", "VOPT", "ZOPT", "VELO", "BETA")
@@ -111,6 +111,13 @@ def _covered(lo, hi, g) -> float:
     return max(0.0, min(hi, gr.wmax_um) - max(lo, gr.wmin_um)) / max(hi - lo, 1e-12)
 
 
+def _match(lo, hi, g) -> float:
+    """Intersection over union of [lo, hi] and grating ``g``'s coverage (1 = the same range)."""
+    gr = ins.get_grating(g)
+    inter = max(0.0, min(hi, gr.wmax_um) - max(lo, gr.wmin_um))
+    return inter / max(max(hi, gr.wmax_um) - min(lo, gr.wmin_um), 1e-12)
+
+
 def _unit_of_values(lo_um, hi_um, unit, grating):
     """The wavelength unit in which the header values fall in the grating's coverage (None if none does)."""
     import astropy.units as u
@@ -127,39 +134,42 @@ def _unit_of_values(lo_um, hi_um, unit, grating):
 
 
 def check_cube(gid, table, grating, path, row) -> None:
-    """Header checks of one NIRSpec cube given in column ``cube_<grating>``."""
-    col = f"cube_{grating}"
+    """Header checks of one cube given in column ``cube_<grating>`` (a setup of :mod:`ismcgm.instruments`)."""
+    col = instruments.cube_column(grating)
     label = grating.upper()
+    setup = instruments.get_setup(grating)
+    fmt = CUBE_FORMATS[setup.reader]
     with _open_headers(gid, path) as hdul:
         names = [h.name for h in hdul]
-        for ext in ("SCI", "ERR"):
+        for ext in (fmt.data, fmt.err):
             if ext not in names:
-                raise InputError(gid, path, f"no {ext} extension",
-                                 "give the stage-3 _s3d.fits cube (PRIMARY, SCI, ERR, DQ)")
-        prim, hdr = hdul[0].header, hdul["SCI"].header
-        instrume = str(prim.get("INSTRUME", hdr.get("INSTRUME", "NIRSPEC"))).strip().upper()
-        if instrume != "NIRSPEC":
-            raise InputError(gid, path, f"INSTRUME = {instrume!r}, not a NIRSpec cube (column {col} of {table})",
-                             f"give the galaxy's NIRSpec IFU {label} _s3d.fits cube")
+                raise InputError(gid, path, f"no {ext} extension", f"give the {fmt.description}")
+        prim, hdr = hdul[0].header, hdul[fmt.data].header
+        instrume = str(prim.get("INSTRUME", hdr.get("INSTRUME", setup.instrument))).strip().upper()
+        if instrume != setup.instrument:
+            raise InputError(gid, path, f"INSTRUME = {instrume!r}, not a {setup.instrument_label} cube (column {col} "
+                             f"of {table})", f"give the galaxy's {setup.instrument_label} {label} cube "
+                             f"({fmt.description})")
         head_grating = str(prim.get("GRATING", hdr.get("GRATING", ""))).strip().upper()
         if head_grating and head_grating != label:
             other = f"cube_{head_grating.lower()}"
             raise InputError(gid, path, f"header GRATING = {head_grating!r} but the file is in column {col} of {table}",
-                             f"move it to column {other}" if other in ("cube_g235m", "cube_g395m", "cube_g395h")
+                             f"move it to column {other}" if other in instruments.CUBE_COLUMNS
                              else f"give the {label} cube")
         filt = str(prim.get("FILTER", hdr.get("FILTER", ""))).strip().upper()
-        if filt and filt != GRATING_FILTERS[grating]:
-            raise InputError(gid, path, f"header FILTER = {filt!r}; a {label} cube has {GRATING_FILTERS[grating]} "
-                             f"(column {col} of {table})", f"give the {label}/{GRATING_FILTERS[grating]} cube")
-        for ext in ("SCI", "ERR"):
-            _check_unit(gid, path, hdul[ext].header, ext, _MJYSR)
+        if fmt.filter_keyword and filt and filt != setup.band:
+            raise InputError(gid, path, f"header FILTER = {filt!r}; a {label} cube has {setup.band} "
+                             f"(column {col} of {table})", f"give the {label}/{setup.band} cube")
+        for ext in (fmt.data, fmt.err):
+            check_unit(gid, path, hdul[ext].header, ext, u.Unit(setup.flux_unit) ** fmt.err_power(ext))
         axis = _spectral_axis(gid, path, hdr)
         lo, hi, unit, nstep = _wave_range_um(gid, path, hdr, axis)
         if _covered(lo, hi, grating) < 0.5:
             gr = ins.get_grating(grating)
             rng = f"{lo:.4g}-{hi:.4g} um (CUNIT{axis} = {unit!r})"
             cover = f"{label} covers {gr.wmin_um:g}-{gr.wmax_um:g} um"
-            others = [g for g in ins.GRATINGS if g != grating and _covered(lo, hi, g) >= 0.5]
+            others = sorted((g for g in ins.GRATINGS if g != grating and _covered(lo, hi, g) >= 0.5),
+                            key=lambda g: -_match(lo, hi, g))
             if others:
                 fix = f"swap the paths: this is a {others[0].upper()[:4]} cube, it belongs in column cube_{others[0]}"
             elif (real := _unit_of_values(lo, hi, unit, grating)) is not None:
@@ -167,9 +177,10 @@ def check_cube(gid, table, grating, path, row) -> None:
             else:
                 fix = f"give the galaxy's {label} cube with a wavelength axis in micron"
             raise InputError(gid, path, f"wavelengths {rng} in column {col}, but {cover}", fix)
-        if not head_grating and grating in ("g395m", "g395h"):
+        same_band = [g for g, s in instruments.SETUPS.items() if s.band == setup.band]
+        if not head_grating and len(same_band) > 1:
             step = (hi - lo) / nstep
-            guess = min(("g395m", "g395h"), key=lambda g: abs(np.log(step / ins.get_grating(g).dlam_um)))
+            guess = min(same_band, key=lambda g: abs(np.log(step / ins.get_grating(g).dlam_um)))
             if guess != grating and abs(np.log(step / ins.get_grating(grating).dlam_um)) > np.log(2.0):
                 raise InputError(gid, path, f"channel width {step:.3g} um is that of {guess.upper()}, not {label} "
                                  f"(no GRATING keyword)", f"move it to column cube_{guess} (or set GRATING)")

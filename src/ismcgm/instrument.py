@@ -1,34 +1,24 @@
-"""Emission lines, NIRSpec gratings and their line-spread function.
+"""Emission lines (the default line list) and the grating names the workflow uses.
 
-Every module of the project takes line names, rest wavelengths and grating
-properties from here, so there is one place that defines them.
+Every module of the project takes line names and rest wavelengths from here;
+the setups (gratings, instruments) and their line-spread functions live in
+the registry :mod:`ismcgm.instruments`, re-exported here as ``GRATINGS`` /
+``get_grating`` / ``Grating``.  The constants below are the default of the
+config's line list (``lines:``, schema default); :func:`use_lines` makes a
+config's list the list of the process.
 
 Line names (used in tables, FITS extension names and config) are
 ``OII3728`` (the [O II] 3726,3729 doublet sum), ``HB``, ``OIII4959``,
 ``OIII5007``, ``NII6548``, ``HA``, ``NII6583``, ``SII6716``, ``SII6731`` and
 ``CII`` ([C II] 158 um, ALMA).
 
-Rest wavelengths are vacuum (NIRSpec convention), from SPEC section 0.
-
-Resolving power
----------------
-The NIRSpec M gratings (G235M, G395M) rise roughly linearly from R ~ 700 at
-the blue end of their range to R ~ 1300 at the red end, G395H from ~1900 to
-~3600 (SPEC section 5; a linear approximation of the JDox "NIRSpec Dispersers
-and Filters" resolution curves).  The LSF is taken as a Gaussian of
-FWHM = lambda / R.
+Rest wavelengths are vacuum (NIRSpec convention), from SPEC section 0; a
+setup in air (MUSE) has its cube axis converted to vacuum by its reader.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
-
-from .constants import FWHM_PER_SIGMA
-
-#: speed of light [km/s]
-C_KMS = 299792.458
+from .instruments import C_KMS, SETUPS, Setup, get_setup  # noqa: F401  (C_KMS re-exported)
 
 #: rest frequency of [C II] 158 um [GHz]
 CII_REST_GHZ = 1900.5369
@@ -73,79 +63,81 @@ TIED_RATIOS = {
     "NII6548": ("NII6583", 1.0 / 3.0),
 }
 
-#: All line names, in wavelength order, plus the ALMA line.
+#: All line names, in wavelength order, plus the ALMA line (today's default list).
 OPTICAL_LINES = tuple(LINES)
 ALL_LINES = OPTICAL_LINES + ("CII",)
 
+#: Lines the ratios (SPEC 7), the dust correction and the redshift check are defined with:
+#: every line list must keep them.
+REQUIRED_LINES = ("OII3728", "HB", "OIII5007", "HA", "NII6583")
 
-@dataclass(frozen=True)
-class Grating:
-    """A NIRSpec IFU grating/filter setting.
 
-    Attributes
-    ----------
-    name : str
-        Lower-case name used in file names and tables (``g235m``).
-    wmin_um, wmax_um : float
-        Wavelength coverage of the stage-3 cube [micron].
-    dlam_um : float
-        Channel width of the stage-3 cube [micron] (pipeline default
-        sampling for the IFU).
-    r_blue, r_red : float
-        Resolving power at ``wmin_um`` and ``wmax_um``; linear in between.
+def line_list() -> dict:
+    """The current line list in the config form of ``lines:`` (name -> transitions, fractions, tied)."""
+    out = {}
+    for name, parts in LINES.items():
+        entry = {"transitions": {t: TRANSITIONS[t] for t, _ in parts}, "fractions": [w for _, w in parts]}
+        if name in TIED_RATIOS:
+            entry["tied"] = {"to": TIED_RATIOS[name][0], "ratio": TIED_RATIOS[name][1]}
+        out[name] = entry
+    return out
+
+
+def check_line_list(spec: dict) -> str | None:
+    """What is wrong with a ``lines:`` config (one phrase), or None."""
+    missing = [n for n in REQUIRED_LINES if n not in spec]
+    if missing:
+        return f"the list lacks {', '.join(missing)} (needed by the ratios, the dust correction and the z check)"
+    for name, entry in spec.items():
+        n = len(entry["transitions"])
+        fr = entry.get("fractions")
+        if fr is not None and (len(fr) != n or abs(sum(fr) - 1.0) > 1e-9):
+            return f"lines.{name}.fractions must give one fraction per transition, summing to 1"
+        tied = entry.get("tied")
+        if tied and (tied["to"] not in spec or tied["to"] == name or tied["to"] in {
+                k for k, e in spec.items() if e.get("tied")}):
+            return f"lines.{name}.tied.to = {tied['to']!r} must be another, untied line of the list"
+    return None
+
+
+def use_lines(spec: dict | None) -> None:
+    """Make ``spec`` (config ``lines:``, :func:`line_list` form) the line list of this process.
+
+    The module's dictionaries are updated in place, so every module that
+    imported them sees the new list; the default config reproduces today's
+    values exactly.  Transitions of equal fraction when ``fractions`` is left out.
     """
-
-    name: str
-    wmin_um: float
-    wmax_um: float
-    dlam_um: float
-    r_blue: float
-    r_red: float
-
-    @property
-    def label(self) -> str:
-        """Upper-case label used in FITS extension names (``G235M``)."""
-        return self.name.upper()
-
-    def resolving_power(self, wavelength_um):
-        """Resolving power R(lambda) (linear between the band edges)."""
-        w = np.asarray(wavelength_um, dtype=float)
-        frac = (w - self.wmin_um) / (self.wmax_um - self.wmin_um)
-        return self.r_blue + (self.r_red - self.r_blue) * np.clip(frac, 0.0, 1.0)
-
-    def lsf_sigma_kms(self, wavelength_um):
-        """Gaussian sigma of the line-spread function [km/s]."""
-        return C_KMS / self.resolving_power(wavelength_um) / FWHM_PER_SIGMA
-
-    def wavelength_grid(self) -> np.ndarray:
-        """Channel centres [micron] of the stage-3 cube."""
-        n = int(np.floor((self.wmax_um - self.wmin_um) / self.dlam_um)) + 1
-        return self.wmin_um + self.dlam_um * np.arange(n)
-
-    def covers(self, wavelength_um, margin_um: float = 0.0):
-        """True where ``wavelength_um`` lies inside the coverage minus ``margin_um``."""
-        w = np.asarray(wavelength_um, dtype=float)
-        return (w >= self.wmin_um + margin_um) & (w <= self.wmax_um - margin_um)
+    if not spec:
+        return
+    problem = check_line_list(spec)
+    if problem:
+        raise ValueError(problem)
+    transitions, lines, tied = {}, {}, {}
+    for name, entry in spec.items():
+        trans = entry["transitions"]
+        fr = entry.get("fractions") or [1.0 / len(trans)] * len(trans)
+        transitions.update({t: float(w) for t, w in trans.items()})
+        lines[name] = tuple((t, float(f)) for t, f in zip(trans, fr))
+        if entry.get("tied"):
+            tied[name] = (entry["tied"]["to"], float(entry["tied"]["ratio"]))
+    for target, new in ((TRANSITIONS, transitions), (LINES, lines), (TIED_RATIOS, tied)):
+        target.clear()
+        target.update(new)
+    LINE_WAVELENGTHS.clear()
+    LINE_WAVELENGTHS.update({name: sum(TRANSITIONS[t] * w for t, w in parts) for name, parts in LINES.items()})
 
 
-#: The gratings the project knows.  Coverage and channel widths follow the
-#: JWST pipeline's default IFU cube sampling (G235M/F170LP, G395M/F290LP,
-#: G395H/F290LP).
-GRATINGS = {
-    "g235m": Grating("g235m", 1.66, 3.07, 0.00106, 700.0, 1300.0),
-    "g395m": Grating("g395m", 2.87, 5.10, 0.00179, 700.0, 1300.0),
-    "g395h": Grating("g395h", 2.87, 5.14, 0.000665, 1900.0, 3600.0),
-}
+#: A setup of the registry (:class:`ismcgm.instruments.Setup`); "grating" is the name the
+#: workflow's tables and wildcards use for it.
+Grating = Setup
+
+#: The setups the project knows (:data:`ismcgm.instruments.SETUPS`).
+GRATINGS = SETUPS
 
 
-def get_grating(name: str) -> Grating:
-    """Return the :class:`Grating` called ``name`` (case-insensitive)."""
-    try:
-        return GRATINGS[name.lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown grating {name!r}: use one of {', '.join(GRATINGS)}"
-        ) from None
+def get_grating(name: str) -> Setup:
+    """Return the setup called ``name`` (case-insensitive; :func:`ismcgm.instruments.get_setup`)."""
+    return get_setup(name)
 
 
 def observed_wavelength_um(line: str, z: float) -> float:

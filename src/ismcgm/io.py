@@ -24,6 +24,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 import warnings
 
 from .errors import InputError
+from .instruments import air_to_vacuum_um, get_setup
 from .samples import (  # noqa: F401  (re-exported: the sample table lives in ismcgm.samples)
     OPTIONAL_SAMPLE_COLUMNS,
     REQUIRED_SAMPLE_COLUMNS,
@@ -139,19 +140,6 @@ def _open(path, galaxy, what):
         raise InputError(galaxy, path, f"not a readable FITS file ({exc})", "re-download or regenerate it") from None
 
 
-def _check_unit(galaxy, path, header, ext, expected):
-    bunit = header.get("BUNIT")
-    try:
-        unit = u.Unit(bunit) if bunit else None
-    except ValueError:
-        unit = None
-    if unit is None or unit != expected:
-        raise InputError(
-            galaxy, path, f"extension {ext} has BUNIT={bunit!r}, expected {expected.to_string()}",
-            f"convert the data to {expected.to_string()} and set BUNIT",
-        )
-
-
 @dataclass
 class Cube:
     """A NIRSpec IFU stage-3 cube held in memory, in canonical order.
@@ -179,16 +167,31 @@ class Cube:
         return good.any(axis=0)
 
 
+def ascending_wavelength(wave, sci, err, dq, galaxy, path):
+    """The canonical order: ascending wavelength, whatever the file's (CDELT3 < 0 or a reversed WCS-TAB axis)."""
+    if wave.size > 1 and wave[-1] < wave[0]:
+        wave, sci, err = wave[::-1].copy(), sci[::-1].copy(), err[::-1].copy()
+        dq = dq[::-1].copy() if dq is not None else None
+    if wave.size > 1 and not np.all(np.diff(wave) > 0):
+        raise InputError(galaxy, path, "wavelength axis is not monotonic",
+                         "give a cube whose channels are ordered in wavelength")
+    return wave, sci, err, dq
+
+
 def read_cube(path, galaxy=None) -> Cube:
-    """Read a NIRSpec ``_s3d.fits`` cube (SCI, ERR in MJy/sr, optional DQ) in ascending wavelength."""
+    """Read a cube of any registered format (:data:`CUBE_FORMATS`), in ascending wavelength: NIRSpec
+    ``_s3d.fits`` (SCI, ERR in MJy/sr, optional DQ) or MUSE (DATA, STAT, :func:`read_muse_cube`)."""
     with _open(path, galaxy, "cube") as hdul:
         names = [h.name for h in hdul]
+        fmt = identify_cube_format(names)
+        if fmt != "nirspec_s3d":
+            return CUBE_FORMATS[fmt].reader(hdul, path, galaxy)
         for ext in ("SCI", "ERR"):
             if ext not in names:
                 raise InputError(galaxy, path, f"no {ext} extension", "give the stage-3 _s3d.fits cube (PRIMARY, SCI, ERR, DQ)")
         hdr = hdul["SCI"].header
         for ext in ("SCI", "ERR"):
-            _check_unit(galaxy, path, hdul[ext].header, ext, _MJYSR)
+            check_unit(galaxy, path, hdul[ext].header, ext, _MJYSR)
         sci = np.asarray(hdul["SCI"].data, dtype=float)
         err = np.asarray(hdul["ERR"].data, dtype=float)
         dq = np.asarray(hdul["DQ"].data) if "DQ" in names else None
@@ -201,13 +204,7 @@ def read_cube(path, galaxy=None) -> Cube:
         n = sci.shape[0]
         wave = spec.pixel_to_world_values(np.arange(n))
         wave = np.asarray(wave, dtype=float) * u.Unit(spec.wcs.cunit[0]).to(u.um)
-        # canonical order: ascending wavelength, whatever the file's (CDELT3 < 0 or a reversed WCS-TAB axis)
-        if n > 1 and wave[-1] < wave[0]:
-            wave, sci, err = wave[::-1].copy(), sci[::-1].copy(), err[::-1].copy()
-            dq = dq[::-1].copy() if dq is not None else None
-        if n > 1 and not np.all(np.diff(wave) > 0):
-            raise InputError(galaxy, path, "wavelength axis is not monotonic",
-                             "give a cube whose channels are ordered in wavelength (the stage-3 _s3d.fits cube)")
+        wave, sci, err, dq = ascending_wavelength(wave, sci, err, dq, galaxy, path)
         celestial = w3.celestial
         pixar = hdr.get("PIXAR_SR")
         if pixar is None:
@@ -224,6 +221,121 @@ def read_cube(path, galaxy=None) -> Cube:
         sci[bad] = np.nan
         err[bad] = np.nan
         return Cube(str(path), sci, err, dq, wave, celestial, float(pixar), hdr)
+
+
+# --------------------------------------------------------------------------
+# cube formats: one reader per format, as specutils registers its loaders
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CubeFormat:
+    """A cube file format: its data and error extensions and its reader.
+
+    ``err_is_variance``: the error extension holds the variance (MUSE STAT);
+    ``filter_keyword``: the primary header's ``FILTER`` names the setup's band (NIRSpec).
+    """
+
+    name: str
+    data: str
+    err: str
+    description: str
+    err_is_variance: bool = False
+    filter_keyword: bool = True
+    reader: object = None
+
+    def err_power(self, ext: str) -> int:
+        """Power of the data unit that extension ``ext`` carries (2 for a variance)."""
+        return 2 if (ext == self.err and self.err_is_variance) else 1
+
+
+def _parse_unit(bunit):
+    """``BUNIT`` as an astropy unit; also MUSE's ``(10**(-20)*erg/s/cm**2/Angstrom)**2``; None if unparsable."""
+    if not bunit:
+        return None
+    text, power = str(bunit).strip(), 1
+    if text.startswith("(") and text.endswith(")**2"):
+        text, power = text[1:-4], 2
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", u.UnitsWarning)
+            return u.Unit(text) ** power
+    except ValueError:
+        return None
+
+
+def check_unit(galaxy, path, header, ext, expected) -> None:
+    """``BUNIT`` of extension ``ext`` must equal ``expected`` (an astropy unit, squares allowed)."""
+    bunit = header.get("BUNIT")
+    unit = _parse_unit(bunit)
+    if unit is None or unit != expected:
+        raise InputError(
+            galaxy, path, f"extension {ext} has BUNIT={bunit!r}, expected {expected.to_string()}",
+            f"convert the data to {expected.to_string()} and set BUNIT",
+        )
+
+
+def _muse_flux_to_mjysr(wave_um, pixar_sr) -> np.ndarray:
+    """Factor turning MUSE data [1e-20 erg/s/cm2/A per spaxel] into MJy/sr at each wavelength."""
+    unit = u.Unit(get_setup("muse").flux_unit)
+    fnu = (1.0 * unit).to(u.MJy, equivalencies=u.spectral_density(np.asarray(wave_um) * u.um))
+    return fnu.value / pixar_sr
+
+
+def read_muse_cube(hdul, path, galaxy=None) -> Cube:
+    """Read a MUSE cube (DATA, STAT = variance, in 1e-20 erg/s/cm2/A per spaxel; AWAV axis in air).
+
+    Returned like a NIRSpec cube: SCI/ERR in MJy/sr (with ``pixar_sr`` the
+    spaxel solid angle, so that :func:`ismcgm.extract.flambda_factor` gives
+    back erg/s/cm2/A) and ``wave_um`` in **vacuum** (the setup's ``air`` flag,
+    converted with :func:`ismcgm.instruments.air_to_vacuum_um`).
+    """
+    setup = get_setup("muse")
+    unit = u.Unit(setup.flux_unit)
+    hdr = hdul["DATA"].header
+    check_unit(galaxy, path, hdr, "DATA", unit)
+    check_unit(galaxy, path, hdul["STAT"].header, "STAT", unit**2)
+    data = np.asarray(hdul["DATA"].data, dtype=float)
+    var = np.asarray(hdul["STAT"].data, dtype=float)
+    if data.ndim != 3 or var.shape != data.shape:
+        raise InputError(galaxy, path, f"DATA has shape {data.shape}, STAT {var.shape}; expected matching 3-D cubes",
+                         "give the MUSE DATACUBE (DATA, STAT)")
+    w3 = _quiet_wcs(hdr)
+    if w3.naxis != 3 or not w3.has_spectral or w3.wcs.spec < 0:
+        raise InputError(galaxy, path, "DATA WCS has no spectral axis", "give a cube whose third WCS axis is AWAV")
+    spec = w3.sub([w3.wcs.spec + 1])
+    wave = np.asarray(spec.pixel_to_world_values(np.arange(data.shape[0])), dtype=float)
+    wave = wave * u.Unit(spec.wcs.cunit[0]).to(u.um)
+    if setup.air or str(spec.wcs.ctype[0]).upper().startswith("AWAV"):
+        wave = air_to_vacuum_um(wave)
+    wave, data, var, _ = ascending_wavelength(wave, data, var, None, galaxy, path)
+    celestial = w3.celestial
+    scales = celestial.proj_plane_pixel_scales()
+    pixar = float((scales[0] * scales[1]).to_value(u.sr))
+    bad = ~(np.isfinite(data) & np.isfinite(var))
+    if np.all(bad):
+        raise InputError(galaxy, path, "cube has no valid spaxels (all DATA/STAT NaN)", "check the reduction")
+    if np.any(var[~bad] <= 0):
+        raise InputError(galaxy, path, "STAT <= 0 where DATA is valid", "give a positive variance (or flag NaN)")
+    conv = _muse_flux_to_mjysr(wave, pixar)[:, None, None]
+    sci = np.where(bad, np.nan, data * conv)
+    err = np.where(bad, np.nan, np.sqrt(np.where(bad, 1.0, var)) * conv)
+    return Cube(str(path), sci, err, None, wave, celestial, pixar, hdr)
+
+
+#: The cube formats, keyed by the ``reader`` name a setup of :mod:`ismcgm.instruments` gives.
+CUBE_FORMATS = {
+    "nirspec_s3d": CubeFormat("nirspec_s3d", "SCI", "ERR", "stage-3 _s3d.fits cube (PRIMARY, SCI, ERR, DQ)"),
+    "muse": CubeFormat("muse", "DATA", "STAT", "MUSE DATACUBE (PRIMARY, DATA, STAT)", err_is_variance=True,
+                       filter_keyword=False, reader=read_muse_cube),
+}
+
+
+def identify_cube_format(names) -> str:
+    """The format of a cube file from its extension names (DATA + STAT: MUSE; otherwise NIRSpec)."""
+    names = set(names)
+    for name, fmt in CUBE_FORMATS.items():
+        if name != "nirspec_s3d" and {fmt.data, fmt.err} <= names:
+            return name
+    return "nirspec_s3d"
 
 
 @dataclass

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import instrument as ins
+from . import instruments
 from . import mc
 from .dust import correct, ebv_realisations
 from .errors import InputError
@@ -173,10 +174,26 @@ OVERLAP_MODES = ("red", "combine")
 #: Grating name of the inverse-variance combination of two gratings.
 COMBINED = "combined"
 
+#: The bluer setup of the overlap lines (:data:`ismcgm.instruments.OVERLAP_BASE`) and the
+#: overlap-table columns named after it (``flux_g235m``, ``ratio_red_over_g235m``).
+BASE = instruments.OVERLAP_BASE
+FLUX_BASE = f"flux_{BASE}"
+RATIO_RED_OVER_BASE = f"ratio_red_over_{BASE}"
+
+
+def _blue_red(table: pd.DataFrame):
+    """Rows of the overlap base setup and, per line, of the best-ranked other setup."""
+    blue = table[table["grating"] == BASE]
+    red = table[~table["grating"].isin([BASE, COMBINED])]
+    rank = red["grating"].map(lambda g: instruments.get_setup(g).rank)
+    red = red.assign(_rank=rank).sort_values("_rank", kind="stable")
+    red = red.drop_duplicates(["id", "component", "region", "line"], keep="first").drop(columns="_rank").sort_index()
+    return blue, red
+
 
 def overlap_scale(overlap: pd.DataFrame) -> float:
     """Median G395M(H)/G235M flux ratio of the lines detected in both (1 where there are none)."""
-    r = overlap["ratio_red_over_g235m"].to_numpy(float) if len(overlap) else np.array([])
+    r = overlap[RATIO_RED_OVER_BASE].to_numpy(float) if len(overlap) else np.array([])
     r = r[np.isfinite(r) & (r > 0)]
     return float(np.median(r)) if r.size else 1.0
 
@@ -191,8 +208,7 @@ def combine_overlap(real: pd.DataFrame, table: pd.DataFrame, scale: float) -> pd
     :func:`ismcgm.ratios.preferred_grating`.
     """
     keys = ["id", "component", "region", "line"]
-    blue = table[table["grating"] == "g235m"].set_index(keys)
-    red = table[~table["grating"].isin(["g235m", COMBINED])].set_index(keys)
+    blue, red = (t.set_index(keys) for t in _blue_red(table))
     both = blue.index.intersection(red.index)
     parts = []
     for key in both:
@@ -202,7 +218,7 @@ def combine_overlap(real: pd.DataFrame, table: pd.DataFrame, scale: float) -> pd
         wb, wr = 1.0 / sb**2, 1.0 / sr**2
         sel = (real["id"] == key[0]) & (real["component"] == key[1]) & (real["region"] == key[2]) & (
             real["line"] == key[3])
-        rb = real[sel & (real["grating"] == "g235m")].set_index("realisation")
+        rb = real[sel & (real["grating"] == BASE)].set_index("realisation")
         rr = real[sel & (real["grating"] == red.loc[key, "grating"])].set_index("realisation")
         rb = rb.reindex(rr.index)
         comb = rr.copy()
@@ -270,15 +286,14 @@ def gather(chunks: pd.DataFrame, detect_snr: float, intrinsic_ha_hb: float, over
 
 def grating_overlap(table: pd.DataFrame) -> pd.DataFrame:
     """G395M(or H)/G235M flux ratio of lines measured in both gratings (SPEC 5)."""
-    blue = table[table["grating"] == "g235m"]
-    red = table[~table["grating"].isin(["g235m", COMBINED])]
+    blue, red = _blue_red(table)
     m = blue.merge(red, on=["id", "component", "region", "line"], suffixes=("_b", "_r"))
     m = m[m["detected_b"] & m["detected_r"]]
     ratio = m["flux_r"] / m["flux_b"]
     err = ratio * np.hypot(m["flux_err_r"] / m["flux_r"], m["flux_err_b"] / m["flux_b"])
     return pd.DataFrame({"id": m["id"], "component": m["component"], "region": m["region"], "line": m["line"],
-                         "flux_g235m": m["flux_b"], "flux_red": m["flux_r"], "red_grating": m["grating_r"],
-                         "ratio_red_over_g235m": ratio, "ratio_err": err})
+                         FLUX_BASE: m["flux_b"], "flux_red": m["flux_r"], "red_grating": m["grating_r"],
+                         RATIO_RED_OVER_BASE: ratio, "ratio_err": err})
 
 
 def _nanmedian(a):

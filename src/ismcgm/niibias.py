@@ -72,7 +72,7 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial import legendre
 
-from . import fit, instrument, seeding
+from . import fit, instrument, instruments, seeding
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ DEFAULT_NII_BIAS_CONFIG = {
     "snr": [3, 5, 10, 20],
     "n_trials": 200,
     "z": 5.0,
-    "grating": "g395m",
+    "grating": instruments.preference_order()[0],  # the best-ranked setup (G395M)
     "ha_over_nii": 10.0,
     "sigma_kms": 100.0,
     "velocity_kms": 0.0,
@@ -128,7 +128,7 @@ def _grating(name) -> instrument.Grating:
     return name if isinstance(name, instrument.Grating) else instrument.get_grating(name)
 
 
-def simulation_wavelengths(z: float, grating="g395m", window_kms: float = WINDOW_KMS) -> np.ndarray:
+def simulation_wavelengths(z: float, grating=DEFAULT_NII_BIAS_CONFIG["grating"], window_kms: float = WINDOW_KMS) -> np.ndarray:
     """Channel centres [micron] of the grating inside the fitter's window around the blend.
 
     Raises
@@ -147,7 +147,7 @@ def simulation_wavelengths(z: float, grating="g395m", window_kms: float = WINDOW
     obs = rest * (1.0 + z)
     lo = obs.min() * (1.0 - window_kms / instrument.C_KMS)
     hi = obs.max() * (1.0 + window_kms / instrument.C_KMS)
-    wave = g.wavelength_grid()
+    wave = g.vacuum_grid()  # the workflow works in vacuum (MUSE: its air channels converted)
     wave_A = wave * 1e4
     return wave[(wave_A >= lo) & (wave_A <= hi)]
 

@@ -81,6 +81,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ismcgm import instruments
 from ismcgm.dust import calzetti_k
 from ismcgm.instrument import LINE_WAVELENGTHS, TIED_RATIOS
 from ismcgm.mc import percentiles
@@ -533,9 +534,10 @@ TABLE_COMMENT = (
     "limit: none | upper (numerator limit) | lower (denominator limit) | undefined (both or missing)."
 )
 
-#: Grating preference for lines measured in two gratings (SPEC 5: use G395M).
-#: ``combined`` (config ``ratios.overlap: combine``, :func:`ismcgm.linefluxes.combine_overlap`) comes first.
-GRATING_PREFERENCE = ("combined", "g395m", "g395h", "g235m")
+#: Grating preference for lines measured in two gratings (SPEC 5: use G395M), from the setups'
+#: ranks in :data:`ismcgm.instruments.SETUPS`; ``combined`` (config ``ratios.overlap: combine``,
+#: :func:`ismcgm.linefluxes.combine_overlap`) comes first.
+GRATING_PREFERENCE = instruments.preference_order(extra_first=("combined",))
 
 
 def preferred_grating(line_fluxes: pd.DataFrame, keys=("component", "region", "line")) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import instruments
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ REQUIRED_SAMPLE_COLUMNS = (
     "logmstar",
     "ra",
     "dec",
-    "cube_g235m",
     "image",
     "image_filter",
     "image_psf_fwhm",
@@ -32,10 +32,10 @@ REQUIRED_SAMPLE_COLUMNS = (
     "merger",
 )
 
-#: Optional columns and their defaults.
+#: Optional columns and their defaults: one ``cube_<setup>`` per setup of the registry
+#: (:data:`ismcgm.instruments.CUBE_COLUMNS`), at least one of them given per galaxy.
 OPTIONAL_SAMPLE_COLUMNS = {
-    "cube_g395m": "",
-    "cube_g395h": "",
+    **dict.fromkeys(instruments.CUBE_COLUMNS, ""),
     "alma_cube": "",
     "components": "",
     "exclude_region": "",
@@ -127,11 +127,7 @@ def check_sample_table(df: pd.DataFrame, path="sample table") -> pd.DataFrame:
     ids = set(df["id"])
     for _, row in df.iterrows():
         gid = row["id"]
-        if not (row["cube_g395m"] or row["cube_g395h"]):
-            raise InputError(gid, path, "no cube_g395m or cube_g395h given", "give the G395M (or G395H) cube path")
-        if row["cube_g395m"] and row["cube_g395h"]:
-            raise InputError(gid, path, "both cube_g395m and cube_g395h are given (G395H replaces G395M)",
-                             "leave one of the two cells empty")
+        _check_setups(gid, path, row)
         try:
             comps = parse_components(row["components"])
         except ValueError:
@@ -148,6 +144,23 @@ def check_sample_table(df: pd.DataFrame, path="sample table") -> pd.DataFrame:
                 raise InputError(gid, path, f"merger component {clash[0]!r} has the name of another galaxy",
                                  f"rename galaxy {clash[0]!r} (merger components are named <id>_a and <id>_b)")
     return df.set_index("id", drop=False)
+
+
+def _check_setups(gid, path, row) -> None:
+    """At least one cube, and at most one setup per band (G395H replaces G395M)."""
+    present = galaxy_gratings(row)
+    if not present:
+        raise InputError(gid, path, "no cube given (every cube_<setup> cell is empty)",
+                         f"give at least one cube path in one of: {', '.join(instruments.CUBE_COLUMNS)}")
+    seen = {}
+    for name in present:
+        band = instruments.get_setup(name).band
+        if band in seen:
+            a, b = seen[band], name
+            raise InputError(gid, path, f"both {instruments.cube_column(a)} and {instruments.cube_column(b)} are "
+                             f"given ({b.upper()} replaces {a.upper()}: one band, {band})",
+                             "leave one of the two cells empty")
+        seen[band] = name
 
 
 def _as_bool(v) -> bool:
@@ -176,8 +189,12 @@ def _check_row_lengths(path) -> None:
                              "give every row exactly one cell per header column (empty cells stay as tabs)")
 
 
-def read_sample_table(path) -> pd.DataFrame:
-    """Read a tab-separated sample table (SPEC section 0) and check it."""
+def read_sample_table(path, cubes=None) -> pd.DataFrame:
+    """Read a tab-separated sample table (SPEC section 0) and check it.
+
+    ``cubes``: optional long cube table (``id, setup, path``, :func:`read_cube_table`)
+    whose cubes fill the wide ``cube_<setup>`` columns before the checks.
+    """
     import pandas as pd
 
     if not Path(path).is_file():
@@ -191,17 +208,83 @@ def read_sample_table(path) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         raise InputError(None, path, f"not a tab-separated table ({str(exc).strip().splitlines()[-1]})",
                          "give every row as many tab-separated cells as the header") from None
+    if cubes and "id" in df.columns:
+        df = merge_cube_table(df.assign(id=df["id"].astype(str)), read_cube_table(cubes, df), cubes)
     return check_sample_table(df, path)
 
 
-def galaxy_gratings(row) -> list[str]:
-    """Gratings present for one sample row, G235M first, then G395M or G395H."""
-    out = ["g235m"]
-    out.append("g395h" if row["cube_g395h"] else "g395m")
+#: Columns of the long cube table (one row per cube, like the catalog workflows' ``units.tsv``).
+CUBE_TABLE_COLUMNS = ("id", "setup", "path")
+
+
+def read_cube_table(path, samples_df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Read a long cube table (``id, setup, path``, tab-separated) and check it.
+
+    Every ``setup`` must be a setup of :data:`ismcgm.instruments.SETUPS`,
+    every ``id`` a galaxy of ``samples_df`` (when given), each (id, setup)
+    appear once.  Raises :class:`InputError` (one line).
+    """
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise InputError(None, path, "cube table not found", "set `cubes:` to an existing TSV file (id, setup, path) "
+                         "or remove the key")
+    _check_row_lengths(path)
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    except pd.errors.EmptyDataError:
+        raise InputError(None, path, "the cube table is empty", "write the header 'id<TAB>setup<TAB>path' and one "
+                         "row per cube") from None
+    if len(df.columns) == 1 and "," in str(df.columns[0]):
+        raise InputError(None, path, "the header is one comma-separated column, not tab-separated columns",
+                         "separate the columns with tabs (a TSV file), not commas")
+    cols = [str(c) for c in df.columns]
+    if sorted(cols) != sorted(CUBE_TABLE_COLUMNS):
+        raise InputError(None, path, f"columns {cols}, expected exactly {list(CUBE_TABLE_COLUMNS)}",
+                         "give the three tab-separated columns id, setup, path")
+    if len(df) == 0:
+        raise InputError(None, path, "the cube table has a header but no rows", "add one row per cube")
+    ids = set(samples_df["id"].astype(str)) if samples_df is not None else None
+    for i, (gid, setup, cube) in enumerate(zip(df["id"], df["setup"], df["path"]), start=1):
+        where = f"row {i}: "
+        if setup.strip().lower() not in instruments.SETUPS:
+            raise InputError(gid or None, path, f"{where}setup {setup!r} is not a known setup",
+                             f"use one of: {', '.join(instruments.SETUPS)} (ismcgm.instruments)")
+        if not cube.strip():
+            raise InputError(gid or None, path, f"{where}empty path for setup {setup}", "give the cube's file path")
+        if ids is not None and gid not in ids:
+            raise InputError(gid or None, path, f"{where}galaxy {gid!r} is not in the sample table",
+                             "add the galaxy to the sample table or correct the id")
+    df["setup"] = df["setup"].str.strip().str.lower()
+    dup = df[df.duplicated(["id", "setup"])]
+    if len(dup):
+        gid, setup = dup.iloc[0]["id"], dup.iloc[0]["setup"]
+        raise InputError(gid, path, f"two rows for setup {setup}", "keep one cube per galaxy and setup")
+    return df
+
+
+def merge_cube_table(samples_df: pd.DataFrame, cubes: pd.DataFrame, path="cube table") -> pd.DataFrame:
+    """Put the long table's cubes into the wide ``cube_<setup>`` columns (a galaxy may not use both forms)."""
+    out = samples_df.copy()
+    for col in instruments.CUBE_COLUMNS:
+        out[col] = out[col].fillna("").astype(str) if col in out.columns else ""
+    ids = out["id"].astype(str)
+    for gid in dict.fromkeys(cubes["id"]):
+        wide = [c for c in instruments.CUBE_COLUMNS if (out.loc[ids == gid, c] != "").any()]
+        if wide:
+            raise InputError(gid, path, f"the galaxy also has a {wide[0]} cell in the sample table",
+                             "give each galaxy's cubes either in the sample table's cube_<setup> columns or in "
+                             "the cube table, not both")
+    for gid, setup, cube in zip(cubes["id"], cubes["setup"], cubes["path"]):
+        out.loc[ids == gid, instruments.cube_column(setup)] = cube
     return out
 
 
-def reference_grating(row) -> str:
-    """The grating whose grid carries the masks (G395H where present, else G395M)."""
-    return "g395h" if row["cube_g395h"] else "g395m"
+def galaxy_gratings(row) -> list[str]:
+    """Setups present for one sample row (non-empty ``cube_<setup>``), in the registry's wavelength order."""
+    return [name for name in instruments.SETUPS if str(row.get(instruments.cube_column(name), "") or "")]
 
+
+def reference_grating(row) -> str:
+    """The setup whose grid carries the masks: the present one of best preference rank (G395H/G395M)."""
+    return instruments.by_rank(galaxy_gratings(row))[0]

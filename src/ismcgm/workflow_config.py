@@ -13,7 +13,8 @@ import jsonschema
 import pandas as pd
 import yaml
 
-from . import inputcheck
+from . import inputcheck, instruments
+from .instrument import check_line_list
 from . import samples as sio
 
 
@@ -109,13 +110,36 @@ def check_config(config: dict, schema_path, files=()) -> dict:
             f"{source_of('samples', files)}: samples: file {config['samples']!r} not found -- fix: set samples to 'mock' "
             "or to the path of an existing tab-separated sample table"
         )
+    if config.get("cubes"):
+        if config["samples"] == "mock":
+            raise ConfigError(f"{source_of('cubes', files)}: cubes is set but samples is 'mock' -- fix: remove cubes "
+                              "(the mock writes its own table) or set samples to your sample table")
+        if not Path(config["cubes"]).is_file():
+            raise ConfigError(f"{source_of('cubes', files)}: cubes: file {config['cubes']!r} not found -- fix: set "
+                              "cubes to an existing tab-separated table (id, setup, path) or remove the key")
     for i, sim in enumerate(config["cii"]["sims"]):
         if not Path(sim).is_file():
             raise ConfigError(
                 f"{source_of('cii.sims', files)}: cii.sims[{i}]: file {sim!r} not found -- fix: correct the path "
                 "(relative to the directory snakemake runs in) or remove it from cii.sims"
             )
+    mock = config["mock"]
+    if mock.get("geometry") == "paper" and mock.get("instrument", "nirspec") != "nirspec":
+        raise ConfigError(
+            f"{source_of('mock.geometry', files)}: mock.geometry: paper is the z = 4-6 NIRSpec survey's geometry, "
+            f"not defined for mock.instrument: {mock['instrument']} -- fix: set mock.geometry: compact"
+        )
     check_mass_bins(config, files)
+    problem = check_line_list(config["lines"])
+    if problem:
+        raise ConfigError(f"{source_of('lines', files)}: bad value for lines: {problem} -- fix: correct the line list "
+                          "(see the schema's lines description) or remove it for the default list")
+    grating = str(config["nii_bias"]["grating"]).lower()
+    if grating not in instruments.SETUPS:
+        raise ConfigError(
+            f"{source_of('nii_bias.grating', files)}: bad value for nii_bias.grating: {grating!r} is not a setup -- "
+            f"fix: set nii_bias.grating to one of: {', '.join(instruments.SETUPS)}"
+        )
     return config
 
 
@@ -129,8 +153,10 @@ def check_mass_bins(config: dict, files=()) -> None:
         )
 
 
-def check_samples(path, schema_path, warn=None) -> pd.DataFrame:
+def check_samples(path, schema_path, warn=None, cubes=None) -> pd.DataFrame:
     """Read and check a real sample table (columns, ids, types, files) with one-line errors.
+
+    ``cubes``: the optional long cube table (config ``cubes``: ``id, setup, path``).
 
     The files are checked from their FITS headers (:mod:`ismcgm.inputcheck`);
     each warning line is passed to ``warn`` (default: printed to stderr).
@@ -138,10 +164,10 @@ def check_samples(path, schema_path, warn=None) -> pd.DataFrame:
     import sys
 
     try:
-        df = sio.read_sample_table(path)
+        df = sio.read_sample_table(path, cubes)
     except sio.InputError as exc:
         raise ConfigError(str(exc)) from None
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = samples_schema(schema_path)
     validator = jsonschema.validators.validator_for(schema)(schema)
     for rec in df.to_dict(orient="records"):
         rec = {k: v for k, v in rec.items() if k in schema["properties"]}
@@ -169,8 +195,17 @@ def check_samples(path, schema_path, warn=None) -> pd.DataFrame:
     return df
 
 
-#: Sample-table columns that name input files.
-FILE_COLUMNS = ("cube_g235m", "cube_g395m", "cube_g395h", "image", "alma_cube", "exclude_region")
+#: Sample-table columns that name input files (one cube column per setup of the registry).
+FILE_COLUMNS = (*instruments.CUBE_COLUMNS, "image", "alma_cube", "exclude_region")
+
+
+def samples_schema(schema_path) -> dict:
+    """The samples schema with one ``cube_<setup>`` property per setup of :data:`ismcgm.instruments.SETUPS`."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    for name, setup in instruments.SETUPS.items():
+        schema["properties"][instruments.cube_column(name)] = {
+            "type": "string", "description": f"{setup.instrument} {setup.label} cube (optional; at least one cube)"}
+    return schema
 
 
 def main(argv=None) -> int:

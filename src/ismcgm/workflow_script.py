@@ -16,6 +16,7 @@ import sys
 import traceback
 
 from .errors import InputError
+from .instrument import use_lines
 
 
 def _remove_outputs(snakemake) -> None:
@@ -35,6 +36,9 @@ def run(snakemake, main) -> None:
                         handlers=handlers, force=True)
     logging.captureWarnings(True)
     try:
+        lines = (getattr(snakemake, "config", None) or {}).get("lines")
+        if lines:
+            use_lines(lines)  # config ``lines``: the line list of this job (default: today's constants)
         main()
     except InputError as exc:
         _remove_outputs(snakemake)

@@ -6,6 +6,7 @@ import os
 import pandas as pd
 from snakemake.utils import validate, min_version
 
+from ismcgm import instrument, instruments
 from ismcgm import samples as sio
 from ismcgm import mock as smock
 from ismcgm.linefluxes import n_chunks
@@ -20,6 +21,7 @@ min_version("9.0")
 CONFIG_FILES = [os.path.join(workflow.basedir, "config.yaml"), *map(str, workflow.overwrite_configfiles or ())]
 check_config(config, workflow.source_path("../schemas/config.schema.yaml"), CONFIG_FILES)
 
+instrument.use_lines(config["lines"])  # the config's line list (each job applies it too: workflow_script.run)
 MOCK = config["samples"] == "mock"
 RESULTS = "results"
 VARIANTS = config["variants"]
@@ -29,23 +31,26 @@ VARIANTS = config["variants"]
 # config (no data generated), for real data it is the sample table.
 if MOCK:
     PLANS = {p["id"]: p for p in smock.plan_survey(config["mock"])}
-    SAMPLES = sio.check_sample_table(pd.DataFrame(smock.sample_rows(PLANS.values(), f"{RESULTS}/mock")))
+    MOCK_ROWS = smock.sample_rows(PLANS.values(), f"{RESULTS}/mock")  # the survey's own cube columns only
+    SAMPLES = sio.check_sample_table(pd.DataFrame(MOCK_ROWS))
 else:
-    PLANS = {}
-    SAMPLES = check_samples(config["samples"], workflow.source_path("../schemas/samples.schema.yaml"))
+    PLANS, MOCK_ROWS = {}, []
+    SAMPLES = check_samples(
+        config["samples"], workflow.source_path("../schemas/samples.schema.yaml"), cubes=config["cubes"]
+    )
 
 GALAXIES = list(SAMPLES.index)
 
 
 wildcard_constraints:
     id="|".join(GALAXIES) if GALAXIES else "NONE",
-    grating="g235m|g395m|g395h",
+    grating=instruments.wildcard_pattern(),
     variant="|".join(VARIANTS),
 
 
 # ---------------------------------------------------------------- helpers
 def gratings_of(gid):
-    """Gratings of galaxy ``gid`` (G235M first, then G395M or G395H)."""
+    """Setups of galaxy ``gid`` in the registry's wavelength order (G235M, then G395M or G395H)."""
     return sio.galaxy_gratings(SAMPLES.loc[gid])
 
 
@@ -66,6 +71,14 @@ def mock_product_sets():
 def mock_galaxies_with(gratings, filt):
     """Mock galaxies whose products are cubes in ``gratings`` and a ``filt`` image."""
     return [gid for gid, p in PLANS.items() if _mock_product_set(p) == (gratings, filt)]
+
+
+def mock_galaxy_outputs(gratings, filt):
+    """Output files of the ``mock_galaxy_*`` rule of one product set, ``{id}`` templated
+    (:func:`ismcgm.mock.product_paths` of a galaxy of the set)."""
+    gid = mock_galaxies_with(gratings, filt)[0]
+    paths = smock.product_paths(PLANS[gid], f"{RESULTS}/mock")
+    return {k: v.replace(f"{gid}/{gid}_", "{id}/{id}_") for k, v in paths.items()}
 
 
 def mock_products():

@@ -26,6 +26,7 @@ rule mc_fit:
         seed=config["seed"],
         fit=config["fit"],
         level=config["mc"]["level"],
+        lines=config["lines"],  # the line list (applied by ismcgm.workflow_script.run): edits rerun the fits
     script:
         "../scripts/mc_fit.py"
 

@@ -14,15 +14,12 @@ localrules:
 for _gratings, _filt in mock_product_sets():
 
     rule:
-        """Every product of one mock galaxy: the NIRSpec IFU stage-3 cubes, the noiseless truth maps,
-        the continuum image and the ALMA [C II] cube (beam-correlated noise)."""
+        """Every product of one mock galaxy: the IFU cubes (NIRSpec stage-3 ``_s3d`` or MUSE ``_cube``),
+        the noiseless truth maps, the continuum image and (NIRSpec survey) the ALMA [C II] cube."""
         name:
             f"mock_galaxy_{'_'.join(_gratings)}_{_filt}"
         output:
-            **{f"cube_{g}": f"{RESULTS}/mock/{{id}}/{{id}}_{g}_s3d.fits" for g in _gratings},
-            truth=f"{RESULTS}/mock/{{id}}/{{id}}_truth.fits",
-            image=f"{RESULTS}/mock/{{id}}/{{id}}_{_filt}_i2d.fits",
-            alma=f"{RESULTS}/mock/{{id}}/{{id}}_cii_cube.fits",
+            **mock_galaxy_outputs(_gratings, _filt),
         log:
             f"{RESULTS}/logs/mock/{{id}}.log",
         benchmark:
@@ -34,6 +31,7 @@ for _gratings, _filt in mock_product_sets():
         params:
             # each product's own part of the plan: a params change reruns the galaxy's job
             plans=lambda w: {p: smock.product_plan(PLANS[w.id], p) for p in ("cube", "truth", "image", "alma")},
+            lines=config["lines"],
         script:
             "../scripts/mock_galaxy.py"
 
@@ -45,7 +43,7 @@ rule mock_samples:
     log:
         f"{RESULTS}/logs/mock/samples.log",
     params:
-        table=SAMPLES.to_dict(orient="records") if MOCK else [],
+        table=MOCK_ROWS,
     script:
         "../scripts/mock_samples.py"
 

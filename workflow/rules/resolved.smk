@@ -29,6 +29,7 @@ rule resolved_galaxy:
         row=sample_row,
         gratings=lambda w: gratings_of(w.id),
         mask_params=mask_params,
+        lines=config["lines"],
         edges=RESOLVED["radial_edges_kpc"],
         voronoi=RESOLVED["voronoi"],
         seed=config["seed"],

@@ -10,7 +10,8 @@ def main():
         smock.write_cube(plans["cube"], grating, out[f"cube_{grating}"])
     smock.write_truth(plans["truth"], out.truth)
     smock.write_image(plans["image"], out.image)
-    smock.write_alma(plans["alma"], out.alma)
+    if hasattr(out, "alma_cube"):  # the NIRSpec survey's galaxies have an ALMA cube (MUSE's none)
+        smock.write_alma(plans["alma"], out.alma_cube)
 
 
 run(snakemake, main)

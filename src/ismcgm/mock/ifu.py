@@ -9,6 +9,7 @@ from astropy.wcs import WCS
 from scipy.special import erf
 
 from .. import instrument as ins
+from ..instruments import air_to_vacuum_um, vacuum_to_air_um
 from ..constants import FWHM_PER_SIGMA
 from ..io import atomic_path
 from .alma import cii_truth_map
@@ -53,8 +54,14 @@ def line_profiles(plan, grating: ins.Grating, wave_um):
     fully inside the band.
     """
     dlam_A = grating.dlam_um * 1e4
-    lo = (wave_um - 0.5 * grating.dlam_um) * 1e4
-    hi = (wave_um + 0.5 * grating.dlam_um) * 1e4
+    if grating.air:  # channels of constant width in air: their vacuum edges
+        air = vacuum_to_air_um(wave_um)
+        lo = air_to_vacuum_um(air - 0.5 * grating.dlam_um) * 1e4
+        hi = air_to_vacuum_um(air + 0.5 * grating.dlam_um) * 1e4
+        dlam_A = hi - lo
+    else:
+        lo = (wave_um - 0.5 * grating.dlam_um) * 1e4
+        hi = (wave_um + 0.5 * grating.dlam_um) * 1e4
     zfac = (1.0 + plan["z"]) * (1.0 + plan["velocity_kms"] / ins.C_KMS)
     out = {}
     for line, parts in ins.LINES.items():
@@ -76,23 +83,28 @@ def line_profiles(plan, grating: ins.Grating, wave_um):
 def truth_maps(plan, grating: str) -> dict:
     """Noiseless, PSF-convolved, dust-attenuated line maps [erg/s/cm2 per spaxel]."""
     g = ins.get_grating(grating)
-    wave = g.wavelength_grid()
+    wave = g.vacuum_grid()
     ifu = plan["ifu"]
     maps = _region_maps(plan, ifu["npix"], ifu["pixscale"], ifu["pointing_offset_arcsec"], ifu["psf_fwhm"])
     lines = line_profiles(plan, g, wave)
     obs = plan["observed_fluxes"]
-    return {line: obs["ISM"][line] * maps["ISM"] + obs["CGM"][line] * maps["CGM"] for line in lines}
+    # a line of the config's list that the mock does not inject has zero flux
+    return {line: obs["ISM"].get(line, 0.0) * maps["ISM"] + obs["CGM"].get(line, 0.0) * maps["CGM"]
+            for line in lines}
 
 
-def noiseless_cube(plan, grating: str):
-    """Noiseless SCI cube [MJy/sr], ERR cube [MJy/sr] and the wavelength grid."""
+def noiseless_cube(plan, grating: str, flambda: bool = False):
+    """Noiseless SCI cube [MJy/sr], ERR cube [MJy/sr] and the (vacuum) wavelength grid.
+
+    ``flambda``: in erg/s/cm2/A per spaxel instead (MUSE).
+    """
     g = ins.get_grating(grating)
-    wave = g.wavelength_grid()
+    wave = g.vacuum_grid()
     ifu = plan["ifu"]
     npix = ifu["npix"]
     pixar = (ifu["pixscale"] * u.arcsec) ** 2
     pixar_sr = pixar.to_value(u.sr)
-    conv = _flambda_to_mjysr(wave, pixar_sr)  # (n_wave,)
+    conv = np.ones_like(wave) if flambda else _flambda_to_mjysr(wave, pixar_sr)  # (n_wave,)
 
     maps = _region_maps(plan, npix, ifu["pixscale"], ifu["pointing_offset_arcsec"], ifu["psf_fwhm"])
     profiles = line_profiles(plan, g, wave)
@@ -102,7 +114,7 @@ def noiseless_cube(plan, grating: str):
     prof = np.array([profiles[n] for n in names]) if names else np.zeros((0, wave.size))
     cube = np.zeros((wave.size, npix * npix))
     for region in ("ISM", "CGM"):
-        amp = np.array([obs[region][n] for n in names])
+        amp = np.array([obs[region].get(n, 0.0) for n in names])
         cube += np.outer(amp @ prof, maps[region].ravel())
     # stellar continuum, ISM morphology, F_lambda ∝ lambda^-2 (observed frame)
     ha_obs = obs["ISM"]["HA"]
@@ -127,9 +139,9 @@ def _nan_mask(plan):
     return m
 
 
-def noisy_cube(plan, grating: str):
-    """SCI (noisy, with NaN edges), ERR and DQ arrays of one mock cube."""
-    sci, err, wave = noiseless_cube(plan, grating)
+def noisy_cube(plan, grating: str, flambda: bool = False):
+    """SCI (noisy, with NaN edges), ERR and DQ arrays of one mock cube (``flambda``: :func:`noiseless_cube`)."""
+    sci, err, wave = noiseless_cube(plan, grating, flambda)
     rng = _rng(plan["seed"], plan["id"], grating, "noise")
     sci = (sci + err * rng.standard_normal(sci.shape)).astype(np.float32)
     err = np.array(err, dtype=np.float32)
@@ -154,6 +166,8 @@ def write_cube(plan, grating: str, path) -> None:
         )
     g = ins.get_grating(grating)
     _, hdr_wcs = ifu_geometry(plan)
+    if g.reader == "muse":
+        return _write_muse_cube(plan, g, hdr_wcs, path)
     pixar_sr = ((plan["ifu"]["pixscale"] * u.arcsec) ** 2).to_value(u.sr)
     sci, err, dq, wave = noisy_cube(plan, grating)
     h3 = _cube_header(fits.Header(hdr_wcs), g)
@@ -162,10 +176,33 @@ def write_cube(plan, grating: str, path) -> None:
     hdul = fits.HDUList(
         [
             _primary(plan, TELESCOP="JWST", INSTRUME="NIRSPEC", EXP_TYPE="NRS_IFU",
-                     GRATING=g.label, FILTER="F170LP" if grating == "g235m" else "F290LP"),
+                     GRATING=g.label, FILTER=g.band),
             fits.ImageHDU(sci, header=_with_unit(h3, "MJy/sr"), name="SCI"),
             fits.ImageHDU(err, header=_with_unit(h3, "MJy/sr"), name="ERR"),
             fits.ImageHDU(dq, header=h3, name="DQ"),
+        ]
+    )
+    with atomic_path(path) as tmp:
+        hdul.writeto(tmp)
+
+
+#: MUSE's BUNIT of DATA (STAT: its square), as the ESO pipeline writes it.
+MUSE_BUNIT = "10**(-20)*erg/s/cm**2/Angstrom"
+
+
+def _write_muse_cube(plan, g: ins.Grating, hdr_wcs, path) -> None:
+    """Write a MUSE-format cube: PRIMARY + DATA, STAT (variance), 1e-20 erg/s/cm2/A per spaxel, AWAV in Angstrom (air)."""
+    sci, err, _, _ = noisy_cube(plan, g.name, flambda=True)
+    h3 = _cube_header(fits.Header(hdr_wcs), g)
+    h3["CTYPE3"], h3["CUNIT3"] = "AWAV", "Angstrom"
+    h3["CRVAL3"], h3["CDELT3"] = g.wmin_um * 1e4, g.dlam_um * 1e4
+    data = (sci / 1e-20).astype(np.float32)
+    stat = ((err.astype(float) / 1e-20) ** 2).astype(np.float32)
+    hdul = fits.HDUList(
+        [
+            _primary(plan, TELESCOP="ESO-VLT-U4", INSTRUME="MUSE", **{"HIERARCH ESO INS MODE": "WFM-AO-N"}),
+            fits.ImageHDU(data, header=_with_unit(h3, MUSE_BUNIT), name="DATA"),
+            fits.ImageHDU(stat, header=_with_unit(h3, f"({MUSE_BUNIT})**2"), name="STAT"),
         ]
     )
     with atomic_path(path) as tmp:
