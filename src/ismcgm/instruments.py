@@ -256,6 +256,8 @@ def in_registry_order(names) -> list[str]:
 class MockSurvey:
     """How the SYNTHETIC mock survey (config ``mock.instrument``) observes its galaxies.
 
+    One per instrument of :data:`MOCK_SURVEYS`; :func:`ismcgm.mock.plan_survey` draws the galaxies with it.
+
     Attributes
     ----------
     setups : tuple of str
