@@ -90,7 +90,7 @@ def test_sample_table_setups():
 @pytest.fixture(scope="module")
 def muse_plan():
     cfg = {"seed": 3, "n_galaxies": 2, "ifu_npix": 15, "merger_fraction": 0.0, "noise_scale": 1.0,
-           "instrument": "muse", "scatter_dex": 0.05, "ebv_gas": {"ISM": [0.05, 0.4]},
+           "instrument": "muse", "geometry": "compact", "scatter_dex": 0.05, "ebv_gas": {"ISM": [0.05, 0.4]},
            "cgm_minus_ism_dex": {"O3": 0.0, "O2": 0.0, "N2": 0.0, "CII_HA": 0.0, "BALMER": 0.0}}
     return mock.plan_survey(cfg)[0]
 

@@ -508,7 +508,7 @@ class _Files(list):
     """A list with attribute access, like Snakemake's named input/output lists."""
 
     def __init__(self, **kw):
-        super().__init__(kw.values())
+        super().__init__(x for v in kw.values() for x in (v if isinstance(v, list) else [v]))  # flat, as Snakemake's
         self.__dict__.update(kw)
 
 
@@ -517,26 +517,27 @@ class _Params:
         self.__dict__.update(kw)
 
 
-def test_make_masks_script_empty_ism_leaves_no_output(test_survey, tmp_path, capsys):
-    """The workflow script: one-line error naming galaxy and file, exit 1, no output file."""
+def test_extract_script_empty_ism_leaves_no_output(test_survey, tmp_path, capsys):
+    """The masks-and-spectra workflow script: one-line error naming galaxy and file, exit 1, no output file."""
     r = test_survey["mock03"]
     row = dict(r["row"])
     align_csv = tmp_path / "mock03_alignment.csv"
     io.write_table(pd.DataFrame([{"id": "mock03", "grating": g, **r["shift"]._asdict()}
                                  for g in r["plan"]["ifu"]["gratings"]]), align_csv)
-    out = _Files(masks=str(tmp_path / "masks" / "mock03.fits"), regions=str(tmp_path / "masks" / "mock03_regions.csv"))
+    ref = io.reference_grating(row)
+    regions = [("mock03", "ISM", "ISM"), ("mock03", "CGM", "CGM")]
+    out = _Files(masks=str(tmp_path / "masks" / "mock03.fits"), regions=str(tmp_path / "masks" / "mock03_regions.csv"),
+                 spectra=[str(tmp_path / "spectra" / f"mock03_{reg}_{ref}.fits") for _, reg, _ in regions])
     smk = _Params(
-        input=_Files(image=row["image"], cube=row[f"cube_{io.reference_grating(row)}"], alignment=str(align_csv),
-                     alma=[]),
+        input=_Files(image=row["image"], cubes=[row[f"cube_{ref}"]], alignment=str(align_csv), alma=[]),
         output=out, log=[], wildcards=_Params(id="mock03", variant="huge"),
-        params=_Params(row=row, mask={**VARIANTS["default"], "ism_nsigma": 1e6},
-                       components=[("mock03", "ISM", "ISM"), ("mock03", "CGM", "CGM")]),
+        params=_Params(row=row, mask={**VARIANTS["default"], "ism_nsigma": 1e6}, regions=regions, gratings=[ref]),
     )
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
         with pytest.raises(SystemExit) as exc:
-            runpy.run_path(str(REPO / "workflow" / "scripts" / "make_masks.py"), init_globals={"snakemake": smk})
+            runpy.run_path(str(REPO / "workflow" / "scripts" / "extract.py"), init_globals={"snakemake": smk})
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
@@ -545,3 +546,4 @@ def test_make_masks_script_empty_ism_leaves_no_output(test_survey, tmp_path, cap
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("ERROR:")]
     assert len(err) == 1 and "mock03" in err[0] and row["image"] in err[0] and "ISM is empty" in err[0]
     assert not Path(out.masks).exists() and not Path(out.regions).exists()
+    assert not any(Path(p).exists() for p in out.spectra)
