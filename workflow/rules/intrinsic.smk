@@ -16,6 +16,10 @@ rule intrinsic_transfer:
         f"{RESULTS}/intrinsic/{{variant}}/{{id}}_transfer.csv",
     log:
         f"{RESULTS}/logs/intrinsic_transfer/{{variant}}/{{id}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/intrinsic/{{variant}}/{{id}}.tsv"
+    group:
+        "galaxy"
     params:
         row=sample_row,
     script:

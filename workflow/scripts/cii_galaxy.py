@@ -2,6 +2,7 @@
 
 from ismcgm import cii
 from ismcgm.io import atomic_path, read_cube, write_table
+from ismcgm.maskio import read_masks
 from ismcgm.workflow_script import run
 
 
@@ -9,9 +10,10 @@ def main():
     row, par, inp = snakemake.params.row, snakemake.params, snakemake.input
     gid = row["id"]
     alma = cii.read_alma_cube(inp.cube, gid)
-    table, spectra = cii.measure_galaxy(alma, inp.masks, None, gid, row["z"], par.seed, n_mc=par.n_mc,
-                                  n_gauss=par.n_gauss, detect_snr=par.detect_snr)
-    names, t = cii.transfer_matrix_from_cube(read_cube(inp.ha_cube, gid), inp.masks, row["z"], row["ifu_psf_fwhm"],
+    masks = read_masks(inp.masks)  # (regions, aligned WCS, headers), read once for both steps
+    table, spectra = cii.measure_galaxy(alma, masks[0], masks[1], gid, row["z"], par.seed, n_mc=par.n_mc,
+                                        n_gauss=par.n_gauss, detect_snr=par.detect_snr)
+    names, t = cii.transfer_matrix_from_cube(read_cube(inp.ha_cube, gid), masks, row["z"], row["ifu_psf_fwhm"],
                                              alma.beam, gid)
     real = cii.realisation_table(table, spectra, names, t, gid)
     table = cii.spill_corrected(table, names, t, gid)

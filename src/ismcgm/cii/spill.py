@@ -132,14 +132,15 @@ def transfer_matrix(ha_map, masks: dict, wcs: WCS, beam, psf_fwhm: float, galaxy
     return names, t
 
 
-def transfer_matrix_from_cube(cube, masks_path, z: float, psf_fwhm: float, beam, galaxy=None):
+def transfer_matrix_from_cube(cube, masks, z: float, psf_fwhm: float, beam, galaxy=None):
     """:func:`transfer_matrix` with the Ha map of an IFU cube (:func:`ismcgm.linemap.line_map`).
 
-    The masks (file of :func:`ismcgm.maskio.write_masks`) are carried onto the
+    The masks (a file of :func:`ismcgm.maskio.write_masks`, or what
+    :func:`ismcgm.maskio.read_masks` returned for it) are carried onto the
     cube's grid (:func:`ismcgm.maskio.masks_on_cube`) shifted by the alignment recorded in the mask file
     (``SHIFTRA``, ``SHIFTDEC``), as the extraction does.
     """
-    mask_dict, mask_wcs, headers = read_masks(masks_path)
+    mask_dict, mask_wcs, headers = masks if isinstance(masks, tuple) else read_masks(masks)
     carried, wcs = masks_on_cube(mask_dict, mask_wcs, cube.wcs, cube.sci.shape[1:], alignment=headers["PRIMARY"])
     try:
         ha = line_map(cube, z, "HA")

@@ -136,12 +136,12 @@ def plot_fig1(panels, pdf, png, synthetic: bool = False, resolution_arcsec: floa
         ax.set_xlabel(r"$\Delta\alpha$ [arcsec] (E left)", fontsize=7)
     for ax in axes[:, 0]:
         ax.set_ylabel(r"$\Delta\delta$ [arcsec]", fontsize=7)
-    fig.suptitle(r"ISM (contour) and CGM (shaded) masks on H$\alpha$ maps", fontsize=10)
+    fig.suptitle(r"ISM (contour) and CGM (shaded) masks on H$\alpha$ maps", fontsize=10, y=0.965)
     if synthetic:
         fig.text(0.5, 0.5, SYNTHETIC_LABEL, fontsize=28, color="red", alpha=0.25, ha="center", va="center",
                  rotation=30, transform=fig.transFigure, zorder=100)
         fig.text(0.01, 0.995, SYNTHETIC_LABEL, fontsize=9, color="red", ha="left", va="top", weight="bold")
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     with atomic_path(pdf) as tmp:
         fig.savefig(tmp, format="pdf")
     with atomic_path(png) as tmp:

@@ -100,7 +100,7 @@ def _missing_note(delta: pd.DataFrame) -> str:
     for law, grp in bad.groupby("density_law", sort=False):
         radii = ", ".join(f"{r:g}" for r in sorted(grp["r_kpc"].unique()))
         parts.append(f"{law}: r = {radii} kpc")
-    return "not drawn (outside grid): " + "; ".join(parts)
+    return "not drawn (outside grid):\n" + "\n".join(parts)
 
 
 def _finish_panel(ax, ratio: str, note: str) -> None:
