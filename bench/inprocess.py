@@ -88,6 +88,10 @@ def main(argv=None) -> int:
     scripts = job_scripts(run_dir)
     work = a.workdir.resolve() if a.workdir else Path(tempfile.mkdtemp(prefix="inprocess-"))
     work.mkdir(parents=True, exist_ok=True)
+    # Snakemake creates every output's directory before a job starts: the same directories, up front
+    for d in (run_dir / "results").rglob("*"):
+        if d.is_dir():
+            (work / d.relative_to(run_dir)).mkdir(parents=True, exist_ok=True)
     os.chdir(work)
     t_imports, compute = run_all(scripts)
     total = sum(sum(v) for v in compute.values())

@@ -3,8 +3,9 @@
 The workflow splits the ``mc.n_realisations`` realisations of every
 (component, region, grating) spectrum into chunks of ``mc.chunk_size``
 (:func:`chunk_realisations`); :func:`fit_chunk` draws and fits one chunk of
-one galaxy and grating, :func:`gather` turns all chunks into the line-flux
-table (SPEC sections 4-6).
+one galaxy and grating (a workflow job, ``mc_fit``, fits one chunk of a galaxy in
+all its gratings), :func:`gather` turns all chunks into the line-flux table
+(SPEC sections 4-6).
 
 Every realisation is drawn from its own random stream
 (:func:`ismcgm.mc.rng_for`) and fitted on its own (the fitter's results for
@@ -96,7 +97,10 @@ def fit_chunk(gid, spectra, z, grating, realisations, seed, fit_cfg, cube_draws=
     if not ins.lines_in_grating(grating, z):
         raise InputError(gid, f"{grating} spectra", f"no emission line falls inside the {grating} coverage at z={z:g}",
                          "check the redshift in the sample table (or leave this grating out)")
-    parts = []
+    realisations = np.asarray(realisations, dtype=int)
+    n = realisations.size
+    # one block of n rows per (region, line), in that order; the table is built once at the end
+    keys, cols = [], {c: [] for c in ("flux", "flux3", "velocity_kms", "sigma_kms")}
     for component, region, wave, flux, err in spectra:
         if cube_draws is not None:
             draws = cube_draws[(component, region)]
@@ -109,13 +113,17 @@ def fit_chunk(gid, spectra, z, grating, realisations, seed, fit_cfg, cube_draws=
             raise InputError(gid, f"{component} {region} {grating} spectrum", str(exc),
                              "check the cube (NaN/ERR) and the mask of this region") from None
         for line in res.lines:
-            parts.append(pd.DataFrame({
-                "id": gid, "component": component, "region": region, "grating": grating,
-                "realisation": np.asarray(realisations, dtype=int), "line": line,
-                "flux": res.flux[line], "flux3": three_channel_flux(wave, draws, z, line, grating),
-                "velocity_kms": res.velocity_kms, "sigma_kms": res.sigma_kms,
-            }))
-    return pd.concat(parts, ignore_index=True)
+            keys.append((component, region, line))
+            cols["flux"].append(np.broadcast_to(res.flux[line], n))
+            cols["flux3"].append(np.broadcast_to(three_channel_flux(wave, draws, z, line, grating), n))
+            cols["velocity_kms"].append(np.broadcast_to(res.velocity_kms, n))
+            cols["sigma_kms"].append(np.broadcast_to(res.sigma_kms, n))
+    component, region, line = (np.repeat([k[i] for k in keys], n) for i in range(3))
+    return pd.DataFrame({
+        "id": np.repeat(gid, n * len(keys)), "component": component, "region": region,
+        "grating": np.repeat(grating, n * len(keys)), "realisation": np.tile(realisations, len(keys)),
+        "line": line, **{c: np.concatenate(v).astype(float) for c, v in cols.items()},
+    })
 
 
 def nominal_model(spectrum, z: float, fit_cfg) -> np.ndarray:

@@ -54,10 +54,6 @@ def gratings_of(gid):
     return sio.galaxy_gratings(SAMPLES.loc[gid])
 
 
-def cube_path(wildcards):
-    return SAMPLES.loc[wildcards.id, f"cube_{wildcards.grating}"]
-
-
 def _mock_product_set(plan):
     """(gratings, image filter) of a mock galaxy: what its product file names depend on."""
     return tuple(plan["ifu"]["gratings"]), plan["image"]["filter"].lower()
@@ -185,22 +181,18 @@ CHUNKS = list(range(n_chunks(N_MC, CHUNK)))
 
 
 def mc_inputs(wildcards):
-    """Region spectra (spectrum-level draws) or the cube and masks (cube-level draws)."""
-    out = {"spectra": spectra_of(wildcards.variant, wildcards.id, wildcards.grating)}
+    """Region spectra of every grating (spectrum-level draws), with the cubes and masks for cube-level draws."""
+    gid = wildcards.id
+    out = {"spectra": [s for g in gratings_of(gid) for s in spectra_of(wildcards.variant, gid, g)]}
     if config["mc"]["level"] == "cube":
-        out["cube"] = cube_path(wildcards)
+        out["cubes"] = [SAMPLES.loc[gid, f"cube_{g}"] for g in gratings_of(gid)]
         out["masks"] = f"{RESULTS}/masks/{wildcards.variant}/{wildcards.id}.fits"
         out["alignment"] = f"{RESULTS}/alignment/{wildcards.id}.csv"
     return out
 
 
 def all_chunks(wildcards):
-    return [
-        f"{RESULTS}/mc/{wildcards.variant}/chunks/{gid}_{g}_{c}.parquet"
-        for gid in GALAXIES
-        for g in gratings_of(gid)
-        for c in CHUNKS
-    ]
+    return [f"{RESULTS}/mc/{wildcards.variant}/chunks/{gid}_{c}.parquet" for gid in GALAXIES for c in CHUNKS]
 
 
 # ---------------------------------------------------------------------------
@@ -236,14 +228,27 @@ _MAPS_OUTPUT = (
     {
         "maps": f"{RESULTS}/resolved/{{variant}}/maps/{{id}}_maps.fits",
         "bins": f"{RESULTS}/resolved/{{variant}}/maps/{{id}}_bins.csv",
-        "pdf": report(
-            f"{RESULTS}/figures/{{variant}}/maps/{{id}}_maps.pdf",
-            caption="../report/maps.rst",
-            category="Maps",
-            subcategory="{variant}",
-        ),
-        "png": f"{RESULTS}/figures/{{variant}}/maps/{{id}}_maps.png",
     }
     if RESOLVED["voronoi"]["enabled"]
     else {}
 )
+
+
+_report_flag = report  # a line may not start with ``report(`` outside a rule (it is a Snakefile keyword)
+
+
+def maps_panels(kind):
+    """The map panel of every galaxy (rule ``fig_maps``): ``pdf`` (in the report, labelled by galaxy) or ``png``."""
+    paths = [f"{RESULTS}/figures/{{variant}}/maps/{gid}_maps.{kind}" for gid in GALAXIES]
+    if kind == "png":
+        return paths
+    return [
+        _report_flag(
+            path,
+            caption="../report/maps.rst",
+            category="Maps",
+            subcategory="{variant}",
+            labels={"galaxy": gid},
+        )
+        for gid, path in zip(GALAXIES, paths)
+    ]

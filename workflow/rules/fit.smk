@@ -8,20 +8,21 @@ wildcard_constraints:
 
 
 rule mc_fit:
-    """Draw and fit one chunk of Monte Carlo realisations of every region of a galaxy in one grating."""
+    """Draw and fit one chunk of Monte Carlo realisations of every region of a galaxy in every grating."""
     input:
         unpack(mc_inputs),
     output:
-        f"{RESULTS}/mc/{{variant}}/chunks/{{id}}_{{grating}}_{{chunk}}.parquet",
+        f"{RESULTS}/mc/{{variant}}/chunks/{{id}}_{{chunk}}.parquet",
     log:
-        f"{RESULTS}/logs/mc/{{variant}}/{{id}}_{{grating}}_{{chunk}}.log",
+        f"{RESULTS}/logs/mc/{{variant}}/{{id}}_{{chunk}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/mc/{{variant}}/{{id}}_{{grating}}_{{chunk}}.tsv"
+        f"{RESULTS}/benchmarks/mc/{{variant}}/{{id}}_{{chunk}}.tsv"
     group:
         "galaxy"
     params:
         row=sample_row,
         regions=lambda w: region_names(w.id),
+        gratings=lambda w: gratings_of(w.id),
         realisations=lambda w: chunk_realisations(int(w.chunk), N_MC, CHUNK),
         seed=config["seed"],
         fit=config["fit"],

@@ -5,25 +5,8 @@ localrules:
     intrinsic_statistics,
 
 
-rule intrinsic_transfer:
-    """One galaxy: the halo fit and the transfer matrix of its ISM and halo terms into its masks."""
-    input:
-        image=image_path,
-        cube=reference_cube,
-        alignment=f"{RESULTS}/alignment/{{id}}.csv",
-        masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
-    output:
-        f"{RESULTS}/intrinsic/{{variant}}/{{id}}_transfer.csv",
-    log:
-        f"{RESULTS}/logs/intrinsic_transfer/{{variant}}/{{id}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/intrinsic/{{variant}}/{{id}}.tsv"
-    group:
-        "galaxy"
-    params:
-        row=sample_row,
-    script:
-        "../scripts/intrinsic_transfer.py"
+# The per-galaxy transfer matrices (results/intrinsic/<variant>/<id>_transfer.csv) are written by the
+# galaxy's extract job (masks.smk), which has its image and cubes in memory.
 
 
 rule intrinsic_ratios:

@@ -55,15 +55,17 @@ rule regions_table:
 
 
 # One job per galaxy and mask variant makes the masks and reads each cube once to
-# write the spectrum of every region in every grating: job start-up and imports
-# cost more than the work.  A rule's outputs cannot vary by galaxy, so there is
+# write the spectrum of every region in every grating and the transfer matrix of
+# the intrinsic decomposition (issue 19): job start-up and imports cost more than
+# the work.  A rule's outputs cannot vary by galaxy, so there is
 # one rule per kind of galaxy (single: ISM, CGM; merger: both per component) and
 # set of gratings, e.g. extract_merger_g235m_g395h.
 for _kind, _gratings in extract_sets():
 
     rule:
-        """ISM and CGM masks of one galaxy for one mask variant (SPEC 2-3, 3.4) and the spectrum of every
-        region in every grating (SPEC 4)."""
+        """ISM and CGM masks of one galaxy for one mask variant (SPEC 2-3, 3.4), the spectrum of every
+        region in every grating (SPEC 4) and the halo fit and transfer matrix of the galaxy's ISM and halo
+        terms (ismcgm.decompose)."""
         name:
             f"extract_{_kind}_{'_'.join(_gratings)}"
         input:
@@ -80,6 +82,7 @@ for _kind, _gratings in extract_sets():
                 for g in _gratings
                 for c, r, _ in ismcgm_regions.galaxy_regions("{id}", _kind == "merger")
             ],
+            transfer=f"{RESULTS}/intrinsic/{{variant}}/{{id}}_transfer.csv",
         log:
             f"{RESULTS}/logs/extract/{{variant}}/{{id}}.log",
         benchmark:

@@ -8,8 +8,8 @@ localrules:
 
 rule resolved_galaxy:
     """One galaxy: annuli about each component and (voronoi.enabled) Voronoi bins, each stacked and fitted
-    with the keyed Monte Carlo; the maps (MAPS FITS, bin table, panel) are finished here, the profiles in
-    radial_profiles.  One job per galaxy: the startup of a job costs as much as its fits."""
+    with the keyed Monte Carlo; the maps (MAPS FITS, bin table) are finished here, their panels in fig_maps,
+    the profiles in radial_profiles.  One job per galaxy: the startup of a job costs as much as its fits."""
     input:
         cubes=lambda w: [SAMPLES.loc[w.id, f"cube_{g}"] for g in gratings_of(w.id)],
         masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
@@ -38,9 +38,28 @@ rule resolved_galaxy:
         detect_snr=config["fit"]["detect_snr"],
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
         overlap=config["ratios"]["overlap"],
-        synthetic=MOCK,
     script:
         "../scripts/resolved_galaxy.py"
+
+
+rule fig_maps:
+    """The map panel of every galaxy (Halpha flux, velocity, O32, N2 in the Voronoi bins), in one job: a
+    plotting library is imported once, not once per galaxy."""
+    input:
+        maps=lambda w: [f"{RESULTS}/resolved/{w.variant}/maps/{gid}_maps.fits" for gid in GALAXIES],
+        masks=lambda w: [f"{RESULTS}/masks/{w.variant}/{gid}.fits" for gid in GALAXIES],
+    output:
+        pdf=maps_panels("pdf"),
+        png=maps_panels("png"),
+    log:
+        f"{RESULTS}/logs/fig_maps/{{variant}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fig_maps/{{variant}}.tsv"
+    params:
+        galaxies=GALAXIES,
+        synthetic=MOCK,
+    script:
+        "../scripts/fig_maps.py"
 
 
 rule radial_profiles:

@@ -1,19 +1,18 @@
-"""Masks of one galaxy for one mask variant (SPEC 2-3) and the spectra of every region in every grating
-(SPEC 4): each cube is read once."""
+"""Masks of one galaxy for one mask variant (SPEC 2-3), the spectra of every region in every grating
+(SPEC 4) and the transfer matrix of its ISM and halo terms (ismcgm.decompose): each cube is read once."""
 
 import pandas as pd
 
-from ismcgm import cii, extract, masks
+from ismcgm import cii, decompose, extract, masks
 from ismcgm.io import read_cube, read_image, read_table, write_table
 from ismcgm.maskio import aligned_wcs, alignment_shift, masks_on_cube, read_masks, write_masks
 from ismcgm.samples import reference_grating
 from ismcgm.workflow_script import run
 
 
-def make_masks(row, cube, alignment, out):
+def make_masks(row, image, cube, alignment, out):
     """Masks of the variant on the reference cube's aligned grid, and the regions table row per region."""
     gid, inp = row["id"], snakemake.input
-    image = read_image(inp.image, gid)
     shift_ra, shift_dec = alignment_shift(alignment)
     alma = cii.read_alma_cube(inp.alma[0], gid) if inp.alma else None
     result = masks.make_masks(image, cube, aligned_wcs(cube.wcs, alignment), row, snakemake.params.mask, alma=alma)
@@ -48,10 +47,13 @@ def main():
     row, par, out = snakemake.params.row, snakemake.params, snakemake.output
     cubes = {g: read_cube(path, row["id"]) for g, path in zip(par.gratings, snakemake.input.cubes)}
     alignment = read_table(snakemake.input.alignment)
-    make_masks(row, cubes[reference_grating(row)], alignment, out)
+    image, ref = read_image(snakemake.input.image, row["id"]), cubes[reference_grating(row)]
+    make_masks(row, image, ref, alignment, out)
     n = len(par.regions)
     for i, (grating, cube) in enumerate(cubes.items()):
         write_spectra(row, grating, cube, alignment, out.spectra[i * n:(i + 1) * n])
+    transfer = decompose.transfer_from_inputs(image, ref, aligned_wcs(ref.wcs, alignment), out.masks, row)
+    write_table(transfer, out.transfer)
 
 
 run(snakemake, main)

@@ -1,4 +1,5 @@
-"""One galaxy (issue 18): annuli and Voronoi bins, stacked spectra, keyed Monte Carlo fits; the maps."""
+"""One galaxy (issue 18): annuli and Voronoi bins, stacked spectra, keyed Monte Carlo fits; the MAPS FITS
+(its panel is drawn by fig_maps.py)."""
 
 import pandas as pd
 
@@ -6,7 +7,6 @@ from ismcgm import instrument as ins
 from ismcgm import maskio, masks, resolved, voronoi
 from ismcgm import samples as sio
 from ismcgm.io import atomic_path, read_cube, read_table, write_table
-from ismcgm.plots.maps_panel import plot_maps
 from ismcgm.workflow_script import run
 
 
@@ -35,7 +35,7 @@ def main():
 
 
 def maps(out, par, row, cubes, aligned, region_masks, mask_wcs):
-    """Voronoi bins, their fits and ratios, the MAPS FITS, the bin table and the map panel."""
+    """Voronoi bins, their fits and ratios, the MAPS FITS and the bin table."""
     gid = row["id"]
     ref_grating = sio.reference_grating(row)
     cfg = par.voronoi
@@ -55,8 +55,6 @@ def maps(out, par, row, cubes, aligned, region_masks, mask_wcs):
     voronoi.write_maps(out.maps, binid, table, fluxes, mask_wcs, meta={"ID": gid, "Z": row["z"], "REFLINE": line,
                                                                          "TARGETSN": cfg["target_snr"]},
                        ratios=resolved.PROFILE_RATIOS)
-    plot_maps(out.maps, region_masks, out.pdf, out.png, title=f"{gid}: {len(regions)} Voronoi bins ({line}, "
-              f"S/N {cfg['target_snr']:g})", synthetic=par.synthetic)
 
 
 run(snakemake, main)

@@ -84,6 +84,8 @@ def save_figure(fig, pdf, png, synthetic: bool = False, dpi: int = 150) -> None:
     for path in (pdf, png):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(pdf)
+    if fig.get_layout_engine() is not None:  # the layout is done: keep it for the PNG instead of redoing it
+        fig.set_layout_engine("none")
     fig.savefig(png, dpi=dpi)
     plt.close(fig)
 

@@ -15,6 +15,14 @@ PANELS = (("FLUX_HA", r"H$\alpha$ flux per spaxel [erg s$^{-1}$ cm$^{-2}$]", "ma
           ("LOG_N2", "log N2", "viridis"))
 
 
+def title_of(maps_path, gid: str) -> str:
+    """Panel title from a MAPS file: galaxy, number of Voronoi bins, reference line and target S/N."""
+    with fits.open(maps_path) as hdul:
+        binid, hdr = hdul["BINID"].data, hdul[0].header
+        n_bins = np.unique(binid[binid >= 0]).size
+    return f"{gid}: {n_bins} Voronoi bins ({hdr['REFLINE']}, S/N {hdr['TARGETSN']:g})"
+
+
 def plot_maps(maps_path, masks_dict, pdf, png, title="", synthetic: bool = False) -> None:
     """Four-panel map of one galaxy from its MAPS file, with the ISM/CGM mask contours."""
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.9), layout="constrained")
