@@ -19,7 +19,7 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
 #: The per-galaxy and per-chunk jobs, which run tens to thousands of times.
-JOBS = ("mc_fit", "extract", "align", "mock_galaxy", "cii_galaxy")
+JOBS = ("mc_fit", "extract", "align", "mock_galaxy", "cii_galaxy", "resolved_galaxy")
 
 HEAVY = ("matplotlib", "dask", "lmfit", "reproject", "astropy.cosmology")
 
@@ -37,6 +37,29 @@ def test_job_imports_pull_in_no_heavy_stack(job):
     code = script_imports(job) + "; import sys; print(' '.join(m for m in %r if m in sys.modules))" % (HEAVY,)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert not out, f"{job} job imports {out}"
+
+
+#: The package imports of the Snakefile and its rule files: paid by every ``snakemake`` call, the no-op
+#: rerun included (issue 17: no-op <= 3 s), so they must not pull in the modelling/convolution stacks
+#: (``ismcgm.imaging`` imports astropy.convolution where it convolves) nor scipy.optimize.
+PARSE = ("from ismcgm import instrument, instruments, samples, mock, regions, cloudy; "
+         "from ismcgm.linefluxes import n_chunks, chunk_realisations; "
+         "from ismcgm.workflow_config import ConfigError, check_config, check_samples, read_yaml_config")
+PARSE_HEAVY = HEAVY + ("astropy.modeling", "astropy.convolution", "scipy.optimize")
+
+
+def test_snakefile_parse_imports_stay_light():
+    code = PARSE + "; import sys; print(' '.join(m for m in %r if m in sys.modules))" % (PARSE_HEAVY,)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert not out, f"the Snakefile's imports pull in {out}"
+
+
+def test_the_mock_writers_load_on_first_use():
+    """``ismcgm.mock`` imports its plan only; a writer's name loads its module (PEP 562)."""
+    code = ("import sys, ismcgm.mock as m; a = 'ismcgm.mock.ifu' in sys.modules; m.write_cube; "
+            "print(a, 'ismcgm.mock.ifu' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
 
 
 def test_a_heavy_import_would_be_caught():

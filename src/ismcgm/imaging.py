@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from astropy.convolution import Gaussian2DKernel, convolve_fft
 from astropy.stats import sigma_clipped_stats
 from scipy import ndimage
 
@@ -26,6 +25,10 @@ def psf_match(image: Image, image_psf_fwhm: float, ifu_psf_fwhm: float) -> np.nd
     if kfwhm2 <= 0:
         return data.copy()
     sig_pix = np.sqrt(kfwhm2) * SIGMA_PER_FWHM / pixscale_arcsec(image.wcs)
+    # astropy.convolution pulls in astropy.modeling (~0.5 s): imported where it is used, not when the
+    # workflow's config and sample checks import this module
+    from astropy.convolution import Gaussian2DKernel, convolve_fft
+
     kernel = Gaussian2DKernel(sig_pix)
     return convolve_fft(data, kernel, normalize_kernel=True, boundary="fill", fill_value=0.0,
                         nan_treatment="interpolate", preserve_nan=True, allow_huge=True)

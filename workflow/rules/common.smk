@@ -4,7 +4,7 @@ sample table, wildcard constraints and input functions."""
 import os
 
 import pandas as pd
-from snakemake.utils import validate, min_version
+from snakemake.utils import min_version
 
 from ismcgm import instrument, instruments
 from ismcgm import samples as sio

@@ -52,33 +52,17 @@ Modules
 (the size presets), :mod:`.maps`
 (exact pixel maps, header WCS), :mod:`.ifu` (IFU cubes, truth maps,
 images), :mod:`.alma` (ALMA cubes), :mod:`.sims` (simulation-like maps).
+
+The plan is imported with the package (the workflow plans the survey when it
+parses its Snakefile); the writers of :mod:`.ifu`, :mod:`.alma`, :mod:`.maps`
+and :mod:`.sims` are loaded on first use of one of their names (module
+``__getattr__``, PEP 562), so that a Snakemake parse does not pay for them.
 """
 
 from __future__ import annotations
 
-from .alma import (  # noqa: F401
-    _beam_kernel,
-    alma_cube,
-    alma_geometry,
-    beam_area_pix,
-    cii_truth_map,
-    write_alma,
-)
-from .ifu import (  # noqa: F401
-    ifu_geometry,
-    image_noise,
-    line_profiles,
-    noiseless_cube,
-    noiseless_image,
-    noisy_cube,
-    truth_maps,
-    write_cube,
-    write_image,
-    write_truth,
-)
-from .maps import (  # noqa: F401
-    _celestial_header,
-)
+import importlib
+
 from .plan import (  # noqa: F401
     ALMA_DV_KMS,
     ALMA_NCHAN,
@@ -98,6 +82,19 @@ from .plan import (  # noqa: F401
     sample_rows,
     write_truth_json,
 )
-from .sims import (  # noqa: F401
-    mock_sim_maps,
-)
+
+#: Names of the product writers and the submodule that defines each (loaded on first use).
+_LAZY = {
+    **dict.fromkeys(("_beam_kernel", "alma_cube", "alma_geometry", "beam_area_pix", "cii_truth_map", "write_alma"),
+                    ".alma"),
+    **dict.fromkeys(("ifu_geometry", "image_noise", "line_profiles", "noiseless_cube", "noiseless_image",
+                     "noisy_cube", "truth_maps", "write_cube", "write_image", "write_truth"), ".ifu"),
+    "_celestial_header": ".maps",
+    "mock_sim_maps": ".sims",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
