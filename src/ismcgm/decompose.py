@@ -117,7 +117,10 @@ def halo_term(shape, wcs, position, h_arcsec: float, psf_fwhm: float, oversample
     pad = int(np.ceil(HALO_PAD_H * h_pix + 4 * psf_fwhm / FWHM_PER_SIGMA / pix))
     ny, nx = shape
     model = Sersic2D(amplitude=1.0, r_eff=1.6783469900166608 * h_pix, n=1.0, x_0=x0 + pad, y_0=y0 + pad)
-    img = discretize_model(model, (0, nx + 2 * pad), (0, ny + 2 * pad), mode="oversample", factor=oversample)
+    # a profile many pixels wide needs less oversampling; without this a fit that wanders to h ~ the field
+    # (grid padded by 12 h) renders ~10^8 points per step (minutes per galaxy)
+    factor = oversample if h_pix <= 5.0 else max(2, int(np.ceil(oversample * 5.0 / h_pix)))
+    img = discretize_model(model, (0, nx + 2 * pad), (0, ny + 2 * pad), mode="oversample", factor=factor)
     img = img / img.sum()
     kern = Gaussian2DKernel(psf_fwhm / FWHM_PER_SIGMA / pix)
     conv = convolve_fft(img, kern, boundary="fill", fill_value=0.0, normalize_kernel=True)
