@@ -238,7 +238,7 @@ _report_flag = report  # a line may not start with ``report(`` outside a rule (i
 
 
 def maps_panels(kind):
-    """The map panel of every galaxy (rule ``fig_maps``): ``pdf`` (in the report, labelled by galaxy) or ``png``."""
+    """Outputs of fig_maps, the map panel of every galaxy: ``pdf`` (in the report, labelled by galaxy) or ``png``."""
     paths = [f"{RESULTS}/figures/{{variant}}/maps/{gid}_maps.{kind}" for gid in GALAXIES]
     if kind == "png":
         return paths
