@@ -140,9 +140,9 @@ def test_report_contains_every_figure_and_main_table(e2e):
     run_snakemake(e2e, "--report", "report.html")
     html = (e2e / "report.html").read_text(errors="replace")
     for name in ("fig1_masks", "fig2_spectra", "fig3_ratios", "fig4_d11", "fig6_cii", "validation_shifts",
-                 "statistics.csv", "ratios.csv", "recovery.csv", "line_fluxes.csv"):
+                 "statistics.csv", "ratios.csv", "recovery.csv", "line_fluxes.csv", "mock01_maps"):
         assert name in html, name
-    for category in ("Masks", "Spectra", "Ratios", "Statistics", "Models", "Validation"):
+    for category in ("Masks", "Spectra", "Ratios", "Statistics", "Models", "Validation", "Maps"):
         assert category in html, category
 
 
