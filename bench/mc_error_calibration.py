@@ -32,8 +32,8 @@ def calibrate(run: Path, setup: str, spec: str, draws: int, n_real: int, noise_s
     z = float(read_sample_table(run / "results/mock/samples.tsv").loc[gid.split("_")[0], "z"])
     sp = extract.read_spectrum(run / f"results/spectra/default/{gid}_{region}_{setup}.fits")
     err = sp.err / noise_scale
-    nominal = fit_spectra(sp.wave_um, sp.flux, err, z, setup, **{"method": "fast", "cont_order": 1,
-                                                                  "n_components": 1})
+    nominal = fit_spectra(sp.wave_um, sp.flux, err, z, setup, method=FIT["method"],
+                          cont_order=FIT["continuum_order"], n_components=FIT["n_components"])
     rng = np.random.default_rng(20261201)
     medians, errors = [], []
     for k in range(draws):

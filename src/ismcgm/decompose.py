@@ -325,16 +325,26 @@ def transfer_from_inputs(image, cube, aligned, masks_path, row) -> pd.DataFrame:
     """:func:`galaxy_transfer` from a galaxy's continuum image, reference cube, aligned WCS and mask file.
 
     The continuum is PSF-matched and reprojected as for the ISM mask (its background: the
-    sigma-clipped median of :func:`ismcgm.imaging.image_noise`); the halo is fitted to the Ha map of
-    the reference cube ([O III]5007 where Ha is not covered) over the cube's valid spaxels.
+    sigma-clipped median of :func:`ismcgm.imaging.image_noise`); then :func:`transfer_from_masks`.
+    """
+    masks, _, _ = read_masks(masks_path)
+    matched = psf_match(image, row["image_psf_fwhm"], row["ifu_psf_fwhm"])
+    background, _ = image_noise(matched)
+    sb = reproject_sb(matched, image.wcs, aligned.celestial, cube.sci.shape[1:])
+    return transfer_from_masks(masks, sb, background, cube, aligned, row)
+
+
+def transfer_from_masks(masks: dict, sb, background: float, cube, aligned, row) -> pd.DataFrame:
+    """:func:`galaxy_transfer` from masks on the aligned reference grid and the PSF-matched continuum there.
+
+    ``masks``, ``sb`` and ``background`` are what :func:`ismcgm.masks.make_masks` returns as
+    ``regions``, ``ism_sb`` and ``background`` (the extraction job passes them on instead of redoing the
+    PSF matching and the reprojection); the halo is fitted to the Ha map of the reference cube
+    ([O III]5007 where Ha is not covered) over the cube's valid spaxels.
     """
     gid = row["id"]
     w = aligned.celestial
     shape = cube.sci.shape[1:]
-    masks, _, _ = read_masks(masks_path)
-    matched = psf_match(image, row["image_psf_fwhm"], row["ifu_psf_fwhm"])
-    background, _ = image_noise(matched)
-    sb = reproject_sb(matched, image.wcs, w, shape)
     positions = _positions(row)
     sides = [None] if len(positions) == 1 else [(a := _bisector_side_a(w, shape, positions[0][1], positions[1][1])), ~a]
     for line in ("HA", "OIII5007"):

@@ -11,7 +11,8 @@ from ismcgm.workflow_script import run
 
 
 def make_masks(row, image, cube, alignment, out):
-    """Masks of the variant on the reference cube's aligned grid, and the regions table row per region."""
+    """Masks of the variant on the reference cube's aligned grid and the regions table row per region; returns
+    :func:`ismcgm.masks.make_masks`'s result."""
     gid, inp = row["id"], snakemake.input
     shift_ra, shift_dec = alignment_shift(alignment)
     alma = cii.read_alma_cube(inp.alma[0], gid) if inp.alma else None
@@ -28,6 +29,7 @@ def make_masks(row, image, cube, alignment, out):
         meta["RCIIKPC"] = result["cgm_outer_info"]["r_cii_kpc"]
     write_masks(out.masks, result, meta=meta)
     write_table(pd.DataFrame(rows), out.regions)
+    return result
 
 
 def write_spectra(row, grating, cube, alignment, paths):
@@ -48,11 +50,13 @@ def main():
     cubes = {g: read_cube(path, row["id"]) for g, path in zip(par.gratings, snakemake.input.cubes)}
     alignment = read_table(snakemake.input.alignment)
     image, ref = read_image(snakemake.input.image, row["id"]), cubes[reference_grating(row)]
-    make_masks(row, image, ref, alignment, out)
+    result = make_masks(row, image, ref, alignment, out)
     n = len(par.regions)
     for i, (grating, cube) in enumerate(cubes.items()):
         write_spectra(row, grating, cube, alignment, out.spectra[i * n:(i + 1) * n])
-    transfer = decompose.transfer_from_inputs(image, ref, aligned_wcs(ref.wcs, alignment), out.masks, row)
+    # the masks' PSF-matched continuum on the reference grid is the decomposition's ISM term
+    transfer = decompose.transfer_from_masks(result["regions"], result["ism_sb"], result["background"], ref,
+                                             aligned_wcs(ref.wcs, alignment), row)
     write_table(transfer, out.transfer)
 
 
