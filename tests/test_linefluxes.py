@@ -52,3 +52,52 @@ def test_bad_spectrum_is_a_one_line_error(bad):
         linefluxes.fit_chunk("g1", [("g1_a", "CGM", wave, flux, err)], 5.0, "g395m", [0], 1, FIT)
     msg = str(exc.value)
     assert "\n" not in msg and "g1" in msg and "CGM" in msg and "fix:" in msg
+
+
+def _chunk_table(rng, n_real=40):
+    """A realisation table as fit_chunk writes it: two galaxies, ISM/CGM, two gratings, heavy-tailed Hb."""
+    import pandas as pd
+
+    rows = []
+    for gid in ("g1", "g2"):
+        for region in ("ISM", "CGM"):
+            for grating, lines in (("g235m", ("OII3728", "HB", "OIII5007")), ("g395m", ("OIII5007", "HA", "HB"))):
+                for line in lines:
+                    f = rng.standard_t(3, n_real) + (0.5 if line == "HB" else 3.0)
+                    rows.append(pd.DataFrame({
+                        "id": gid, "component": gid, "region": region, "grating": grating,
+                        "realisation": np.arange(n_real), "line": line, "flux": f,
+                        "flux3": f + rng.normal(0, 0.3, n_real), "velocity_kms": rng.normal(0, 20, n_real),
+                        "sigma_kms": 80 + rng.normal(0, 5, n_real)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.mark.parametrize("mode", ["red", "combine"])
+def test_vectorised_summaries_equal_the_per_group_ones_bit_for_bit(mode):
+    """The block (one group per row) summaries of gather are the per-group loop's numbers exactly."""
+    from pandas.testing import assert_frame_equal
+
+    real = _chunk_table(np.random.default_rng(5))
+    real = real.sort_values(["id", "component", "region", "grating", "line", "realisation"], kind="stable")
+    real = real.reset_index(drop=True)
+    assert linefluxes._blocks(real, ["id", "component", "region", "grating", "line"]) is not None
+    table = linefluxes._flux_summaries(real, 3.0)
+    assert_frame_equal(table, linefluxes._flux_summaries_by_group(real, 3.0), check_exact=True)
+    if mode == "combine":
+        real = linefluxes.combine_overlap(real, table, 1.02)
+        table = linefluxes._flux_summaries(real, 3.0)
+        assert_frame_equal(table, linefluxes._flux_summaries_by_group(real, 3.0), check_exact=True)
+    real, methods = linefluxes._dust(real, table, 2.86)
+    assert np.isfinite(real["ebv"]).any()
+    assert_frame_equal(linefluxes._dust_summaries(real, methods), linefluxes._dust_summaries_by_group(real, methods),
+                       check_exact=True)
+
+
+def test_summaries_of_an_irregular_layout_fall_back_to_the_per_group_path():
+    """A line with fewer realisations (or a failed fit) is summarised group by group, with the same result."""
+    real = _chunk_table(np.random.default_rng(6))
+    real = real.drop(index=real.index[(real["line"] == "HA") & (real["realisation"] == 3)]).reset_index(drop=True)
+    assert linefluxes._blocks(real, ["id", "component", "region", "grating", "line"]) is None
+    real.loc[7, "flux"] = np.nan
+    a, b = linefluxes._flux_summaries(real, 3.0), linefluxes._flux_summaries_by_group(real, 3.0)
+    assert a.equals(b)

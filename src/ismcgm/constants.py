@@ -31,7 +31,14 @@ def cosmology():
 
 
 def proper_kpc_per_arcsec(z):
-    """Proper kpc per arcsec at redshift ``z`` in the project's cosmology."""
+    """Proper kpc per arcsec at redshift ``z`` (scalar or array) in the project's cosmology."""
+    if isinstance(z, (int, float)):  # scalars are cached: each distance is a numerical integral (~10 ms)
+        return _proper_kpc_per_arcsec_scalar(float(z))
+    return cosmology().kpc_proper_per_arcmin(z).to_value(u.kpc / u.arcmin) / 60.0
+
+
+@lru_cache(maxsize=256)
+def _proper_kpc_per_arcsec_scalar(z: float):
     return cosmology().kpc_proper_per_arcmin(z).to_value(u.kpc / u.arcmin) / 60.0
 
 

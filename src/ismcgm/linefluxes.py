@@ -160,8 +160,53 @@ def _dust(real: pd.DataFrame, table: pd.DataFrame, intrinsic: float) -> tuple[pd
     return real, pd.Series(methods, name="ebv_method", dtype=object)
 
 
+def _blocks(real: pd.DataFrame, keys: list[str]):
+    """Rows of ``real`` as equal blocks per group of ``keys``: ``(first row of each group, n)``.
+
+    ``None`` unless every group's rows are contiguous, in order of first
+    appearance (as :meth:`pandas.DataFrame.groupby` with ``sort=False`` lists
+    them) and equally many -- the layout of :func:`gather`'s sorted
+    realisations, where every line has all its realisations.  Then a column
+    reshaped to ``(n_groups, n)`` holds one group per row.
+    """
+    if not len(real):
+        return None
+    codes = real.groupby(keys, sort=False).ngroup().to_numpy()
+    counts = np.bincount(codes)
+    n = int(counts[0])
+    if np.any(counts != n) or np.any(np.diff(codes) < 0):
+        return None
+    return real.iloc[::n][keys].reset_index(drop=True), n
+
+
+def _matrix(real: pd.DataFrame, col: str, n: int) -> np.ndarray:
+    return real[col].to_numpy(float).reshape(-1, n)
+
+
+def _row_nanmedian(m: np.ndarray) -> np.ndarray:
+    """:func:`_nanmedian` of every row."""
+    return np.array([_nanmedian(r) for r in m]) if len(m) else np.array([])
+
+
 def _flux_summaries(real: pd.DataFrame, detect_snr: float) -> pd.DataFrame:
     """Median, error, detection and limit of every (component, region, grating, line) (SPEC 4-5)."""
+    keys = ["id", "component", "region", "grating", "line"]
+    blocks = _blocks(real, keys)
+    if blocks is None:
+        return _flux_summaries_by_group(real, detect_snr)
+    out, n = blocks
+    flux, flux3 = _matrix(real, "flux", n), _matrix(real, "flux3", n)
+    if not np.isfinite(flux).all():  # failed fits: the per-group path's NaN handling
+        return _flux_summaries_by_group(real, detect_snr)
+    s = mc.summarise(flux.T, detect_snr, flux3.T)
+    out = out.assign(flux=s.flux, flux_err=s.err, snr=s.snr, detected=np.asarray(s.detected, bool),
+                     upper_limit=s.upper_limit, velocity_kms=_row_nanmedian(_matrix(real, "velocity_kms", n)),
+                     sigma_kms=_row_nanmedian(_matrix(real, "sigma_kms", n)))
+    return out
+
+
+def _flux_summaries_by_group(real: pd.DataFrame, detect_snr: float) -> pd.DataFrame:
+    """:func:`_flux_summaries` one group at a time (any layout of ``real``)."""
     rows = []
     for (gid, comp, region, grating, line), g in real.groupby(["id", "component", "region", "grating", "line"],
                                                               sort=False):
@@ -276,6 +321,28 @@ def gather(chunks: pd.DataFrame, detect_snr: float, intrinsic_ha_hb: float, over
         real = combine_overlap(real, table, overlap_scale(overlap))
         table = _flux_summaries(real, detect_snr)
     real, methods = _dust(real, table, intrinsic_ha_hb)
+    dust = _dust_summaries(real, methods)
+    table = table.merge(dust, on=["component", "region", "grating", "line"], how="left", sort=False)
+    return table.loc[:, LINE_FLUX_COLUMNS], real, overlap
+
+
+def _dust_summaries(real: pd.DataFrame, methods: pd.Series) -> pd.DataFrame:
+    """Median and half 16-84 width of the dust-corrected flux and E(B-V) of every (component, region, grating, line)."""
+    keys = ["component", "region", "grating", "line"]
+    blocks = _blocks(real, keys)
+    if blocks is None:
+        return _dust_summaries_by_group(real, methods)
+    out, n = blocks
+    fd, e = _matrix(real, "flux_dustcorr", n), _matrix(real, "ebv", n)
+    _, fd_med, _ = mc.percentiles(fd)
+    _, e_med, _ = mc.percentiles(e)
+    method = [methods.get((c, r), "none") for c, r in zip(out["component"], out["region"])]
+    return out.assign(flux_dustcorr=fd_med, flux_dustcorr_err=mc.half_width(fd), ebv_gas=e_med,
+                      ebv_gas_err=mc.half_width(e), ebv_method=method)
+
+
+def _dust_summaries_by_group(real: pd.DataFrame, methods: pd.Series) -> pd.DataFrame:
+    """:func:`_dust_summaries` one group at a time (any layout of ``real``)."""
     dust_rows = []
     for (comp, region, grating, line), g in real.groupby(["component", "region", "grating", "line"], sort=False):
         fd, e = g["flux_dustcorr"].to_numpy(), g["ebv"].to_numpy()
@@ -287,9 +354,7 @@ def gather(chunks: pd.DataFrame, detect_snr: float, intrinsic_ha_hb: float, over
             "ebv_gas": float(e_med), "ebv_gas_err": float(mc.half_width(e)),
             "ebv_method": methods.get((comp, region), "none"),
         })
-    dust = pd.DataFrame(dust_rows)
-    table = table.merge(dust, on=["component", "region", "grating", "line"], how="left", sort=False)
-    return table.loc[:, LINE_FLUX_COLUMNS], real, overlap
+    return pd.DataFrame(dust_rows)
 
 
 def grating_overlap(table: pd.DataFrame) -> pd.DataFrame:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .extract import flambda_factor, sum_region
-from .seeding import rng
+from .seeding import key_hash, rng
 
 __all__ = [
     "rng_for",
@@ -82,6 +82,14 @@ def rng_for(seed: int, component: str, region: str, grating: str, realisation: i
     return rng(_SCHEME, seed, str(component), str(region).lower(), str(grating).lower(), realisation)
 
 
+def _rngs_for(seed, component, region, grating, realisations):
+    """``[rng_for(seed, component, region, grating, r) for r in realisations]``, the keys hashed once."""
+    head = [_SCHEME, _non_negative(seed, "seed"), key_hash(str(component)), key_hash(str(region).lower()),
+            key_hash(str(grating).lower())]
+    return [np.random.Generator(np.random.PCG64(np.random.SeedSequence(head + [r])))
+            for r in _realisation_list(realisations)]
+
+
 def _non_negative(value, name):
     if isinstance(value, (bool, np.bool_)) or int(value) != value or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -121,10 +129,7 @@ def spectrum_realisations(flux, err, seed, component, region, grating, realisati
     err = np.asarray(err, dtype=float)
     if flux.ndim != 1 or err.shape != flux.shape:
         raise ValueError(f"flux and err must be 1-D of equal length, got {flux.shape} and {err.shape}")
-    rows = [
-        flux + err * rng_for(seed, component, region, grating, r).standard_normal(flux.size)
-        for r in _realisation_list(realisations)
-    ]
+    rows = [flux + err * g.standard_normal(flux.size) for g in _rngs_for(seed, component, region, grating, realisations)]
     return np.asarray(rows)
 
 
@@ -177,8 +182,7 @@ def cube_realisations(sci, err, mask, extractor, seed, component, region, gratin
     box_err = np.asarray(err[:, ys, xs], dtype=float)
     work = np.array(sci, dtype=float)  # the one working copy
     out = []
-    for r in _realisation_list(realisations):
-        rng = rng_for(seed, component, region, grating, r)
+    for rng in _rngs_for(seed, component, region, grating, realisations):
         work[:, ys, xs] = box_sci + box_err * rng.standard_normal(box_sci.shape)
         out.append(np.asarray(extractor(work), dtype=float))
     return np.asarray(out)

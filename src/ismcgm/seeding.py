@@ -20,13 +20,19 @@ change its numbers:
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 import numpy as np
 
 
+@lru_cache(maxsize=4096)  # the same few keys name thousands of streams (one per realisation)
+def _digest_int(text: str, hash_bytes: int) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:hash_bytes], "little")
+
+
 def key_hash(text: str, hash_bytes: int = 8) -> int:
     """Integer from the first ``hash_bytes`` bytes (little endian) of the SHA-256 digest of ``text``."""
-    return int.from_bytes(hashlib.sha256(str(text).encode("utf-8")).digest()[:hash_bytes], "little")
+    return _digest_int(str(text), int(hash_bytes))
 
 
 def seed_sequence(seed: int, *keys, hash_bytes: int = 8) -> np.random.SeedSequence:
