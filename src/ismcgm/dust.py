@@ -161,15 +161,24 @@ def ebv_realisations(ha, hb, intrinsic=INTRINSIC_HA_HB, r_v=R_V, measured=True):
     * ``measured`` False (Ha or Hb not detected in the region): the Balmer
       decrement does not constrain the dust; no correction (0 for every
       realisation).
-    * Ha/Hb below ``intrinsic`` (including Ha <= 0 < Hb): 0, the paper's rule.
+    * The region's observed decrement -- the median Ha/Hb of its
+      realisations -- below ``intrinsic``: no correction (0 for every
+      realisation), the paper's rule.  The rule is applied to the region,
+      not to each realisation: clipping every realisation at E(B-V) = 0
+      would cut the lower half of the noise of a region near the intrinsic
+      decrement and push its dust-corrected ratios (O32, O2) off the truth.
+    * Otherwise every realisation has its own E(B-V) from its Ha/Hb, below
+      0 where its decrement is below ``intrinsic`` (the noise about the
+      region's value, kept so that the errors are symmetric about it).
     * Hb <= 0 < Ha: the decrement exceeds any finite value; the realisation
       keeps that rank, at the top of the distribution, and is given the
       largest finite E(B-V) of the region's realisations (so that the
       corrected fluxes stay finite: percentiles, which only use ranks, are
       the same as with an infinite E(B-V) unless the top realisations reach
-      the 84th percentile).
+      the 84th percentile); likewise Ha <= 0 < Hb, at the bottom, the
+      smallest.
     * Ha <= 0 and Hb <= 0: no ratio at all; the realisation gets the median
-      E(B-V) of the others (those above included; it moves no percentile).
+      E(B-V) of the others (it moves no percentile).
     * Non-finite fluxes (a failed fit) stay NaN.
 
     Parameters
@@ -188,18 +197,22 @@ def ebv_realisations(ha, hb, intrinsic=INTRINSIC_HA_HB, r_v=R_V, measured=True):
     ha = np.asarray(ha, dtype=float)
     hb = np.asarray(hb, dtype=float)
     finite = np.isfinite(ha) & np.isfinite(hb)
-    if not measured:
-        return np.where(finite, 0.0, np.nan)
-    ebv = np.asarray(ebv_from_balmer(ha, hb, intrinsic, r_v), dtype=float).reshape(ha.shape)
-    ok = np.isfinite(ebv)
     top = finite & (hb <= 0) & (ha > 0)
+    bottom = finite & (ha <= 0) & (hb > 0)
     neither = finite & (hb <= 0) & (ha <= 0)
-    if ok.any():
-        ebv = np.where(top, np.max(ebv[ok]), ebv)
-        ebv = np.where(neither, np.median(ebv[ok | top]), ebv)
-    else:
-        ebv = np.where(finite, 0.0, np.nan)
-    return ebv
+    ok = finite & (ha > 0) & (hb > 0)
+    # the region's decrement: the median rank, Hb <= 0 < Ha above and Ha <= 0 < Hb below every ratio
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(ok, ha / np.where(ok, hb, 1.0), np.where(top, np.inf, np.where(bottom, 0.0, np.nan)))
+    ranked = ratio[ok | top | bottom]
+    if not measured or not ok.any() or not np.median(ranked) >= intrinsic:
+        return np.where(finite, 0.0, np.nan)
+    k_ha = calzetti_k(instrument.LINE_WAVELENGTHS["HA"] * 1e-4, r_v)
+    k_hb = calzetti_k(instrument.LINE_WAVELENGTHS["HB"] * 1e-4, r_v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ebv = np.where(ok, 2.5 / (k_hb - k_ha) * np.log10(np.where(ok, ratio, 1.0) / intrinsic), np.nan)
+    ebv = np.where(top, np.max(ebv[ok]), np.where(bottom, np.min(ebv[ok]), ebv))
+    return np.where(neither, np.median(ebv[ok | top | bottom]), ebv)
 
 
 def ebv_stellar(ebv_gas, f=F_STELLAR_NEBULAR):

@@ -21,8 +21,10 @@ the 16th-84th percentile range (:func:`ismcgm.mc.half_width`), never a
 standard deviation (a realisation with a weak Hb has a huge Ha/Hb, and the
 standard deviation of such a heavy tail says nothing about the bulk).  So the
 errors include the Balmer-decrement uncertainty.  A region whose Ha or Hb is
-not detected gets no correction (``ebv_method = none``); the per-realisation
-rules for non-positive fluxes are those of :func:`ismcgm.dust.ebv_realisations`.
+not detected gets no correction (``ebv_method = none``), nor does one whose
+decrement (the median Hα/Hβ of its realisations) is below the intrinsic
+value; otherwise each realisation keeps its own E(B-V), also a negative one
+(the rules, also for non-positive fluxes, of :func:`ismcgm.dust.ebv_realisations`).
 """
 
 from __future__ import annotations

@@ -50,10 +50,11 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from . import extract, masks
+from . import cii, extract, masks
 from .constants import proper_kpc_per_arcsec
 from .instrument import TIED_RATIOS
 from .linefluxes import fit_chunk, gather
+from .mc import percentiles
 from .ratios import (
     RATIO_DEFINITIONS,
     RATIOS,
@@ -67,7 +68,7 @@ from .validation import true_fluxes_as_measured
 #: Default annulus edges [kpc] (config ``resolved.radial_edges_kpc``).
 DEFAULT_EDGES_KPC = (0.0, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0, 10.0)
 
-#: Ratios of the IFU profiles ([C II]/Hα needs the ALMA grid: not here).
+#: Ratios of the IFU profiles; [C II]/Hα is added where the galaxy has an ALMA cube (:func:`profile_ratios`).
 PROFILE_RATIOS = tuple(r for r in RATIOS if r != "CII_HA")
 
 #: Columns of ``results/tables/<variant>/radial_profiles.csv`` (issue contract).
@@ -206,22 +207,107 @@ def fit_annuli(gid, z, spectra: dict, seed: int, n_mc: int, fit_cfg: dict) -> pd
     return pd.concat(chunks, ignore_index=True)
 
 
+#: Columns of the per-realisation [C II] table of the annuli (:func:`annulus_cii`): those of the regions'.
+CII_REALISATION_COLUMNS = ["id", "component", "region", "realisation", "flux", "flux_native"]  # cii.spill's
+
+
+def _annulus_region(region: str) -> str:
+    """``ANN03`` (the [C II] code's name, from the mask extension) -> ``ann03`` (:func:`region_key`)."""
+    return region.lower() if region.upper().startswith("ANN") else region
+
+
+def annulus_cii(alma, annuli: dict, annuli_wcs, mask_headers, ha_cube, row, seed: int, n_mc: int, n_gauss: int,
+                detect_snr: float):
+    """[C II] of every annulus on the ALMA grid, at the IFU resolution (the beam spill undone).
+
+    The two-region [C II] path applied to the annuli: the annuli are
+    reprojected onto the ALMA grid (fractional coverage), [C II] is fitted
+    with its beam-correlated Monte Carlo (:func:`ismcgm.cii.measure_galaxy`;
+    region keys ``ANN00``, ..., so its draws are independent of the ISM/CGM
+    ones), and the spill of the beam between the annuli is undone with the
+    transfer matrix of the Hα map of ``ha_cube`` (:func:`ismcgm.cii.transfer_matrix_from_cube`),
+    realisation by realisation.  Annuli only partly covered by the ALMA cube
+    (< 90 %) are left out, as regions are, and so are annuli whose Hα map sums
+    to <= 0 (no morphology for the spill model).
+
+    Parameters
+    ----------
+    alma : ismcgm.cii.AlmaCube
+    annuli, annuli_wcs
+        :func:`annulus_masks` and the aligned WCS of their grid.
+    mask_headers : dict
+        The headers of the galaxy's mask file (:func:`ismcgm.maskio.read_masks`): its
+        primary header holds the alignment shift that carries the annuli onto ``ha_cube``.
+    ha_cube : ismcgm.io.Cube
+        The reference cube (Hα).
+    row : mapping
+        Sample row (``id, z, ifu_psf_fwhm``).
+    seed, n_mc, n_gauss, detect_snr
+        As in the two-region [C II] (config ``cii:``).
+
+    Returns
+    -------
+    fluxes : DataFrame
+        [C II] rows in the line-flux format (:func:`ismcgm.cii.cii_line_flux_rows`), with
+        ``flux_native``, ``flux_native_err``, ``upper_limit_native``.
+    realisations : DataFrame
+        :data:`CII_REALISATION_COLUMNS` [erg/s/cm2].
+    """
+    gid = row["id"]
+    table, spectra = cii.measure_galaxy(alma, annuli, annuli_wcs, gid, float(row["z"]), seed, n_mc=n_mc,
+                                        n_gauss=n_gauss, detect_snr=detect_snr)
+    names, t = cii.transfer_matrix_from_cube(ha_cube, (annuli, annuli_wcs, mask_headers), float(row["z"]),
+                                             float(row["ifu_psf_fwhm"]), alma.beam, gid)
+    # an annulus whose Ha map sums to <= 0 (the noise far out) has no morphology to spill: it is left out of
+    # the [C II] profile (its [C II]/Ha would be undefined anyway), so that the other annuli can be corrected
+    has_ha = np.all(np.isfinite(t), axis=0)
+    keep = [n for n, ok in zip(names, has_ha) if ok]
+    t = t[np.ix_(has_ha, has_ha)]
+    measured = {cii.region_names(gid, n) for n in keep}
+    rows = [(c, r) in measured for c, r in zip(table["component"], table["region"])]
+    table = table[rows].reset_index(drop=True)
+    names = keep
+    real = cii.realisation_table(table, spectra, names, t, gid)
+    fluxes = cii.cii_line_flux_rows(cii.spill_corrected(table, names, t, gid))
+    for df in (fluxes, real):
+        df["region"] = df["region"].map(_annulus_region)
+    return fluxes, real.loc[:, CII_REALISATION_COLUMNS]
+
+
+def no_annulus_cii():
+    """The empty outputs of :func:`annulus_cii` (a galaxy without an ALMA cube)."""
+    empty = pd.DataFrame(columns=[*cii.CII_COLUMNS, "flux_native", "flux_native_err", "upper_limit_native"])
+    return cii.cii_line_flux_rows(empty), pd.DataFrame(columns=CII_REALISATION_COLUMNS)
+
+
 def gather_annuli(chunks: pd.DataFrame, detect_snr: float, intrinsic_ha_hb: float, overlap: str = "red"):
     """Line fluxes and per-realisation fluxes of the annuli (:func:`ismcgm.linefluxes.gather`)."""
     table, real, _ = gather(chunks, detect_snr, intrinsic_ha_hb, overlap)
     return table, real
 
 
-def profile_ratios(line_fluxes, realisations, samples: pd.DataFrame, geometry: pd.DataFrame | None) -> pd.DataFrame:
+def profile_ratios(line_fluxes, realisations, samples: pd.DataFrame, geometry: pd.DataFrame | None,
+                   cii_fluxes: pd.DataFrame | None = None, cii_realisations: pd.DataFrame | None = None) -> pd.DataFrame:
     """Ratios of every annulus, per realisation, with the annulus radii.
 
     Returns the :func:`ismcgm.ratios.compute_ratios` columns plus
     ``r_in_kpc, r_out_kpc, r_mid_kpc`` (``region`` = the annulus key).
     ``samples`` holds ``id, logmstar, merger``; ``geometry=None`` (Voronoi
-    bins) gives the ratio table as it is.
+    bins) gives the ratio table as it is.  With the annuli's [C II]
+    (:func:`annulus_cii`, rows of any galaxies) ``CII_HA`` is added for the
+    components that have them, with [C II] at the IFU resolution
+    (:func:`ismcgm.cii.native_resolution`), as for the two regions.
     """
-    table = compute_ratios(preferred_grating(line_fluxes), samples, PROFILE_RATIOS,
-                           realisations=realisation_fluxes(realisations))
+    names = PROFILE_RATIOS
+    if cii_fluxes is not None and len(cii_fluxes):
+        line_fluxes = pd.concat([line_fluxes, cii.native_resolution(cii_fluxes).reindex(columns=line_fluxes.columns)],
+                                ignore_index=True)
+        names = PROFILE_RATIOS + ("CII_HA",)
+    table = compute_ratios(preferred_grating(line_fluxes), samples, names,
+                           realisations=realisation_fluxes(realisations, cii_realisations))
+    if "CII_HA" in names:  # only where the component has [C II]
+        with_cii = set(cii_fluxes["component"])
+        table = table[(table["ratio"] != "CII_HA") | table["component"].isin(with_cii)].reset_index(drop=True)
     if geometry is None:  # Voronoi bins
         return table
     geo = geometry[["component", "region", "r_in_kpc", "r_out_kpc", "r_mid_kpc"]]
@@ -238,7 +324,11 @@ def split_normal_draws(value, p16, p84, rng, size) -> np.ndarray:
     """Draws from split normals with modes ``value`` and 1-sigma sides ``value - p16``, ``p84 - value``."""
     value, lo, hi = (np.asarray(a, float) for a in (value, value - np.asarray(p16, float), np.asarray(p84, float) - value))
     n = rng.standard_normal((size,) + value.shape)
-    return value + np.where(n < 0, np.nan_to_num(lo), np.nan_to_num(hi)) * n
+    # a NaN side (no error) draws the value itself; an infinite one (a percentile at a ratio <= 0, or a
+    # zero denominator) draws -inf / +inf: a rank beyond every finite value, as in the ratio percentiles
+    side = np.where(n < 0, np.where(np.isnan(lo), 0.0, lo), np.where(np.isnan(hi), 0.0, hi))
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(side), np.copysign(np.inf, n), value + side * n)
 
 
 def median_profile(profiles: pd.DataFrame, seed: int, n_boot: int = N_BOOTSTRAP, value_col: str = "log_value"):
@@ -274,7 +364,7 @@ def median_profile(profiles: pd.DataFrame, seed: int, n_boot: int = N_BOOTSTRAP,
             idx = rng.integers(0, v.size, size=(n_boot, v.size))
             draws = split_normal_draws(v[idx], g["log_p16"].to_numpy(float)[idx], g["log_p84"].to_numpy(float)[idx],
                                        rng, 1)[0]
-            p16, p84 = (float(x) for x in np.percentile(np.median(draws, axis=1), [16, 84]))
+            p16, _, p84 = (float(x) for x in percentiles(np.median(draws, axis=1)))
         rows.append({"ratio": ratio, "r_in_kpc": r_in, "r_out_kpc": r_out, "r_mid_kpc": 0.5 * (r_in + r_out),
                      "n": int(v.size), "median": med, "p16": p16, "p84": p84})
     out = pd.DataFrame(rows, columns=["ratio", "r_in_kpc", "r_out_kpc", "r_mid_kpc", "n", "median", "p16", "p84"])
@@ -304,8 +394,15 @@ def true_profile(true_fluxes: pd.DataFrame, line_fluxes: pd.DataFrame, sample, g
     # one grating per line *before* the truth's dust correction: its Balmer decrement must use the Hb of the
     # grating the measurement uses (small annuli carried onto the two grids hold different spaxels)
     tf = true_fluxes_as_measured(true_fluxes, preferred_grating(line_fluxes), intrinsic_ha_hb)
+    names = PROFILE_RATIOS
+    if (tf["line"] == "CII").any():  # [C II] at the IFU resolution, as measured (profile_ratios)
+        tf = cii.native_resolution(tf)
+        names = PROFILE_RATIOS + ("CII_HA",)
     samples = pd.DataFrame([{k: sample[k] for k in ("id", "logmstar", "merger")}])
-    table = compute_ratios(tf, samples, PROFILE_RATIOS)
+    table = compute_ratios(tf, samples, names)
+    if "CII_HA" in names:
+        table = table[(table["ratio"] != "CII_HA") | table["component"].isin(set(tf.loc[tf["line"] == "CII", "component"]))]
+        table = table.reset_index(drop=True)
     # S/N at the truth of the ratio's lines (and of Ha, Hb for the dust-corrected ones): true flux / measured error
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = (tf["flux"] / tf["flux_err"]).to_numpy(float)

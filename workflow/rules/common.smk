@@ -167,6 +167,12 @@ def galaxies_with(kind, gratings):
 ALMA_GALAXIES = [g for g in GALAXIES if SAMPLES.loc[g, "alma_cube"]]
 
 
+def alma_cube_of(wildcards):
+    """``[ALMA cube]`` of galaxy ``wildcards.id``, ``[]`` without one."""
+    cube = SAMPLES.loc[wildcards.id, "alma_cube"]
+    return [cube] if cube else []
+
+
 def sim_maps():
     """Simulated [C II]/Hα maps: the config list, or SYNTHETIC stand-ins for the mock."""
     if config["cii"]["sims"]:
@@ -202,7 +208,13 @@ RESOLVED = config["resolved"]
 
 
 def resolved_galaxy_files(variant, kind):
-    path = {"chunks": "chunks/{}.parquet", "geometry": "annuli/{}.csv", "annuli": "annuli/{}.fits"}[kind]
+    path = {
+        "chunks": "chunks/{}.parquet",
+        "geometry": "annuli/{}.csv",
+        "annuli": "annuli/{}.fits",
+        "cii": "cii/{}.csv",
+        "cii_realisations": "cii/{}_realisations.parquet",
+    }[kind]
     return [f"{RESULTS}/resolved/{variant}/{path.format(gid)}" for gid in GALAXIES]
 
 

@@ -8,17 +8,21 @@ localrules:
 
 rule resolved_galaxy:
     """One galaxy: annuli about each component and (voronoi.enabled) Voronoi bins, each stacked and fitted
-    with the keyed Monte Carlo; the maps (MAPS FITS, bin table) are finished here, their panels in fig_maps,
-    the profiles in radial_profiles.  One job per galaxy: the startup of a job costs as much as its fits."""
+    with the keyed Monte Carlo, and the annuli's [C II] on the ALMA grid (beam spill undone); the maps (MAPS
+    FITS, bin table) are finished here, their panels in fig_maps, the profiles in radial_profiles.  One job per
+    galaxy: the startup of a job costs as much as its fits."""
     input:
         cubes=lambda w: [SAMPLES.loc[w.id, f"cube_{g}"] for g in gratings_of(w.id)],
         masks=f"{RESULTS}/masks/{{variant}}/{{id}}.fits",
         alignment=f"{RESULTS}/alignment/{{id}}.csv",
+        alma=alma_cube_of,  # [] without one: no [C II] profile
     output:
         **_MAPS_OUTPUT,
         annuli=f"{RESULTS}/resolved/{{variant}}/annuli/{{id}}.fits",
         geometry=f"{RESULTS}/resolved/{{variant}}/annuli/{{id}}.csv",
         chunks=f"{RESULTS}/resolved/{{variant}}/chunks/{{id}}.parquet",
+        cii=f"{RESULTS}/resolved/{{variant}}/cii/{{id}}.csv",
+        cii_realisations=f"{RESULTS}/resolved/{{variant}}/cii/{{id}}_realisations.parquet",
     log:
         f"{RESULTS}/logs/resolved/{{variant}}/{{id}}.log",
     benchmark:
@@ -38,6 +42,7 @@ rule resolved_galaxy:
         detect_snr=config["fit"]["detect_snr"],
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
         overlap=config["ratios"]["overlap"],
+        cii=config["cii"],
     script:
         "../scripts/resolved_galaxy.py"
 
@@ -67,6 +72,8 @@ rule radial_profiles:
     input:
         chunks=lambda w: resolved_galaxy_files(w.variant, "chunks"),
         geometry=lambda w: resolved_galaxy_files(w.variant, "geometry"),
+        cii=lambda w: resolved_galaxy_files(w.variant, "cii"),
+        cii_realisations=lambda w: resolved_galaxy_files(w.variant, "cii_realisations"),
     output:
         table=report(
             f"{RESULTS}/tables/{{variant}}/radial_profiles.csv",
@@ -104,6 +111,7 @@ rule profile_validation:
         truth=expand(f"{RESULTS}/mock/{{id}}/{{id}}_truth.fits", id=GALAXIES),
         alignment=expand(f"{RESULTS}/alignment/{{id}}.csv", id=GALAXIES),
         cubes=[SAMPLES.loc[g, f"cube_{gr}"] for g in GALAXIES for gr in gratings_of(g)],
+        alma=[SAMPLES.loc[g, "alma_cube"] for g in ALMA_GALAXIES],
     output:
         pulls=report(
             f"{RESULTS}/validation/{{variant}}/profile_pulls.csv",
@@ -122,6 +130,7 @@ rule profile_validation:
         f"{RESULTS}/benchmarks/profile_validation/{{variant}}.tsv"
     params:
         galaxies=GALAXIES,
+        alma_galaxies=ALMA_GALAXIES,
         rows={g: row_dict(g) for g in GALAXIES},
         gratings={g: gratings_of(g) for g in GALAXIES},
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],

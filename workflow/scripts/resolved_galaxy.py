@@ -3,6 +3,7 @@
 
 import pandas as pd
 
+from ismcgm import cii
 from ismcgm import instrument as ins
 from ismcgm import maskio, masks, resolved, voronoi
 from ismcgm import samples as sio
@@ -30,8 +31,24 @@ def main():
     write_table(geometry, out.geometry, comment="annuli of the radial profiles: spaxels, fractions in the ISM/CGM masks")
     with atomic_path(out.chunks) as tmp:
         chunks.to_parquet(tmp, index=False)
+    cii_profile(out, par, row, inp.alma, annuli, mask_wcs, headers, ref)
     if par.voronoi["enabled"]:
         maps(out, par, row, cubes, aligned, region_masks, mask_wcs)
+
+
+def cii_profile(out, par, row, alma, annuli, mask_wcs, headers, ha_cube):
+    """[C II] of the annuli on the ALMA grid, beam spill undone (empty tables without an ALMA cube)."""
+    if alma:
+        c = par.cii
+        fluxes, real = resolved.annulus_cii(cii.read_alma_cube(alma[0], row["id"]), annuli, mask_wcs, headers, ha_cube,
+                                            row, par.seed, c["n_realisations"], c["n_gauss"], par.detect_snr)
+    else:
+        fluxes, real = resolved.no_annulus_cii()
+    write_table(fluxes, out.cii, comment="[C II] 158 um of the annuli (line_fluxes format, grating 'alma'), erg s^-1 "
+                                         "cm^-2; flux_native = at the IFU resolution (beam spill between the annuli "
+                                         "undone); no rows: no ALMA cube")
+    with atomic_path(out.cii_realisations) as tmp:
+        real.to_parquet(tmp, index=False)
 
 
 def maps(out, par, row, cubes, aligned, region_masks, mask_wcs):

@@ -12,7 +12,11 @@ def main():
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
     geometry = pd.concat([read_table(p) for p in inp.geometry], ignore_index=True)
     fluxes, real = resolved.gather_annuli(read_chunks(inp.chunks), par.detect_snr, par.intrinsic_ha_hb, par.overlap)
-    profiles = resolved.profile_ratios(fluxes, real, pd.DataFrame(par.samples), geometry)
+    cii_fluxes = pd.concat([read_table(p) for p in inp.cii], ignore_index=True)
+    cii_real = pd.concat([pd.read_parquet(p) for p in inp.cii_realisations], ignore_index=True)
+    profiles = resolved.profile_ratios(fluxes, real, pd.DataFrame(par.samples), geometry, cii_fluxes, cii_real)
+    if len(cii_fluxes):
+        fluxes = pd.concat([fluxes, cii_fluxes.reindex(columns=fluxes.columns)], ignore_index=True)
     write_table(fluxes, out.fluxes, comment="Line fluxes of the annuli (region = annulus, radii in radial_annuli.csv)\n"
                 + FLUX_COMMENT)
     write_table(profiles, out.full, comment=resolved.TABLE_COMMENT)

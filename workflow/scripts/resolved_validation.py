@@ -14,11 +14,13 @@ def main():
     cubes = iter(inp.cubes)
     all_fluxes, all_geometry = read_table(inp.fluxes), read_table(inp.annuli)
     truths, true_lines = [], []
+    alma = dict(zip(par.alma_galaxies, inp.alma))
     for gid, ann, truth, align in zip(par.galaxies, inp.annuli_masks, inp.truth, inp.alignment):
         geometry, fluxes = all_geometry[all_geometry["id"] == gid], all_fluxes[all_fluxes["id"] == gid]
         regions = list(geometry[["component", "region", "extension"]].itertuples(index=False, name=None))
         true_df = validation.galaxy_true_fluxes(par.rows[gid], truth, ann, read_table(align),
-                                                {g: next(cubes) for g in par.gratings[gid]}, regions)
+                                                {g: next(cubes) for g in par.gratings[gid]}, regions,
+                                                alma_path=alma.get(gid))
         truths.append(resolved.true_profile(true_df, fluxes, par.rows[gid], geometry, par.intrinsic_ha_hb))
         true_lines.append(true_df)
     measured, truth, geometry = read_table(inp.profiles), pd.concat(truths, ignore_index=True), all_geometry

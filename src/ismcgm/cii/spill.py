@@ -152,8 +152,9 @@ def transfer_matrix_from_cube(cube, masks, z: float, psf_fwhm: float, beam, gala
 
 def _spill_inverse(table, names, t, galaxy: str):
     """``T^-1`` in the row order of ``table`` and the diagonal of ``T``; None where not invertible."""
-    index = {region_names(galaxy, n): k for k, n in enumerate(names)}
-    order = [index[(c, r)] for c, r in zip(table["component"], table["region"])]
+    # regions named as the mask extensions (ISM, CGM, ANN03 for an annulus: region ann03 of the profiles)
+    index = {(c, r.upper()): k for k, (c, r) in enumerate(region_names(galaxy, n) for n in names)}
+    order = [index[(c, r.upper())] for c, r in zip(table["component"], table["region"])]
     tt = t[np.ix_(order, order)]
     if solvable(tt):
         return solve_operator(tt), np.diag(tt)

@@ -56,11 +56,13 @@ def plot_fig8(profiles: pd.DataFrame, median: pd.DataFrame, two_region: pd.DataF
     pdf, png : path
     synthetic : bool
         Add the SYNTHETIC MOCK DATA label.
+    ratios : sequence of str
+        One panel each (default the IFU ratios; the script adds ``CII_HA`` where the profiles have it).
     min_n : int
         The median is drawn in the annuli where at least this many components have a value.
     """
-    ncol = 4
-    nrow = int(np.ceil(len(ratios) / ncol))
+    ncol = 4 if len(ratios) < 8 else 3  # a free panel for the legend
+    nrow = int(np.ceil((len(ratios) + 1) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3.0 * nrow + (0.4 if synthetic else 0)),
                              squeeze=False, layout="constrained")
     if synthetic:  # room for the SYNTHETIC banner above the panels
@@ -86,7 +88,13 @@ def plot_fig8(profiles: pd.DataFrame, median: pd.DataFrame, two_region: pd.DataF
                     REGION_COLOURS["CGM"], "CGM (two-region)")
         m = median[(median["ratio"] == ratio) & (median["n"] >= min_n)].sort_values("r_mid_kpc")
         if len(m):
-            ax.fill_between(m["r_mid_kpc"], m["p16"], m["p84"], color="k", alpha=0.15, lw=0, zorder=4)
+            # an unbounded bootstrap side (+-inf: points whose ratio is <= 0 in many realisations) is drawn to
+            # the edge of the panel, whose range the finite values set
+            ax.autoscale_view()
+            lo, hi = ax.get_ylim()
+            lo, hi = min(lo, float(m["median"].min())), max(hi, float(m["median"].max()))
+            ax.fill_between(m["r_mid_kpc"], np.clip(m["p16"], lo, hi), np.clip(m["p84"], lo, hi), color="k",
+                            alpha=0.15, lw=0, zorder=4)
             ax.plot(m["r_mid_kpc"], m["median"], "o-", color="k", lw=2.2, ms=4, zorder=5, label="sample median")
         ax.set_xlim(0, r_max)
         ax.set_xlabel("r [kpc]")
@@ -100,6 +108,5 @@ def plot_fig8(profiles: pd.DataFrame, median: pd.DataFrame, two_region: pd.DataF
                plt.Rectangle((0, 0), 1, 1, facecolor=REGION_COLOURS["ISM"], alpha=0.3, label="ISM, 0 - median r_ISM"),
                plt.Rectangle((0, 0), 1, 1, facecolor=REGION_COLOURS["CGM"], alpha=0.3,
                              label="CGM, median r_ISM - r_CGM (dotted)")]
-    legend_ax = list(axes.flat)[-1] if len(ratios) < nrow * ncol else axes.flat[0]
-    legend_ax.legend(handles=handles, loc="center" if len(ratios) < nrow * ncol else "best", fontsize=8)
+    list(axes.flat)[-1].legend(handles=handles, loc="center", fontsize=8)
     save_figure(fig, pdf, png, synthetic=synthetic)
