@@ -168,9 +168,9 @@ ALMA_GALAXIES = [g for g in GALAXIES if SAMPLES.loc[g, "alma_cube"]]
 
 
 def alma_cube_of(wildcards):
-    """``[ALMA cube]`` of galaxy ``wildcards.id``, ``[]`` without one."""
-    cube = SAMPLES.loc[wildcards.id, "alma_cube"]
-    return [cube] if cube else []
+    """``[ALMA cube]`` of galaxy ``wildcards.id`` for its [C II] profile; ``[]`` without one or without the profile."""
+    gid = wildcards.id
+    return [SAMPLES.loc[gid, "alma_cube"]] if gid in CII_PROFILE_GALAXIES else []
 
 
 def sim_maps():
@@ -205,6 +205,7 @@ def all_chunks(wildcards):
 # spatially resolved ratios (workflow/rules/resolved.smk, issue 18)
 # ---------------------------------------------------------------------------
 RESOLVED = config["resolved"]
+CII_PROFILE_GALAXIES = ALMA_GALAXIES if RESOLVED["cii_profile"] else []
 
 
 def resolved_galaxy_files(variant, kind):

@@ -111,7 +111,7 @@ rule profile_validation:
         truth=expand(f"{RESULTS}/mock/{{id}}/{{id}}_truth.fits", id=GALAXIES),
         alignment=expand(f"{RESULTS}/alignment/{{id}}.csv", id=GALAXIES),
         cubes=[SAMPLES.loc[g, f"cube_{gr}"] for g in GALAXIES for gr in gratings_of(g)],
-        alma=[SAMPLES.loc[g, "alma_cube"] for g in ALMA_GALAXIES],
+        alma=[SAMPLES.loc[g, "alma_cube"] for g in CII_PROFILE_GALAXIES],
     output:
         pulls=report(
             f"{RESULTS}/validation/{{variant}}/profile_pulls.csv",
@@ -130,7 +130,7 @@ rule profile_validation:
         f"{RESULTS}/benchmarks/profile_validation/{{variant}}.tsv"
     params:
         galaxies=GALAXIES,
-        alma_galaxies=ALMA_GALAXIES,
+        alma_galaxies=CII_PROFILE_GALAXIES,
         rows={g: row_dict(g) for g in GALAXIES},
         gratings={g: gratings_of(g) for g in GALAXIES},
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
