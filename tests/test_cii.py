@@ -264,6 +264,28 @@ def test_mc_modes_and_batches_agree(plans):
     np.testing.assert_allclose(part.fluxes, full.fluxes[2:], rtol=1e-10)
 
 
+def test_joint_noise_is_one_field_shared_by_adjacent_regions(plans):
+    """Joint draws: the noise of a union of regions is the sum of theirs (one field); per region the same
+    statistics as the region's own draws; batches and order do not matter."""
+    plan = plans[1]
+    a = _alma_from(plan, mock.alma_cube(plan))
+    masks, w = _make_masks(plan)
+    wts = cii.reproject_masks(masks, w, a)
+    names = list(wts)[:2]
+    rms = cii.estimate_channel_rms(a, cii.signal_free_mask(a, wts), plan["z"])
+    both = {n: wts[n] for n in names}
+    both["union"] = wts[names[0]] + wts[names[1]]
+    joint = cii.joint_noise_spectra(a, both, rms, 11, plan["id"], 300)
+    np.testing.assert_allclose(joint["union"], joint[names[0]] + joint[names[1]], rtol=1e-9,
+                               atol=1e-12 * np.abs(joint["union"]).max())
+    own = cii.noise_spectra(a, wts[names[0]], rms, 11, *cii.region_names(plan["id"], names[0]), 300)
+    ratio = np.std(joint[names[0]], axis=0) / np.std(own, axis=0)
+    assert 0.85 < np.median(ratio) < 1.15  # 300 draws: ~4 % per channel
+    batch = cii.joint_noise_spectra(a, {names[1]: wts[names[1]], names[0]: wts[names[0]]}, rms, 11, plan["id"],
+                                    [7, 8])
+    np.testing.assert_allclose(batch[names[0]], joint[names[0]][7:9], rtol=1e-9, atol=1e-15)
+
+
 # ---------------------------------------------------------------------------
 # acceptance: beam-correlated noise and pulls against the truth
 # ---------------------------------------------------------------------------

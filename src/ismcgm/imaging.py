@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from astropy.stats import sigma_clipped_stats
-from scipy import ndimage
 
 from .constants import SIGMA_PER_FWHM
 from .io import Image
@@ -46,6 +44,11 @@ def image_noise(data: np.ndarray, detect_nsigma: float = 2.5, dilate_pix: int = 
     -------
     median, std : float
     """
+    # astropy.stats and scipy.ndimage (~0.6 s) are imported here, not when the Snakefile's input checks
+    # import this module (a no-op rerun pays every import of the parse)
+    from astropy.stats import sigma_clipped_stats
+    from scipy import ndimage
+
     finite = np.isfinite(data)
     mask = ~finite
     med, std = 0.0, 0.0

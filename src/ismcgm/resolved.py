@@ -224,7 +224,8 @@ def annulus_cii(alma, annuli: dict, annuli_wcs, mask_headers, ha_cube, row, seed
     reprojected onto the ALMA grid (fractional coverage), [C II] is fitted
     with its beam-correlated Monte Carlo (:func:`ismcgm.cii.measure_galaxy`;
     region keys ``ANN00``, ..., so its draws are independent of the ISM/CGM
-    ones), and the spill of the beam between the annuli is undone with the
+    ones; each annulus its own draws -- see the README, "[C II]/Hα profile",
+    for the joint draws of adjacent annuli and why they are not used), and the spill of the beam between the annuli is undone with the
     transfer matrix of the Hα map of ``ha_cube`` (:func:`ismcgm.cii.transfer_matrix_from_cube`),
     realisation by realisation.  Annuli only partly covered by the ALMA cube
     (< 90 %) are left out, as regions are, and so are annuli whose Hα map sums

@@ -52,6 +52,7 @@ from .noise import (  # noqa: F401
     beam_theta,
     estimate_channel_rms,
     kernel_correlation_area,
+    joint_noise_spectra,
     noise_autocorrelation,
     noise_spectra,
     realisation_rng,

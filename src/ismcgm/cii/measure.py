@@ -56,6 +56,7 @@ from ..ratios import MEASUREMENT_COLUMNS
 from .cube import AlmaCube, check_line_coverage, jykms_to_cgs, read_alma_cube
 from .noise import (
     analytic_errors,
+    joint_noise_spectra,
     beam_kernel,
     estimate_channel_rms,
     kernel_correlation_area,
@@ -383,7 +384,7 @@ def fit_realisations(spec: CiiSpectrum, realisations, n_gauss: int, init: dict |
 def mc_cii(alma: AlmaCube, weights, z: float, component: str, region: str, seed: int, n_mc: int = 100,
            rms=None, n_gauss: int = 1, mode: str = "fast", kernel_scale: float = 1.0,
            signal_free=None, ul_window_kms: float = 300.0, galaxy=None, kinematics: str = "free",
-           **fit_kw) -> MCResult:
+           noise=None, **fit_kw) -> MCResult:
     """Monte Carlo [C II] flux and error of one region (see module doc).
 
     Parameters
@@ -404,6 +405,9 @@ def mc_cii(alma: AlmaCube, weights, z: float, component: str, region: str, seed:
         (starting from the nominal fit); ``fixed``: centres and dispersions
         stay at the nominal fit (a matched filter: only amplitudes and the
         constant are refitted).
+    noise : ndarray (n_real, n_chan), optional
+        The noise spectra of the realisations (e.g. :func:`joint_noise_spectra`); default
+        :func:`noise_spectra` of this region.
     fit_kw
         Extra :func:`fit_cii` arguments (``v_max_offset``, ``sigma_max``).
     """
@@ -415,7 +419,8 @@ def mc_cii(alma: AlmaCube, weights, z: float, component: str, region: str, seed:
         rms = estimate_channel_rms(alma, sf, z, galaxy=galaxy)
     err_nom = analytic_errors(alma, weights, rms)["beam"]
     nominal = fit_cii(spec.velocity, spec.flux_jy, err=err_nom, n_gauss=n_gauss, **fit_kw)
-    noise = noise_spectra(alma, weights, rms, seed, component, region, n_mc, kernel_scale, mode)
+    if noise is None:
+        noise = noise_spectra(alma, weights, rms, seed, component, region, n_mc, kernel_scale, mode)
     reals = spec.flux_jy[None, :] + noise
     fluxes = fit_realisations(spec, reals, n_gauss, nominal.params, err=err_nom,
                               fix_kinematics=kinematics == "fixed", **fit_kw)
@@ -432,7 +437,8 @@ def mc_cii(alma: AlmaCube, weights, z: float, component: str, region: str, seed:
 def measure_galaxy(alma, masks, mask_wcs: WCS | None, galaxy: str, z: float, seed: int, n_mc: int = 100,
                    n_gauss: int = 1, detect_snr: float = 3.0, mode: str = "fast", kernel_scale=1.0,
                    rms_mode: str = "channel", min_coverage: float = 0.9, ul_window_kms: float = 300.0,
-                   continuum: bool = False, v_max_offset: float = 300.0, sigma_max: float = 400.0):
+                   continuum: bool = False, v_max_offset: float = 300.0, sigma_max: float = 400.0,
+                   joint_noise: bool = False):
     """[C II] of every mask region of one galaxy.
 
     Parameters
@@ -451,6 +457,12 @@ def measure_galaxy(alma, masks, mask_wcs: WCS | None, galaxy: str, z: float, see
         correlation area.
     continuum, v_max_offset, sigma_max
         Fit options (:func:`fit_cii`).
+    joint_noise : bool
+        Draw the realisations of all regions from one noise field each
+        (:func:`joint_noise_spectra`, keyed by the galaxy id), so that adjacent
+        regions have the noise correlation of the beam (the radial profiles'
+        annuli); default False: each region its own draws (:func:`noise_spectra`,
+        the two regions' keys).
 
     Returns
     -------
@@ -477,11 +489,13 @@ def measure_galaxy(alma, masks, mask_wcs: WCS | None, galaxy: str, z: float, see
         kscale = float(np.sqrt(corr_area / model_area)) if corr_area > 0 else 1.0
     else:
         kscale = float(kernel_scale)
+    joint = (joint_noise_spectra(alma, dict(weights.items()), rms, seed, galaxy, n_mc, kscale) if joint_noise
+             else {})
     rows, spectra = [], {}
     for name, w in weights.items():
         component, region = region_names(galaxy, name)
         res = mc_cii(alma, w, z, component, region, seed, n_mc, rms=rms, n_gauss=n_gauss, mode=mode,
-                     kernel_scale=kscale, ul_window_kms=ul_window_kms, galaxy=galaxy, **fit_kw)
+                     kernel_scale=kscale, ul_window_kms=ul_window_kms, galaxy=galaxy, noise=joint.get(name), **fit_kw)
         spec = res.spectrum
         errs = analytic_errors(alma, w, rms, rho)
         an = {}

@@ -298,3 +298,48 @@ def noise_spectra(alma: AlmaCube, weights, rms, seed: int, component: str, regio
     else:
         raise ValueError(f"unknown MC mode {mode!r}: use 'fast' or 'cube'")
     return out
+
+
+def joint_noise_spectra(alma: AlmaCube, weights: dict, rms, seed: int, key: str, realisations,
+                        kernel_scale: float = 1.0) -> dict:
+    """Beam-correlated noise spectra [Jy] of several regions drawn from *one* noise field per realisation.
+
+    :func:`noise_spectra` draws every region from its own white-noise cutout,
+    so two regions are independent; that is right for regions far apart but
+    not for adjacent ones (annuli one beam wide), whose real noise is
+    correlated through the beam: an estimate that differences them (the
+    spill correction) would get too large an error.  Here realisation ``i``
+    is one white-noise cube over the union of the regions' cutouts (padded by
+    the kernel half-size), keyed by ``(seed, key, 'joint', 'alma', i)``, and
+    every region extracts its noise from it (the ``fast`` identity of
+    :func:`noise_spectra`: the same numbers against the beam-correlated
+    weights of each region).
+
+    Returns
+    -------
+    dict
+        ``{name: ndarray (n_real, n_chan)}`` for every entry of ``weights``.
+    """
+    from scipy.signal import fftconvolve
+
+    idx = np.arange(realisations) if np.isscalar(realisations) else np.asarray(list(realisations), dtype=int)
+    k = beam_kernel(alma, kernel_scale)
+    pad = k.shape[0] // 2
+    names = list(weights)
+    arrays = [np.asarray(weights[n], dtype=float) for n in names]
+    ys, xs = np.nonzero(np.any([w > 0 for w in arrays], axis=0))
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    shape = (y1 - y0 + 2 * pad, x1 - x0 + 2 * pad)
+    wks = []
+    for w in arrays:
+        wc = np.zeros(shape)
+        wc[pad:pad + y1 - y0, pad:pad + x1 - x0] = w[y0:y1, x0:x1]
+        wks.append(fftconvolve(wc, k[::-1, ::-1], mode="same").ravel())
+    wk = np.stack(wks, axis=1)  # (box pixels, regions)
+    n_chan = alma.data.shape[0]
+    scale = np.nan_to_num(np.asarray(rms, dtype=float) / np.sqrt(np.sum(k**2)) / alma.beam_area_pix)
+    out = np.empty((len(names), idx.size, n_chan))
+    for j, i in enumerate(idx):
+        white = realisation_rng(seed, key, "joint", i).standard_normal((n_chan, shape[0] * shape[1]))
+        out[:, j, :] = (scale[:, None] * (white @ wk)).T
+    return {n: out[r] for r, n in enumerate(names)}
