@@ -271,7 +271,7 @@ def pooled_profile_pulls(workdirs) -> pd.DataFrame:
 @pytest.mark.skipif(not os.environ.get("ISMCGM_SLOW"), reason="set ISMCGM_SLOW=1 (three default mock runs)")
 def test_profile_pulls_pooled_over_mock_seeds(tmp_path_factory):
     """Issue 18's profile-pull acceptance on the default mock, pooled over three mock seeds."""
-    from conftest import REPO, run_snakemake
+    from tests.conftest import REPO, run_snakemake
 
     works = []
     for seed in PROFILE_SEEDS:
