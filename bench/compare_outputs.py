@@ -9,7 +9,8 @@ holds ``results/``).  Compared:
 - every file under ``results/tables/`` and ``results/validation/`` (CSV, JSON,
   parquet, ...): byte for byte;
 - every file under ``results/mc/`` (the per-chunk Monte Carlo parquet files),
-  ``results/alignment/``, ``results/cii/`` (per-galaxy [C II] tables and
+  ``results/alignment/``, ``results/resolved/`` (annuli, Voronoi maps, [C II] of the annuli),
+  ``results/intrinsic/`` (transfer matrices), ``results/cii/`` (per-galaxy [C II] tables and
   realisations) and ``results/cloudy/`` (decks, grid): byte for byte;
 - every FITS file under ``results/masks/``, ``results/spectra/`` and
   ``results/mock/`` (the SYNTHETIC inputs: cubes, images, ALMA cubes, truth,
@@ -33,7 +34,7 @@ import filecmp
 import sys
 from pathlib import Path
 
-COMPARED = ("tables", "validation", "mc", "masks", "spectra", "alignment", "cii", "cloudy", "mock")
+COMPARED = ("tables", "validation", "mc", "masks", "spectra", "alignment", "cii", "resolved", "intrinsic", "cloudy", "mock")
 FITS_SUFFIXES = (".fits", ".fits.gz", ".fit")
 # Header keys that could legitimately change from run to run; none is written
 # by the workflow today (checked: two runs of the same code are identical).
