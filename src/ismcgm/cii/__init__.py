@@ -4,6 +4,7 @@ One module per concern:
 
 - :mod:`.cube` -- ALMA cube I/O (:func:`read_alma_cube`), velocity axis, units;
 - :mod:`.weights` -- IFU masks -> fractional ALMA-pixel weights (:func:`reproject_masks`);
+- :mod:`.fastfit` -- the one-Gaussian fit as lmfit computes it, without lmfit (speed);
 - :mod:`.measure` -- extraction, the Gaussian fit, Monte Carlo errors and the
   per-galaxy driver (:func:`measure_galaxy`);
 - :mod:`.noise` -- beam-correlated noise (rms, kernel, autocorrelation, noise spectra);

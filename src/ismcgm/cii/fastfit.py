@@ -1,38 +1,42 @@
-"""The [C II] fit of the Monte Carlo realisations without lmfit's bookkeeping (issue 17).
+"""The [C II] Gaussian fit without lmfit's bookkeeping (issue 17).
 
 :func:`ismcgm.cii.fit_cii` fits with ``lmfit.minimize`` (``leastsq``), which
 wraps MINPACK's ``lmdif`` (:func:`scipy.optimize.leastsq`) in its
 :class:`lmfit.Parameters` machinery: every function evaluation sets the
 parameters one by one, re-evaluates the constraints and copies arrays, so a
 3-parameter fit of ~70 channels spends most of its ~1-10 ms outside the
-model.  A region's 100 realisations are all fitted this way from the same
-start (the nominal best fit).
+model, and importing lmfit costs ~0.3 s per job.  A region takes ~110 fits
+(the nominal fit from six starts, three analytic-error fits, 100
+realisations).
 
-:func:`leastsq_flux` runs *the same* computation directly: the same MINPACK
-call with lmfit's options (``ftol = xtol = 1.5e-8, gtol = 0, epsfcn = 1e-10,
-factor = 100``), lmfit's MINUIT-style bound transform
+:func:`leastsq_gaussian` runs *the same* computation directly for the
+workflow's model (one Gaussian, no constant, free kinematics, with errors):
+the same MINPACK call with lmfit's options (``ftol = xtol = 1.5e-8, gtol =
+0, epsfcn = 1e-10, factor = 100``), lmfit's MINUIT-style bound transform
 ``x = lo + (sin(u) + 1) (hi - lo) / 2`` written with the same floating-point
 operations in the same order, the same start (lmfit's ``setup_bounds``), the
 same residual expression (:func:`ismcgm.cii.measure._residual`), lmfit's
-abort after ``2000 (n_vary + 1)`` evaluations and its ``nan_policy='raise'``.
-The fitted fluxes are therefore *bit-identical* to ``fit_cii(...).flux``
-(``tests/test_cii.py`` checks it on every region and annulus of a mock
-galaxy and on low-S/N spectra whose fits run to the bounds); only the
-default model -- one Gaussian, no constant, free kinematics -- takes this
-path (:func:`ismcgm.cii.fit_realisations` uses ``fit_cii`` for the others).
+abort after ``2000 (n_vary + 1)`` evaluations, its ``nan_policy='raise'``,
+its final statistics and its covariance transform.  ``fit_cii(...,
+engine='auto')`` (the default) is therefore *bit-identical* to
+``engine='lmfit'`` (``tests/test_cii.py`` checks every field on the regions
+of mock galaxies, their Monte Carlo realisations and noise-only spectra
+whose fits run to the bounds); the other models go through lmfit.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from numpy import arcsin, sin
+from numpy import arcsin, cos, sin
 
 
 #: lmfit's ``tiny`` (``lmfit.lineshapes.tiny``): internal start values below it are set to 0.
 _TINY = 1.0e-15
 
 #: lmfit's ``leastsq`` options (``lmfit.Minimizer.leastsq``).
-_LEASTSQ_KW = dict(Dfun=None, full_output=0, col_deriv=0, ftol=1.5e-8, xtol=1.5e-8, gtol=0.0, epsfcn=1.0e-10,
+_LEASTSQ_KW = dict(Dfun=None, full_output=1, col_deriv=0, ftol=1.5e-8, xtol=1.5e-8, gtol=0.0, epsfcn=1.0e-10,
                    factor=100, diag=None)
 
 
@@ -72,59 +76,45 @@ def _bounded(u, lo, hi) -> float:
     return hi if x > hi else lo if x < lo else x
 
 
-def leastsq_flux(velocity, spectrum, err, init: dict, v_max_offset: float = 300.0,
-                 sigma_max: float = 400.0) -> float:
-    """``fit_cii(velocity, spectrum, err=err, init=init).flux`` for one Gaussian, no constant.
+@dataclass
+class DirectFit:
+    """What ``lmfit.minimize`` returns that :func:`ismcgm.cii.fit_cii` uses, for one Gaussian.
 
-    Parameters
-    ----------
-    velocity, spectrum, err : arrays (n,)
-        As :func:`ismcgm.cii.fit_cii` (``err`` an array or a float, required).
-    init : dict
-        Starting values (the nominal fit's ``CiiFit.params``).
-    v_max_offset, sigma_max
-        As :func:`ismcgm.cii.fit_cii`.
+    ``covar``: the covariance of (amplitude, centre, sigma) in external units, as lmfit's
+    ``MinimizerResult.covar`` (None where MINPACK gives none).
+    """
 
-    Returns
-    -------
-    float
-        The fitted flux [Jy km/s].
+    amplitude: float
+    center: float
+    sigma: float
+    chisqr: float
+    redchi: float
+    success: bool
+    covar: np.ndarray | None
 
-    Raises
-    ------
-    ValueError
-        As ``fit_cii``: too few valid channels, or a residual that is NaN.
+
+def leastsq_gaussian(v, y, w, start, bounds) -> DirectFit:
+    """One ``lmfit.minimize(method='leastsq', scale_covar=False)`` of a Gaussian without a constant.
+
+    ``v, y, w``: velocities, data and weights (1/error) of the valid channels; ``start``:
+    (amplitude, centre, sigma) within the bounds; ``bounds``: ((c_lo, c_hi), (s_lo, s_hi)).
+    The same MINPACK call, parameter transform, abort rule, final residual, statistics and
+    covariance transform as lmfit 1.3 (``Minimizer.leastsq``, ``_int2ext_cov_x``).
     """
     from scipy.optimize import leastsq
 
-    v = np.asarray(velocity, dtype=float)
-    y = np.asarray(spectrum, dtype=float)
-    e = np.broadcast_to(np.asarray(err, dtype=float), y.shape)
-    ok = np.isfinite(v) & np.isfinite(y) & np.isfinite(e) & (e > 0)
-    v, y, e = v[ok], y[ok], e[ok]
-    if v.size <= 3:
-        raise ValueError(f"only {v.size} valid channels for a 1-Gaussian fit")
-    dv = float(np.median(np.abs(np.diff(v))))
-    vmax = min(v_max_offset, float(np.max(np.abs(v))))
-    start = dict(initial_guess(v, y, 1, vmax, dv))
-    start.update({k: val for k, val in init.items() if k in start and np.isfinite(val)})
-    smin = 0.5 * dv
-    c_lo, c_hi = -vmax, vmax
-    s_lo, s_hi = smin, sigma_max
-    x0 = [float(start["g1_amplitude"]),
-          _to_internal(float(np.clip(start["g1_center"], -vmax, vmax)), c_lo, c_hi),
-          _to_internal(float(np.clip(start["g1_sigma"], smin * 1.01, sigma_max * 0.99)), s_lo, s_hi)]
+    (c_lo, c_hi), (s_lo, s_hi) = bounds
+    x0 = [float(start[0]), _to_internal(start[1], c_lo, c_hi), _to_internal(start[2], s_lo, s_hi)]
     if abs(x0[0]) < _TINY:
         x0[0] = 0.0
-    w = 1.0 / e
     norm = np.sqrt(2 * np.pi)
     max_nfev = 2000 * (3 + 1)
-    state = {"nfev": -2, "last": None}  # lmfit counts from -2 and aborts beyond max_nfev
+    state = {"nfev": -2, "last": None, "check": True}
 
     def residual(u):
         state["nfev"] += 1
         state["last"] = u
-        if state["nfev"] > max_nfev:
+        if state["check"] and state["nfev"] > max_nfev:
             raise _Abort
         a = float(u[0])
         c = _bounded(u[1], c_lo, c_hi)
@@ -138,7 +128,16 @@ def leastsq_flux(velocity, spectrum, err, init: dict, v_max_offset: float = 300.
 
     with np.errstate(all="ignore"):
         try:
-            best = leastsq(residual, x0, maxfev=2 * max_nfev, **_LEASTSQ_KW)[0]
+            best, cov, _, _, ier = leastsq(residual, x0, maxfev=2 * max_nfev, **_LEASTSQ_KW)
         except _Abort:
-            best = state["last"]
-    return float(best[0])
+            best, cov, ier = state["last"], None, -1
+        state["check"] = False  # lmfit resets its count before the final evaluation
+        r = residual(best)
+        chisqr = (r**2).sum()
+        redchi = chisqr / max(1, len(r) - 3)
+        chisqr = max(chisqr, 1.0e-250 * len(r))
+        if cov is not None:
+            g = np.atleast_2d([1.0, cos(best[1]) * (c_hi - c_lo) / 2.0, cos(best[2]) * (s_hi - s_lo) / 2.0])
+            cov = cov * np.dot(g.T, g)
+    return DirectFit(float(best[0]), _bounded(best[1], c_lo, c_hi), _bounded(best[2], s_lo, s_hi), chisqr, redchi,
+                     ier in (1, 2, 3, 4), cov)

@@ -10,9 +10,10 @@ Pipeline for one galaxy (:func:`measure_galaxy`)
    beam area in pixels (Jy/beam -> Jy), on a radio-convention velocity axis
    around the redshifted line.
 4. :func:`fit_cii` fits one or two Gaussians (plus an optional constant,
-   off by default -- see below) with ``lmfit``; the flux is the sum of the
-   Gaussian integrals [Jy km/s], converted to erg/s/cm2 by
-   :func:`jykms_to_cgs`.
+   off by default -- see below) with ``lmfit`` (the default one-Gaussian model
+   through :mod:`ismcgm.cii.fastfit`, lmfit's computation bit for bit without
+   its bookkeeping); the flux is the sum of the Gaussian integrals [Jy km/s],
+   converted to erg/s/cm2 by :func:`jykms_to_cgs`.
 5. :func:`mc_cii` gives the Monte Carlo error with beam-correlated noise
    (below); :func:`analytic_errors` gives analytic alternatives.
 6. :func:`transfer_matrix_from_cube` and :func:`spill_corrected` undo the
@@ -53,7 +54,7 @@ from astropy.wcs import WCS
 from .. import instrument as ins
 from ..maskio import read_masks
 from ..ratios import MEASUREMENT_COLUMNS
-from .fastfit import initial_guess, leastsq_flux
+from .fastfit import initial_guess, leastsq_gaussian
 from .cube import AlmaCube, check_line_coverage, jykms_to_cgs, read_alma_cube
 from .noise import (
     analytic_errors,
@@ -178,7 +179,7 @@ def _residual(params, v, y, w, n_gauss):
 
 def fit_cii(velocity, spectrum, err=None, n_gauss: int = 1, init: dict | None = None,
             v_max_offset: float = 300.0, sigma_max: float = 400.0, fix_kinematics: bool = False,
-            continuum: bool = False) -> CiiFit:
+            continuum: bool = False, engine: str = "auto") -> CiiFit:
     """Fit Gaussian(s) + a constant to a [C II] spectrum with ``lmfit``.
 
     Parameters
@@ -214,13 +215,19 @@ def fit_cii(velocity, spectrum, err=None, n_gauss: int = 1, init: dict | None = 
         km/s of line-free channels (the mock: +-720 km/s), which makes the
         flux error distribution heavy-tailed; use True for cubes with
         continuum left in.
+    engine : 'auto' or 'lmfit'
+        ``lmfit``: ``lmfit.minimize`` (the reference).  ``auto`` (default): the
+        same, except for one Gaussian without a constant with free kinematics and
+        errors (the workflow's model), which calls MINPACK directly with lmfit's
+        computation (:func:`ismcgm.cii.fastfit.leastsq_gaussian`): the same
+        result bit for bit (``tests/test_cii.py``), without importing lmfit.
 
     Returns
     -------
     CiiFit
     """
-    import lmfit
-
+    if engine not in ("auto", "lmfit"):
+        raise ValueError(f"unknown engine {engine!r}: use 'auto' or 'lmfit'")
     if n_gauss not in (1, 2):
         raise ValueError(f"n_gauss must be 1 or 2, not {n_gauss!r}")
     v = np.asarray(velocity, dtype=float)
@@ -242,6 +249,61 @@ def fit_cii(velocity, spectrum, err=None, n_gauss: int = 1, init: dict | None = 
     if init:
         start.update({k: val for k, val in init.items() if k in start and np.isfinite(val)})
     smin = 0.5 * dv
+    if engine == "auto" and n_gauss == 1 and not continuum and not fix_kinematics and e is not None:
+        comps, c_const, success, redchi, amp_cov, best = _fit_direct(v, y, e, start, init, vmax, smin, sigma_max)
+    else:
+        comps, c_const, success, redchi, amp_cov, best = _fit_lmfit(v, y, e, start, init, vmax, smin, sigma_max,
+                                                                    n_gauss, fix_kinematics, continuum)
+    flux = float(sum(c[0] for c in comps))
+    flux_err = float("nan")
+    if amp_cov is not None:
+        flux_err = float(np.sqrt(max(amp_cov.sum(), 0.0)))
+    if not np.isfinite(flux_err) and e is not None:
+        # no covariance (a kinematic parameter at a bound): the amplitude
+        # error at the best-fit kinematics (linear least squares)
+        shapes = [np.exp(-0.5 * ((v - c) / s) ** 2) / (np.sqrt(2 * np.pi) * s) for _, c, s in comps]
+        cols = ([np.ones_like(v)] if continuum else []) + shapes
+        design = np.stack(cols, axis=1) / e[:, None]
+        try:
+            cov = np.linalg.inv(design.T @ design)[int(continuum):, int(continuum):]
+            flux_err = float(np.sqrt(max(cov.sum(), 0.0)))
+        except np.linalg.LinAlgError:
+            pass
+    return CiiFit(flux, flux_err, comps, c_const, success, redchi, best)
+
+
+#: Starting points tried besides the initial guess when a fit has no ``init``: (centre in units of the
+#: largest offset allowed, ``vmax``; sigma [km/s]); the lowest chi^2 is kept.
+_EXTRA_STARTS = ((0.0, 60.0), (0.0, 150.0), (0.0, 250.0), (-0.5, 100.0), (0.5, 100.0))
+
+
+def _better(trial_chisqr, best_chisqr) -> bool:
+    """A start's fit replaces the best so far (the first always; then a chi^2 lower by > 1e-9 relative)."""
+    return best_chisqr is None or (np.isfinite(trial_chisqr) and trial_chisqr < best_chisqr - 1e-9 * abs(best_chisqr))
+
+
+def _fit_direct(v, y, e, start, init, vmax, smin, sigma_max):
+    """:func:`fit_cii` of one Gaussian without a constant by :func:`ismcgm.cii.fastfit.leastsq_gaussian`."""
+    amp = start["g1_amplitude"]
+    points = [(float(np.clip(start["g1_center"], -vmax, vmax)),
+               float(np.clip(start["g1_sigma"], smin * 1.01, sigma_max * 0.99)))]
+    if not init:
+        points += [(float(np.clip(vc * vmax, -vmax, vmax)), float(np.clip(sg, smin * 1.01, sigma_max * 0.99)))
+                   for vc, sg in _EXTRA_STARTS]
+    res = None
+    for c0, s0 in points:
+        trial = leastsq_gaussian(v, y, 1.0 / e, (amp, c0, s0), ((-vmax, vmax), (smin, sigma_max)))
+        if _better(trial.chisqr, None if res is None else res.chisqr):
+            res = trial
+    best = {"c_c": 0.0, "g1_amplitude": res.amplitude, "g1_center": res.center, "g1_sigma": res.sigma}
+    amp_cov = None if res.covar is None else np.asarray(res.covar)[np.ix_([0], [0])]
+    return [(res.amplitude, res.center, res.sigma)], 0.0, bool(res.success), float(res.redchi), amp_cov, best
+
+
+def _fit_lmfit(v, y, e, start, init, vmax, smin, sigma_max, n_gauss, fix_kinematics, continuum):
+    """:func:`fit_cii` with ``lmfit.minimize``: (components, constant, success, redchi, amplitude covariance, best)."""
+    import lmfit
+
     params = lmfit.Parameters()
     if continuum:
         params.add("c_c", value=start["c_c"])
@@ -270,9 +332,9 @@ def fit_cii(velocity, spectrum, err=None, n_gauss: int = 1, init: dict | None = 
     if not init and not fix_kinematics:
         # no starting point given: also start from a few (centre, width)
         # pairs and keep the lowest chi^2 (avoids noise spikes as local minima)
-        for vc, sg in ((0.0, 60.0), (0.0, 150.0), (0.0, 250.0), (-0.5 * vmax, 100.0), (0.5 * vmax, 100.0)):
+        for vc, sg in _EXTRA_STARTS:
             alt = params.copy()
-            alt["g1_center"].set(value=float(np.clip(vc, -vmax, vmax)))
+            alt["g1_center"].set(value=float(np.clip(vc * vmax, -vmax, vmax)))
             alt["g1_sigma"].set(value=float(np.clip(sg, smin * 1.01, sigma_max * 0.99)))
             starts.append(alt)
     res = None
@@ -280,33 +342,20 @@ def fit_cii(velocity, spectrum, err=None, n_gauss: int = 1, init: dict | None = 
         warnings.simplefilter("ignore")
         for par in starts:
             trial = lmfit.minimize(_residual, par, args=(v, y, w, n_gauss), scale_covar=e is None)
-            if res is None or (np.isfinite(trial.chisqr) and trial.chisqr < res.chisqr - 1e-9 * abs(res.chisqr)):
+            if _better(trial.chisqr, None if res is None else res.chisqr):
                 res = trial
     p = res.params
     comps = [(float(p[f"g{g}_amplitude"].value), float(p[f"g{g}_center"].value), float(p[f"g{g}_sigma"].value))
              for g in range(1, n_gauss + 1)]
-    flux = float(sum(c[0] for c in comps))
-    flux_err = float("nan")
+    amp_cov = None
     if res.covar is not None:
         names = list(res.var_names)
         idx = [names.index(f"g{g}_amplitude") for g in range(1, n_gauss + 1) if f"g{g}_amplitude" in names]
         if idx:
-            cov = np.asarray(res.covar)[np.ix_(idx, idx)]
-            flux_err = float(np.sqrt(max(cov.sum(), 0.0)))
-    if not np.isfinite(flux_err) and e is not None:
-        # no covariance (a kinematic parameter at a bound): the amplitude
-        # error at the best-fit kinematics (linear least squares)
-        shapes = [np.exp(-0.5 * ((v - c) / s) ** 2) / (np.sqrt(2 * np.pi) * s) for _, c, s in comps]
-        cols = ([np.ones_like(v)] if continuum else []) + shapes
-        design = np.stack(cols, axis=1) / e[:, None]
-        try:
-            cov = np.linalg.inv(design.T @ design)[int(continuum):, int(continuum):]
-            flux_err = float(np.sqrt(max(cov.sum(), 0.0)))
-        except np.linalg.LinAlgError:
-            pass
+            amp_cov = np.asarray(res.covar)[np.ix_(idx, idx)]
     best = {k: float(p[k].value) for k in start}
-    return CiiFit(flux, flux_err, comps, float(p["c_c"].value), bool(res.success),
-                  float(res.redchi) if res.redchi is not None else float("nan"), best)
+    return (comps, float(p["c_c"].value), bool(res.success),
+            float(res.redchi) if res.redchi is not None else float("nan"), amp_cov, best)
 
 
 # ---------------------------------------------------------------------------
@@ -353,21 +402,12 @@ def fit_realisations(spec: CiiSpectrum, realisations, n_gauss: int, init: dict |
                      **fit_kw) -> np.ndarray:
     """Fitted fluxes [Jy km/s] of each row of ``realisations`` (NaN where a fit fails).
 
-    ``fit_kw`` go to :func:`fit_cii` (e.g. ``fix_kinematics=True``).  The default model (one
-    Gaussian, no constant, free kinematics, from ``init``, with errors) is fitted by
-    :func:`ismcgm.cii.fastfit.leastsq_flux`: lmfit's computation without its bookkeeping, the
-    same fluxes bit for bit, 3-5 times faster.
+    ``fit_kw`` go to :func:`fit_cii` (e.g. ``fix_kinematics=True``).
     """
-    kw = dict(fit_kw)
-    direct = (n_gauss == 1 and init and err is not None and not kw.pop("continuum", False)
-              and not kw.pop("fix_kinematics", False) and set(kw) <= {"v_max_offset", "sigma_max"})
     out = np.empty(len(realisations))
     for j, y in enumerate(realisations):
         try:
-            if direct:
-                out[j] = leastsq_flux(spec.velocity, y, err, init, **kw)
-            else:
-                out[j] = fit_cii(spec.velocity, y, err=err, n_gauss=n_gauss, init=init, **fit_kw).flux
+            out[j] = fit_cii(spec.velocity, y, err=err, n_gauss=n_gauss, init=init, **fit_kw).flux
         except (ValueError, RuntimeError):
             out[j] = np.nan
     return out
