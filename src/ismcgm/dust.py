@@ -121,6 +121,13 @@ def k_line(line):
     return calzetti_k(lam_A * 1e-4)
 
 
+def _ebv_of_decrement(decrement, intrinsic, r_v):
+    """``2.5 / (k(Hb) - k(Ha)) * log10(decrement / intrinsic)`` (not clipped: negative below ``intrinsic``)."""
+    k_ha = calzetti_k(instrument.LINE_WAVELENGTHS["HA"] * 1e-4, r_v)
+    k_hb = calzetti_k(instrument.LINE_WAVELENGTHS["HB"] * 1e-4, r_v)
+    return 2.5 / (k_hb - k_ha) * np.log10(decrement / intrinsic)
+
+
 def ebv_from_balmer(ha, hb, intrinsic=INTRINSIC_HA_HB, r_v=R_V):
     """Nebular colour excess E(B-V)_gas from the Balmer decrement.
 
@@ -143,12 +150,10 @@ def ebv_from_balmer(ha, hb, intrinsic=INTRINSIC_HA_HB, r_v=R_V):
     """
     ha = np.asarray(ha, dtype=float)
     hb = np.asarray(hb, dtype=float)
-    k_ha = calzetti_k(instrument.LINE_WAVELENGTHS["HA"] * 1e-4, r_v)
-    k_hb = calzetti_k(instrument.LINE_WAVELENGTHS["HB"] * 1e-4, r_v)
     valid = np.isfinite(ha) & np.isfinite(hb) & (hb > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(valid, ha / np.where(valid, hb, 1.0), np.nan)
-        ebv = 2.5 / (k_hb - k_ha) * np.log10(np.where(ratio > intrinsic, ratio, intrinsic) / intrinsic)
+        ebv = _ebv_of_decrement(np.where(ratio > intrinsic, ratio, intrinsic), intrinsic, r_v)
     ebv = np.where(valid, ebv, np.nan)
     return ebv.item() if ebv.ndim == 0 else ebv
 
@@ -207,10 +212,8 @@ def ebv_realisations(ha, hb, intrinsic=INTRINSIC_HA_HB, r_v=R_V, measured=True):
     ranked = ratio[ok | top | bottom]
     if not measured or not ok.any() or not np.median(ranked) >= intrinsic:
         return np.where(finite, 0.0, np.nan)
-    k_ha = calzetti_k(instrument.LINE_WAVELENGTHS["HA"] * 1e-4, r_v)
-    k_hb = calzetti_k(instrument.LINE_WAVELENGTHS["HB"] * 1e-4, r_v)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ebv = np.where(ok, 2.5 / (k_hb - k_ha) * np.log10(np.where(ok, ratio, 1.0) / intrinsic), np.nan)
+        ebv = np.where(ok, _ebv_of_decrement(np.where(ok, ratio, 1.0), intrinsic, r_v), np.nan)
     ebv = np.where(top, np.max(ebv[ok]), np.where(bottom, np.min(ebv[ok]), ebv))
     return np.where(neither, np.median(ebv[ok | top | bottom]), ebv)
 

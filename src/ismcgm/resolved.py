@@ -207,10 +207,6 @@ def fit_annuli(gid, z, spectra: dict, seed: int, n_mc: int, fit_cfg: dict) -> pd
     return pd.concat(chunks, ignore_index=True)
 
 
-#: Columns of the per-realisation [C II] table of the annuli (:func:`annulus_cii`): those of the regions'.
-CII_REALISATION_COLUMNS = ["id", "component", "region", "realisation", "flux", "flux_native"]  # cii.spill's
-
-
 def _annulus_region(region: str) -> str:
     """``ANN03`` (the [C II] code's name, from the mask extension) -> ``ann03`` (:func:`region_key`)."""
     return region.lower() if region.upper().startswith("ANN") else region
@@ -252,7 +248,7 @@ def annulus_cii(alma, annuli: dict, annuli_wcs, mask_headers, ha_cube, row, seed
         [C II] rows in the line-flux format (:func:`ismcgm.cii.cii_line_flux_rows`), with
         ``flux_native``, ``flux_native_err``, ``upper_limit_native``.
     realisations : DataFrame
-        :data:`CII_REALISATION_COLUMNS` [erg/s/cm2].
+        :data:`ismcgm.cii.REALISATION_COLUMNS` (those of the regions') [erg/s/cm2].
     """
     gid = row["id"]
     table, spectra = cii.measure_galaxy(alma, annuli, annuli_wcs, gid, float(row["z"]), seed, n_mc=n_mc,
@@ -272,19 +268,25 @@ def annulus_cii(alma, annuli: dict, annuli_wcs, mask_headers, ha_cube, row, seed
     fluxes = cii.cii_line_flux_rows(cii.spill_corrected(table, names, t, gid))
     for df in (fluxes, real):
         df["region"] = df["region"].map(_annulus_region)
-    return fluxes, real.loc[:, CII_REALISATION_COLUMNS]
+    return fluxes, real.loc[:, list(cii.REALISATION_COLUMNS)]
 
 
 def no_annulus_cii():
     """The empty outputs of :func:`annulus_cii` (a galaxy without an ALMA cube)."""
     empty = pd.DataFrame(columns=[*cii.CII_COLUMNS, "flux_native", "flux_native_err", "upper_limit_native"])
-    return cii.cii_line_flux_rows(empty), pd.DataFrame(columns=CII_REALISATION_COLUMNS)
+    return cii.cii_line_flux_rows(empty), pd.DataFrame(columns=list(cii.REALISATION_COLUMNS))
 
 
 def gather_annuli(chunks: pd.DataFrame, detect_snr: float, intrinsic_ha_hb: float, overlap: str = "red"):
     """Line fluxes and per-realisation fluxes of the annuli (:func:`ismcgm.linefluxes.gather`)."""
     table, real, _ = gather(chunks, detect_snr, intrinsic_ha_hb, overlap)
     return table, real
+
+
+def _cii_ha_where_measured(table: pd.DataFrame, components) -> pd.DataFrame:
+    """The ratio table without the ``CII_HA`` rows of components that have no [C II] (``components``: those with)."""
+    keep = (table["ratio"] != "CII_HA") | table["component"].isin(set(components))
+    return table[keep].reset_index(drop=True)
 
 
 def profile_ratios(line_fluxes, realisations, samples: pd.DataFrame, geometry: pd.DataFrame | None,
@@ -306,9 +308,8 @@ def profile_ratios(line_fluxes, realisations, samples: pd.DataFrame, geometry: p
         names = PROFILE_RATIOS + ("CII_HA",)
     table = compute_ratios(preferred_grating(line_fluxes), samples, names,
                            realisations=realisation_fluxes(realisations, cii_realisations))
-    if "CII_HA" in names:  # only where the component has [C II]
-        with_cii = set(cii_fluxes["component"])
-        table = table[(table["ratio"] != "CII_HA") | table["component"].isin(with_cii)].reset_index(drop=True)
+    if "CII_HA" in names:
+        table = _cii_ha_where_measured(table, cii_fluxes["component"])
     if geometry is None:  # Voronoi bins
         return table
     geo = geometry[["component", "region", "r_in_kpc", "r_out_kpc", "r_mid_kpc"]]
@@ -402,8 +403,7 @@ def true_profile(true_fluxes: pd.DataFrame, line_fluxes: pd.DataFrame, sample, g
     samples = pd.DataFrame([{k: sample[k] for k in ("id", "logmstar", "merger")}])
     table = compute_ratios(tf, samples, names)
     if "CII_HA" in names:
-        table = table[(table["ratio"] != "CII_HA") | table["component"].isin(set(tf.loc[tf["line"] == "CII", "component"]))]
-        table = table.reset_index(drop=True)
+        table = _cii_ha_where_measured(table, tf.loc[tf["line"] == "CII", "component"])
     # S/N at the truth of the ratio's lines (and of Ha, Hb for the dust-corrected ones): true flux / measured error
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = (tf["flux"] / tf["flux_err"]).to_numpy(float)

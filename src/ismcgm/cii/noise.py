@@ -257,6 +257,14 @@ def _cutout(w: np.ndarray, pad: int):
     return wc
 
 
+def _noise_setup(alma: AlmaCube, rms, realisations, kernel_scale: float):
+    """The realisation indices, the beam kernel and the per-channel scale [Jy] of white noise drawn on pixels."""
+    idx = np.arange(realisations) if np.isscalar(realisations) else np.asarray(list(realisations), dtype=int)
+    k = beam_kernel(alma, kernel_scale)
+    scale = np.nan_to_num(np.asarray(rms, dtype=float) / np.sqrt(np.sum(k**2)) / alma.beam_area_pix)
+    return idx, k, scale
+
+
 def noise_spectra(alma: AlmaCube, weights, rms, seed: int, component: str, region: str, realisations,
                   kernel_scale: float = 1.0, mode: str = "fast") -> np.ndarray:
     """Extracted beam-correlated noise spectra [Jy], one row per realisation index.
@@ -277,13 +285,10 @@ def noise_spectra(alma: AlmaCube, weights, rms, seed: int, component: str, regio
     """
     from scipy.signal import fftconvolve
 
-    idx = np.arange(realisations) if np.isscalar(realisations) else np.asarray(list(realisations), dtype=int)
-    k = beam_kernel(alma, kernel_scale)
+    idx, k, scale = _noise_setup(alma, rms, realisations, kernel_scale)
     pad = k.shape[0] // 2
     wc = _cutout(np.asarray(weights, dtype=float), pad)
     n_chan = alma.data.shape[0]
-    scale = np.asarray(rms, dtype=float) / np.sqrt(np.sum(k**2)) / alma.beam_area_pix
-    scale = np.nan_to_num(scale)
     out = np.empty((idx.size, n_chan))
     if mode == "fast":
         wk = fftconvolve(wc, k[::-1, ::-1], mode="same")
@@ -322,8 +327,7 @@ def joint_noise_spectra(alma: AlmaCube, weights: dict, rms, seed: int, key: str,
     """
     from scipy.signal import fftconvolve
 
-    idx = np.arange(realisations) if np.isscalar(realisations) else np.asarray(list(realisations), dtype=int)
-    k = beam_kernel(alma, kernel_scale)
+    idx, k, scale = _noise_setup(alma, rms, realisations, kernel_scale)
     pad = k.shape[0] // 2
     names = list(weights)
     arrays = [np.asarray(weights[n], dtype=float) for n in names]
@@ -337,7 +341,6 @@ def joint_noise_spectra(alma: AlmaCube, weights: dict, rms, seed: int, key: str,
         wks.append(fftconvolve(wc, k[::-1, ::-1], mode="same").ravel())
     wk = np.stack(wks, axis=1)  # (box pixels, regions)
     n_chan = alma.data.shape[0]
-    scale = np.nan_to_num(np.asarray(rms, dtype=float) / np.sqrt(np.sum(k**2)) / alma.beam_area_pix)
     out = np.empty((len(names), idx.size, n_chan))
     for j, i in enumerate(idx):
         white = realisation_rng(seed, key, "joint", i).standard_normal((n_chan, shape[0] * shape[1]))
