@@ -5,12 +5,15 @@
 
 ``RUN_DIR`` is a mock run whose ``validation`` job was run with ``--skip-script-cleanup`` (e.g.
 ``snakemake --directory RUN_DIR --forcerun validation --skip-script-cleanup``): its kept script holds the
-job's inputs and params.  Prints, per component and region with an N2 value, the measured and true log N2
-(truth maps through the same masks, as ``recovery.csv``), the pull (measured - true) / sigma (sigma the
-16/84 side facing the truth), the *true* [N II]6583 S/N (true flux / measured error) and ``nii_lowsn``; then
-the median pull per region and the measured and true shift over the same components.
+job's inputs and params, so the truth is formed exactly as the validation job forms it
+(:func:`ismcgm.validation.survey_true_fluxes`, :func:`ismcgm.validation.true_ratios`).  Prints, per
+component and region with an N2 value, the measured and true log N2, the pull (measured - true) / sigma
+(sigma the 16/84 side facing the truth), the *true* [N II]6583 S/N (true flux / measured error) and
+``nii_lowsn``; then the median pull per region and the measured and true shift over the same components.
 """
-import json
+
+from __future__ import annotations
+
 import os
 import sys
 from pathlib import Path
@@ -18,37 +21,59 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-run = Path(sys.argv[1]).resolve()
-variant = sys.argv[2] if len(sys.argv) > 2 else "default"
-os.chdir(run)
-script = sorted((run/".snakemake/scripts").glob("*.validation.py"))[-1].read_text()
-ns = {"__file__": "x.py"}; exec(script.split("######## snakemake preamble end #########")[0], ns); sm = ns["snakemake"]
-from ismcgm import cii, ratios, stats, validation
+from ismcgm import validation
 from ismcgm.io import read_table
-inp, par = sm.input, sm.params
-truth = json.loads(open(inp.truth_json).read())
-cubes = iter(inp.cubes); alma = dict(zip(par.alma_galaxies, inp.alma))
-true_df = pd.concat([validation.galaxy_true_fluxes(par.rows[gid], t, m, read_table(a), {g: next(cubes) for g in par.gratings[gid]}, par.regions[gid], alma.get(gid))
-    for gid, t, m, a in zip(par.galaxies, inp.truth, inp.masks, inp.alignment)], ignore_index=True)
-fluxes = pd.concat([read_table(inp.fluxes)] + [read_table(p) for p in inp.cii], ignore_index=True)
-samples = pd.DataFrame(par.samples)
-tf = validation.true_fluxes_as_measured(true_df, fluxes, par.intrinsic_ha_hb)
-tr = ratios.compute_ratios(ratios.preferred_grating(cii.native_resolution(tf)), samples)
-meas = read_table(f"results/tables/{variant}/ratios.csv")
-k = ["component","region","ratio"]
-m = meas.merge(tr[k+["log_value"]].rename(columns={"log_value":"true"}), on=k)
-m = m[(m.ratio=="N2") & (m.limit=="none")].copy()
-m["sig"] = np.where(m.log_value < m.true, m.log_p84-m.log_value, m.log_value-m.log_p16)
-m["pull"] = (m.log_value-m.true)/m.sig
-# true S/N of NII6583 in that region
-f = fluxes[fluxes.line=="NII6583"][["component","region","grating","flux_err"]]
-t = tf[tf.line=="NII6583"][["component","region","grating","flux"]].rename(columns={"flux":"tflux"})
-sn = f.merge(t, on=["component","region","grating"]); sn["true_snr"] = sn.tflux/sn.flux_err
-sn = sn.sort_values("true_snr").drop_duplicates(["component","region"], keep="last")
-m = m.merge(sn[["component","region","true_snr"]], on=["component","region"], how="left")
-print(m[["component","region","log_value","true","sig","pull","true_snr","nii_lowsn"]].to_string())
-print(m.groupby("region")["pull"].agg(["size","median","mean"]))
-# shifts over pairs
-p = m.pivot_table(index="component", columns="region", values=["log_value","true"])
-d = (p["log_value"]["CGM"]-p["log_value"]["ISM"]).dropna(); dt=(p["true"]["CGM"]-p["true"]["ISM"]).dropna()
-print("measured shift median", d.median(), "true", dt.median(), "n", len(d))
+
+PREAMBLE_END = "######## snakemake preamble end #########"
+
+
+def validation_job(run: Path):
+    """The ``snakemake`` object (inputs, params) of the run's kept validation script."""
+    scripts = sorted((run / ".snakemake" / "scripts").glob("*.validation.py"), key=lambda p: p.stat().st_mtime_ns)
+    if not scripts:
+        raise SystemExit(f"n2_selection: no kept validation script under {run}/.snakemake/scripts "
+                         "(rerun it with --forcerun validation --skip-script-cleanup)")
+    ns = {"__file__": str(scripts[-1])}
+    exec(scripts[-1].read_text().split(PREAMBLE_END)[0], ns)
+    return ns["snakemake"]
+
+
+def main(argv) -> int:
+    run = Path(argv[0]).resolve()
+    variant = argv[1] if len(argv) > 1 else "default"
+    os.chdir(run)  # the job's paths are relative to the run directory
+    job = validation_job(run)
+    inp, par = job.input, job.params
+    true_df = validation.survey_true_fluxes(par.galaxies, par.rows, inp.truth, inp.masks, inp.alignment, inp.cubes,
+                                            par.gratings, par.regions, dict(zip(par.alma_galaxies, inp.alma)))
+    fluxes = pd.concat([read_table(inp.fluxes)] + [read_table(p) for p in inp.cii], ignore_index=True)
+    truth = validation.true_ratios(true_df, fluxes, pd.DataFrame(par.samples), par.intrinsic_ha_hb)
+
+    keys = ["component", "region", "ratio"]
+    m = read_table(f"results/tables/{variant}/ratios.csv").merge(
+        truth[keys + ["log_value"]].rename(columns={"log_value": "true"}), on=keys)
+    m = m[(m["ratio"] == "N2") & (m["limit"] == "none")].copy()
+    m["sigma"] = np.where(m["log_value"] < m["true"], m["log_p84"] - m["log_value"], m["log_value"] - m["log_p16"])
+    m["pull"] = (m["log_value"] - m["true"]) / m["sigma"]
+
+    # true S/N of [N II]6583: true flux / measured error, in the grating with the larger value
+    nii = ["component", "region", "grating"]
+    err = fluxes.loc[fluxes["line"] == "NII6583", nii + ["flux_err"]]
+    true = true_df.loc[true_df["line"] == "NII6583", nii + ["true_flux"]]
+    snr = err.merge(true, on=nii)
+    snr["true_snr"] = snr["true_flux"] / snr["flux_err"]
+    snr = snr.sort_values("true_snr").drop_duplicates(["component", "region"], keep="last")
+    m = m.merge(snr[["component", "region", "true_snr"]], on=["component", "region"], how="left")
+
+    print(m[["component", "region", "log_value", "true", "sigma", "pull", "true_snr", "nii_lowsn"]].to_string())
+    print(m.groupby("region")["pull"].agg(["size", "median", "mean"]).to_string())
+    wide = m.pivot_table(index="component", columns="region", values=["log_value", "true"])
+    measured = (wide["log_value"]["CGM"] - wide["log_value"]["ISM"]).dropna()
+    true_shift = (wide["true"]["CGM"] - wide["true"]["ISM"]).dropna()
+    print(f"N2 shift over the {len(measured)} components with both values: measured median "
+          f"{measured.median():+.3f}, true {true_shift.median():+.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -37,12 +37,13 @@ from astropy.wcs import WCS
 
 from . import instrument as ins
 from .cii.cube import jykms_to_cgs, read_alma_cube
-from .cii.spill import spill_corrected, transfer_matrix
+from .cii.spill import native_resolution, spill_corrected, transfer_matrix
 from .cii.weights import reproject_masks
 from .dust import correct, ebv_from_balmer
 from .instruments import get_setup
-from .io import CUBE_FORMATS
+from .io import CUBE_FORMATS, read_table
 from .maskio import aligned_wcs, masks_on_cube, read_masks
+from .ratios import compute_ratios, preferred_grating
 
 #: Line families of the flux-pull checks; tied lines ([O III]4959, [N II]6548)
 #: are left out because their pulls repeat those of their partners.
@@ -315,3 +316,29 @@ def galaxy_true_fluxes(row, truth_path, masks_path, alignment: pd.DataFrame, cub
                                      ha_grid=(ref, wcs[ref].celestial, shapes[ref]),
                                      psf_fwhm=float(row["ifu_psf_fwhm"])))
     return pd.concat(parts, ignore_index=True)
+
+
+def survey_true_fluxes(galaxies, rows: dict, truth_paths, masks_paths, alignment_paths, cube_paths, gratings: dict,
+                       regions: dict, alma_paths: dict | None = None) -> pd.DataFrame:
+    """:func:`galaxy_true_fluxes` of every galaxy, concatenated.
+
+    ``truth_paths``, ``masks_paths``, ``alignment_paths`` follow ``galaxies``; ``cube_paths`` is every
+    galaxy's cubes one after the other, ``gratings[id]`` of them each (the validation rule's inputs);
+    ``rows``, ``gratings``, ``regions`` and ``alma_paths`` (galaxies with an ALMA cube) are keyed by id.
+    """
+    cubes = iter(cube_paths)
+    alma_paths = alma_paths or {}
+    return pd.concat([
+        galaxy_true_fluxes(rows[gid], truth, masks, read_table(align), {g: next(cubes) for g in gratings[gid]},
+                           regions[gid], alma_paths.get(gid))
+        for gid, truth, masks, align in zip(galaxies, truth_paths, masks_paths, alignment_paths)
+    ], ignore_index=True)
+
+
+def true_ratios(true_df: pd.DataFrame, line_fluxes: pd.DataFrame, samples: pd.DataFrame,
+                intrinsic_ha_hb: float) -> pd.DataFrame:
+    """The truth's ratios as the pipeline forms them: :func:`true_fluxes_as_measured`, one grating per line,
+    [C II] at the IFU resolution (:func:`ismcgm.cii.native_resolution`), :func:`ismcgm.ratios.compute_ratios`
+    (its ``limit`` from linear errors: the validation takes the measured limits instead)."""
+    true_fluxes = true_fluxes_as_measured(true_df, line_fluxes, intrinsic_ha_hb)
+    return compute_ratios(preferred_grating(native_resolution(true_fluxes)), samples)

@@ -13,19 +13,13 @@ from ismcgm.workflow_script import run
 def main():
     inp, par = snakemake.input, snakemake.params
     truth = json.loads(open(inp.truth_json).read())
-    cubes = iter(inp.cubes)
-    alma = dict(zip(par.alma_galaxies, inp.alma))
-    true_df = pd.concat([
-        validation.galaxy_true_fluxes(par.rows[gid], truth_path, mask_path, read_table(align_path),
-                                      {g: next(cubes) for g in par.gratings[gid]}, par.regions[gid], alma.get(gid))
-        for gid, truth_path, mask_path, align_path in zip(par.galaxies, inp.truth, inp.masks, inp.alignment)
-    ], ignore_index=True)
+    true_df = validation.survey_true_fluxes(par.galaxies, par.rows, inp.truth, inp.masks, inp.alignment, inp.cubes,
+                                            par.gratings, par.regions, dict(zip(par.alma_galaxies, inp.alma)))
     fluxes = pd.concat([read_table(inp.fluxes)] + [read_table(p) for p in inp.cii], ignore_index=True)
 
     samples = pd.DataFrame(par.samples)
-    true_fluxes = validation.true_fluxes_as_measured(true_df, fluxes, par.intrinsic_ha_hb)
     # ratios as the pipeline forms them ([C II] at the IFU resolution: cii.native_resolution)
-    true_ratios = ratios.compute_ratios(ratios.preferred_grating(cii.native_resolution(true_fluxes)), samples)
+    true_ratios = validation.true_ratios(true_df, fluxes, samples, par.intrinsic_ha_hb)
     measured_ratios = ratios.compute_ratios(ratios.preferred_grating(cii.native_resolution(fluxes)), samples)
     # the same components as the measured statistic: the measured limits decide
     keys = ["component", "region", "ratio"]

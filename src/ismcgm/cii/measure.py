@@ -282,14 +282,22 @@ def _better(trial_chisqr, best_chisqr) -> bool:
     return best_chisqr is None or (np.isfinite(trial_chisqr) and trial_chisqr < best_chisqr - 1e-9 * abs(best_chisqr))
 
 
+def _clipped_start(center, sigma, vmax, smin, sigma_max):
+    """A starting (centre, sigma) moved inside the bounds (sigma strictly inside)."""
+    return float(np.clip(center, -vmax, vmax)), float(np.clip(sigma, smin * 1.01, sigma_max * 0.99))
+
+
+def _extra_starts(vmax, smin, sigma_max):
+    """The (centre, sigma) of :data:`_EXTRA_STARTS`, inside the bounds."""
+    return [_clipped_start(vc * vmax, sg, vmax, smin, sigma_max) for vc, sg in _EXTRA_STARTS]
+
+
 def _fit_direct(v, y, e, start, init, vmax, smin, sigma_max):
     """:func:`fit_cii` of one Gaussian without a constant by :func:`ismcgm.cii.fastfit.leastsq_gaussian`."""
     amp = start["g1_amplitude"]
-    points = [(float(np.clip(start["g1_center"], -vmax, vmax)),
-               float(np.clip(start["g1_sigma"], smin * 1.01, sigma_max * 0.99)))]
+    points = [_clipped_start(start["g1_center"], start["g1_sigma"], vmax, smin, sigma_max)]
     if not init:
-        points += [(float(np.clip(vc * vmax, -vmax, vmax)), float(np.clip(sg, smin * 1.01, sigma_max * 0.99)))
-                   for vc, sg in _EXTRA_STARTS]
+        points += _extra_starts(vmax, smin, sigma_max)
     res = None
     for c0, s0 in points:
         trial = leastsq_gaussian(v, y, 1.0 / e, (amp, c0, s0), ((-vmax, vmax), (smin, sigma_max)))
@@ -319,8 +327,8 @@ def _fit_lmfit(v, y, e, start, init, vmax, smin, sigma_max, n_gauss, fix_kinemat
             params.add(f"g{g}_center", value=start[f"g{g}_center"], vary=False)
             params.add(f"g{g}_sigma", value=start[f"g{g}_sigma"], vary=False)
             continue
-        params.add(f"g{g}_center", value=float(np.clip(start[f"g{g}_center"], -vmax, vmax)), min=-vmax, max=vmax)
-        sig = float(np.clip(start[f"g{g}_sigma"], smin * 1.01, sigma_max * 0.99))
+        center, sig = _clipped_start(start[f"g{g}_center"], start[f"g{g}_sigma"], vmax, smin, sigma_max)
+        params.add(f"g{g}_center", value=center, min=-vmax, max=vmax)
         if g == 1:
             params.add("g1_sigma", value=sig, min=smin, max=sigma_max)
         else:  # second component broader: sigma2 = sigma1 + delta, delta >= 0
@@ -332,10 +340,10 @@ def _fit_lmfit(v, y, e, start, init, vmax, smin, sigma_max, n_gauss, fix_kinemat
     if not init and not fix_kinematics:
         # no starting point given: also start from a few (centre, width)
         # pairs and keep the lowest chi^2 (avoids noise spikes as local minima)
-        for vc, sg in _EXTRA_STARTS:
+        for center, sig in _extra_starts(vmax, smin, sigma_max):
             alt = params.copy()
-            alt["g1_center"].set(value=float(np.clip(vc * vmax, -vmax, vmax)))
-            alt["g1_sigma"].set(value=float(np.clip(sg, smin * 1.01, sigma_max * 0.99)))
+            alt["g1_center"].set(value=center)
+            alt["g1_sigma"].set(value=sig)
             starts.append(alt)
     res = None
     with warnings.catch_warnings():
