@@ -299,6 +299,25 @@ def test_beam_kernel_matches_mock(plans):
         np.testing.assert_allclose(cii.beam_kernel(a), ref / ref.sum(), atol=1e-6 * ref.max())
 
 
+def test_beam_weights_are_scipy_fftconvolve_bit_for_bit(plans):
+    """The fast MC's ``w (x) K`` without importing scipy.signal: the same bits as ``fftconvolve``."""
+    from scipy.signal import fftconvolve
+
+    from ismcgm.cii.noise import _beam_weights
+
+    r = np.random.default_rng(3)
+    kernels = [cii.beam_kernel(_alma_from(p, np.zeros((2, mock.ALMA_NPIX, mock.ALMA_NPIX)))) for p in plans[:3]]
+    kernels.append(r.random((4, 7)))  # even and uneven sides, not symmetric
+    for k in kernels:
+        for shape in [(k.shape[0] + 9, k.shape[1] + 4), (37, 52), (k.shape[0] + 1, 61)]:
+            wc = r.random(shape) * (r.random(shape) > 0.3)
+            got = _beam_weights(wc, k)
+            assert got.shape == wc.shape and got.flags.c_contiguous
+            np.testing.assert_array_equal(got, fftconvolve(wc, k[::-1, ::-1], mode="same"))
+    # and it is a correlation with the kernel, not a convolution (a mirrored kernel gives other numbers)
+    assert not np.allclose(_beam_weights(wc, k), fftconvolve(wc, k, mode="same"))
+
+
 def test_mc_modes_and_batches_agree(plans):
     plan = plans[1]
     a = _alma_from(plan, mock.alma_cube(plan))

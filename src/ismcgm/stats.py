@@ -65,7 +65,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from ismcgm.ratios import RATIOS
 from ismcgm.seeding import rng
@@ -253,7 +252,9 @@ def kendall_tau_b(x, y) -> tuple[float, float]:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.size < MIN_POINTS:
         return np.nan, np.nan
-    res = _quiet(sps.kendalltau, x, y, variant="b")
+    from scipy.stats import kendalltau  # here: scipy.stats costs ~0.6 s to import, and the figures need not pay it
+
+    res = _quiet(kendalltau, x, y, variant="b")
     return float(res.statistic), float(res.pvalue)
 
 
@@ -337,7 +338,9 @@ def ks_pvalue(a, b) -> float:
     a, b = np.ravel(a), np.ravel(b)
     if a.size == 0 or b.size == 0:
         return np.nan
-    return float(_quiet(sps.ks_2samp, a, b).pvalue)
+    from scipy.stats import ks_2samp  # here: see kendall_tau_b
+
+    return float(_quiet(ks_2samp, a, b).pvalue)
 
 
 def d11_test(log_ism, err_ism, log_cgm, err_cgm, rng, n_mc=N_MC, n_null=None, alpha=ALPHA) -> D11Result:

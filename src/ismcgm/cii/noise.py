@@ -265,6 +265,27 @@ def _noise_setup(alma: AlmaCube, rms, realisations, kernel_scale: float):
     return idx, k, scale
 
 
+def _beam_weights(wc: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Beam-correlated weights ``w (x) K``: ``scipy.signal.fftconvolve(wc, kernel[::-1, ::-1], mode="same")``.
+
+    The same operations as ``fftconvolve`` (real FFTs of the next fast
+    lengths of the full size through ``scipy.fft``, then the centred crop),
+    so the same bits (``tests/test_cii.py`` compares them).  Done here
+    because ``scipy.signal`` imports ``scipy.stats``, ~0.6 s at the start of
+    every [C II] job for this one call (issue 17); the literal ``mode='cube'``
+    draw still calls ``fftconvolve``.
+    """
+    from scipy import fft as sp_fft
+
+    k = kernel[::-1, ::-1]
+    full = [wc.shape[i] + k.shape[i] - 1 for i in (0, 1)]
+    fshape = [sp_fft.next_fast_len(n, True) for n in full]
+    ret = sp_fft.irfftn(sp_fft.rfftn(wc, fshape, axes=[0, 1]) * sp_fft.rfftn(k, fshape, axes=[0, 1]),
+                        fshape, axes=[0, 1])[: full[0], : full[1]]
+    y0, x0 = ((full[0] - wc.shape[0]) // 2, (full[1] - wc.shape[1]) // 2)
+    return ret[y0 : y0 + wc.shape[0], x0 : x0 + wc.shape[1]].copy()
+
+
 def noise_spectra(alma: AlmaCube, weights, rms, seed: int, component: str, region: str, realisations,
                   kernel_scale: float = 1.0, mode: str = "fast") -> np.ndarray:
     """Extracted beam-correlated noise spectra [Jy], one row per realisation index.
@@ -283,19 +304,19 @@ def noise_spectra(alma: AlmaCube, weights, rms, seed: int, component: str, regio
         Identical results; ``cube`` convolves the white-noise cutout channel
         by channel (the literal draw), ``fast`` uses beam-correlated weights.
     """
-    from scipy.signal import fftconvolve
-
     idx, k, scale = _noise_setup(alma, rms, realisations, kernel_scale)
     pad = k.shape[0] // 2
     wc = _cutout(np.asarray(weights, dtype=float), pad)
     n_chan = alma.data.shape[0]
     out = np.empty((idx.size, n_chan))
     if mode == "fast":
-        wk = fftconvolve(wc, k[::-1, ::-1], mode="same")
+        wk = _beam_weights(wc, k)
         for j, i in enumerate(idx):
             white = realisation_rng(seed, component, region, i).standard_normal((n_chan,) + wc.shape)
             out[j] = scale * np.tensordot(white, wk, axes=([1, 2], [0, 1]))
     elif mode == "cube":
+        from scipy.signal import fftconvolve
+
         for j, i in enumerate(idx):
             white = realisation_rng(seed, component, region, i).standard_normal((n_chan,) + wc.shape)
             conv = fftconvolve(white, k[None], mode="same", axes=(1, 2))
@@ -325,8 +346,6 @@ def joint_noise_spectra(alma: AlmaCube, weights: dict, rms, seed: int, key: str,
     dict
         ``{name: ndarray (n_real, n_chan)}`` for every entry of ``weights``.
     """
-    from scipy.signal import fftconvolve
-
     idx, k, scale = _noise_setup(alma, rms, realisations, kernel_scale)
     pad = k.shape[0] // 2
     names = list(weights)
@@ -338,7 +357,7 @@ def joint_noise_spectra(alma: AlmaCube, weights: dict, rms, seed: int, key: str,
     for w in arrays:
         wc = np.zeros(shape)
         wc[pad:pad + y1 - y0, pad:pad + x1 - x0] = w[y0:y1, x0:x1]
-        wks.append(fftconvolve(wc, k[::-1, ::-1], mode="same").ravel())
+        wks.append(_beam_weights(wc, k).ravel())
     wk = np.stack(wks, axis=1)  # (box pixels, regions)
     n_chan = alma.data.shape[0]
     out = np.empty((len(names), idx.size, n_chan))
