@@ -104,25 +104,29 @@ def test_transfer_matrix_columns_are_mask_fractions():
     assert np.isnan(t[:, 1]).all() and not transfer.solvable(t)
 
 
-def test_single_galaxy_exact_recovery():
-    """Noiseless sky = ISM + exponential halo: the halo scale and every term flux and ratio come back exactly."""
+@pytest.mark.parametrize("halo_fit", ["image", "sersic"])
+def test_single_galaxy_exact_recovery(halo_fit):
+    """Noiseless sky = ISM + exponential halo: the halo scale and every term flux and ratio come back exactly
+    (``image``: the halo fitted with the ISM template itself); ``sersic`` fits h with a Sersic stand-in of this
+    lopsided two-Gaussian ISM, so h is off by ~1 % and the fluxes by less."""
     w = _wcs()
     positions = [("", _offset(0.05, -0.03))]
     ism = _ism_map(w, [positions[0][1]])
     masks = _masks(ism)
     skies = {line: _sky(w, [ism], positions, [f]) for line, f in FLUX.items()}
     tr = decompose.galaxy_transfer("g1", masks, ism + 5.0, 5.0, [None], positions, skies["HA"],
-                                   np.ones((N, N), bool), PSF, w, 6.5)
-    assert tr["halo_h_arcsec"].iloc[0] == pytest.approx(H_TRUE, rel=1e-5)
+                                   np.ones((N, N), bool), PSF, w, 6.5, halo_fit=halo_fit)
+    rel = 1e-6 if halo_fit == "image" else 0.02
+    assert tr["halo_h_arcsec"].iloc[0] == pytest.approx(H_TRUE, rel=10 * rel if halo_fit == "image" else rel)
     # the aperture fluxes mix the terms: the CGM mask's O3 is not the halo's
     real = _realisations("g1", masks, skies, lambda ext: ("g1", ext))
     ap = real.set_index(["region", "line"])["flux"]
     assert ap["CGM", "OIII5007"] / ap["CGM", "HB"] != pytest.approx(FLUX["OIII5007"][1] / FLUX["HB"][1], rel=0.05)
     out = decompose.decompose_realisations(real, {"g1": tr}).set_index(["region", "line"])
     for line, (f_ism, f_halo) in FLUX.items():
-        assert out.loc[("ISM", line), "flux"] == pytest.approx(f_ism, rel=1e-6)
-        assert out.loc[("CGM", line), "flux"] == pytest.approx(f_halo, rel=1e-6)
-        assert out.loc[("CGM", line), "flux3"] == pytest.approx(2 * f_halo, rel=1e-6)
+        assert out.loc[("ISM", line), "flux"] == pytest.approx(f_ism, rel=rel)
+        assert out.loc[("CGM", line), "flux"] == pytest.approx(f_halo, rel=rel)
+        assert out.loc[("CGM", line), "flux3"] == pytest.approx(2 * f_halo, rel=rel)
     assert (out["sigma_kms"] == 80.0).all()
 
 
@@ -140,7 +144,7 @@ def test_merger_exact_recovery():
     flux_b = {line: (0.6 * a, 1.3 * b) for line, (a, b) in FLUX.items()}
     skies = {line: _sky(w, isms, positions, [FLUX[line], flux_b[line]]) for line in FLUX}
     tr = decompose.galaxy_transfer("g2", masks, base, 0.0, sides, positions, skies["HA"], np.ones((N, N), bool),
-                                   PSF, w, 6.5)
+                                   PSF, w, 6.5, halo_fit="image")
     real = _realisations("g2", masks, skies, lambda ext: (f"g2_{ext[-1].lower()}", ext[:3]))
     out = decompose.decompose_realisations(real, {"g2": tr}).set_index(["component", "region", "line"])
     for line in FLUX:
@@ -205,3 +209,49 @@ def test_paper_geometry_mock_noiseless_recovery():
             assert abs(aperture) < 0.5 * abs(injected)
         n_checked += 1
     assert n_checked >= 3
+
+
+def _sersic_ism(w, pos, r_eff_pix=1.4, n=1.3, ellip=0.3, theta=0.6):
+    x0, y0 = w.wcs_world2pix([[pos[0], pos[1]]], 0)[0]
+    return decompose._sersic_image((N, N), x0, y0, 1.0, r_eff_pix, n, ellip, theta, PSF / 2.3548200450309493 / PIX)
+
+
+def test_sersic_halo_fit_is_exact_for_a_sersic_ism():
+    """The ``sersic`` halo fit on a noiseless sky whose ISM is a (PSF-convolved, elliptical) Sersic profile:
+    h and the term fluxes come back to < 0.5 %, from every line map the fit sums."""
+    w = _wcs()
+    positions = [("", _offset(0.05, -0.03))]
+    ism = _sersic_ism(w, positions[0][1])
+    masks = _masks(ism)
+    skies = {line: _sky(w, [ism], positions, [f]) for line, f in FLUX.items()}
+    lines = list(FLUX)
+    tr = decompose.galaxy_transfer("g1", masks, ism, 0.0, [None], positions, [skies[ln] for ln in lines],
+                                   np.ones((N, N), bool), PSF, w, 6.5, fit_line="+".join(lines),
+                                   noise=[np.full((N, N), 0.01 * skies[ln].max()) for ln in lines])
+    assert tr["halo_h_arcsec"].iloc[0] == pytest.approx(H_TRUE, rel=5e-3)
+    out = decompose.decompose_realisations(_realisations("g1", masks, skies, lambda ext: ("g1", ext)),
+                                           {"g1": tr}).set_index(["region", "line"])
+    for line, (f_ism, f_halo) in FLUX.items():
+        assert out.loc[("ISM", line), "flux"] == pytest.approx(f_ism, rel=5e-3)
+        assert out.loc[("CGM", line), "flux"] == pytest.approx(f_halo, rel=5e-3)
+
+
+def test_sersic_halo_fit_with_a_noisy_template_and_noisy_line_maps():
+    """A noisy continuum template (correlated at the PSF scale, peak S/N ~140) and a noisy line map (peak S/N ~30),
+    as on the paper-geometry mock: the ``sersic`` fit recovers h.  (On the mock itself the ``image`` fit fails
+    for about a quarter of the galaxies, h ~ the PSF: ``bench/halo_fit.py``, README.)"""
+    from astropy.convolution import Gaussian2DKernel, convolve_fft
+
+    w = _wcs()
+    positions = [("", _offset(0.05, -0.03))]
+    ism = _sersic_ism(w, positions[0][1])
+    masks = _masks(ism)
+    sky = _sky(w, [ism], positions, [FLUX["HA"]])
+    r = np.random.default_rng(11)
+    corr = convolve_fft(r.standard_normal((N, N)), Gaussian2DKernel(PSF / 2.3548200450309493 / PIX))
+    template = ism + corr / corr.std() * ism.max() / 140.0
+    sky_noise = sky.max() / 30.0
+    y = sky + sky_noise * r.standard_normal((N, N))
+    h = decompose.galaxy_transfer("g1", masks, template, 0.0, [None], positions, y, np.ones((N, N), bool), PSF, w,
+                                  6.5, noise=np.full((N, N), sky_noise))["halo_h_arcsec"].iloc[0]
+    assert h == pytest.approx(H_TRUE, rel=0.1)

@@ -24,21 +24,32 @@ Every line's sky is ``sum_c a_c ISM_c + b_c HALO_c``:
     continuum.  Without the cut the image noise over the whole field enters
     the term as spurious structure: on the noisy paper-geometry mock the
     fitted halo scale lengths came out ~2x too small (0.14-0.19" against
-    0.29-0.44"); with it about half of them match the noiseless fit (the
-    image noise left inside the source region and the Ha map's noise still
-    pull the shallow fit towards small scale lengths, README).
+    0.29-0.44").
 ``HALO_c`` (:func:`halo_term`)
     A circular exponential profile (Sérsic n = 1) of scale length ``h``
     centred on the component position, rendered with
     ``astropy.modeling.models.Sersic2D`` (10x oversampled) on a grid padded
     by 12 h, normalised to unit total flux there and convolved with the
     circular Gaussian IFU PSF (``ifu_psf_fwhm``).  ``h`` (one per galaxy) is
-    fitted to the continuum-subtracted Ha map of the reference cube
-    ([O III]5007 where Ha is not covered) over every valid spaxel of the
-    field: for each ``h`` the term fluxes are a linear least-squares fit,
-    ``h`` minimises the residual (``scipy.optimize.minimize_scalar``,
-    bounded, in log h) -- the halo's profile is fixed by the CGM annulus and
-    the field beyond it, the ISM term by the ISM.
+    fitted over every valid spaxel of the reference cube's field: for each
+    ``h`` the term fluxes are a linear least-squares fit, ``h`` minimises the
+    residual (``scipy.optimize.minimize_scalar``, bounded, in log h) -- the
+    halo's profile is fixed by the CGM annulus and the field beyond it, the
+    ISM term by the ISM.  Config ``intrinsic.halo_fit`` (:data:`HALO_FITS`):
+    ``sersic`` (default) fits the Ha, [O III]5007, Hb and [O III]4959 maps the
+    reference cube covers (each its own term fluxes, chi^2 with each map's
+    noise, non-negative fluxes) with the ISM terms replaced *in this fit* by
+    PSF-convolved Sérsic profiles fitted to them (:func:`sersic_ism_models`);
+    ``image`` fits the Ha map ([O III]5007 where Ha is not covered) with the
+    ISM terms themselves, unweighted.  The ISM term is cut to its source, so
+    its faint wings are missing, and it carries the image noise: with the
+    ``image`` fit a compact halo (h ~ the PSF) stands in for them on about a
+    quarter of the noisy paper-geometry mock's galaxies (0.15-0.19" against
+    0.28-0.35" injected); with ``sersic`` the fitted h are within -0.06 to
+    +0.07 dex (16-84 %) of the injected ones (``bench/halo_fit.py``, README).
+    The Sérsic stand-ins are a model of the continuum: a clumpy ISM is fitted
+    less well (on a constructed lopsided two-Gaussian ISM h comes out 1 %
+    high, ``tests/test_decompose.py``).
 
 ``T[m, k]`` is the fraction of term ``k``'s total flux (integrated to
 infinity) in mask ``m`` (ISM, CGM or ISM_A, CGM_A, ISM_B, CGM_B), so the
@@ -64,7 +75,7 @@ from . import ratios as rat
 from .constants import FWHM_PER_SIGMA, proper_kpc_per_arcsec
 from .errors import InputError
 from .imaging import image_noise, psf_match
-from .linemap import line_map
+from .linemap import line_map, line_snr_maps
 from .maskio import read_masks
 from .masks import _bisector_side_a, _positions, reproject_sb
 from .regions import extension_region
@@ -127,6 +138,59 @@ def halo_term(shape, wcs, position, h_arcsec: float, psf_fwhm: float, oversample
     return conv[pad:pad + ny, pad:pad + nx]
 
 
+def _sersic_image(shape, x0, y0, amplitude, r_eff_pix, n, ellip, theta, psf_sigma_pix, oversample=5):
+    """A Sersic2D profile (pixel units) on ``shape``, oversampled and convolved with a circular Gaussian PSF."""
+    from astropy.convolution import Gaussian2DKernel, convolve_fft, discretize_model
+    from astropy.modeling.models import Sersic2D
+
+    pad = int(np.ceil(4 * r_eff_pix + 4 * psf_sigma_pix))
+    ny, nx = shape
+    model = Sersic2D(amplitude=amplitude, r_eff=r_eff_pix, n=n, x_0=x0 + pad, y_0=y0 + pad, ellip=ellip, theta=theta)
+    img = discretize_model(model, (0, nx + 2 * pad), (0, ny + 2 * pad), mode="oversample", factor=oversample)
+    conv = convolve_fft(img, Gaussian2DKernel(psf_sigma_pix), boundary="fill", fill_value=0.0, normalize_kernel=True)
+    return conv[pad:pad + ny, pad:pad + nx]
+
+
+def sersic_ism_models(ism, wcs, positions, psf_fwhm: float) -> list[np.ndarray]:
+    """Smooth stand-ins of the ISM terms: a PSF-convolved Sersic profile fitted to each term's map.
+
+    Each map of :func:`ism_terms` (non-zero on its source region) is fitted where it is non-zero with
+    free amplitude, centre (within 3 spaxels of the component position), effective radius, index (0.3-8),
+    ellipticity and angle (``scipy.optimize.least_squares``, start: n = 1 and the map's second moment); the
+    model is returned on the whole grid.
+    """
+    from scipy.optimize import least_squares
+
+    pix = pixscale_arcsec(wcs)
+    psf_sig = psf_fwhm / FWHM_PER_SIGMA / pix
+    shape = np.asarray(ism[0]).shape
+    out = []
+    for t, (_, pos) in zip(ism, positions):
+        t = np.asarray(t, float)
+        use = t != 0
+        if use.sum() < 8:  # no source to fit (7 free parameters)
+            out.append(np.zeros(shape))
+            continue
+        x0, y0 = (float(v) for v in wcs.celestial.wcs_world2pix([[pos[0], pos[1]]], 0)[0])
+        yy, xx = np.nonzero(use)
+        wts = np.clip(t[use], 0, None)
+        r2 = np.sum(wts * ((xx - x0) ** 2 + (yy - y0) ** 2)) / max(wts.sum(), 1e-300)
+        r0 = max(np.sqrt(max(r2, 0.0) / 2.0) - psf_sig, 0.5)
+        amp0 = max(float(t[use].max()), 1e-300)
+
+        def resid(p):
+            img = _sersic_image(shape, p[1], p[2], amp0 * p[0], np.exp(p[3]), p[4], p[5], p[6], psf_sig)
+            return (img[use] - t[use]) / amp0
+
+        p0 = [1.0, x0, y0, np.log(r0), 1.0, 0.1, 0.0]
+        lo = [0.0, x0 - 3, y0 - 3, np.log(0.2), 0.3, 0.0, -np.pi]
+        hi = [np.inf, x0 + 3, y0 + 3, np.log(max(shape)), 8.0, 0.9, np.pi]
+        res = least_squares(resid, p0, bounds=(lo, hi), x_scale="jac")
+        p = res.x
+        out.append(_sersic_image(shape, p[1], p[2], amp0 * p[0], np.exp(p[3]), p[4], p[5], p[6], psf_sig))
+    return out
+
+
 #: Threshold of the ISM term's source region, in units of the template's noise (:func:`source_region`).
 SOURCE_NSIGMA = 2.0
 
@@ -159,31 +223,90 @@ def ism_terms(sb: np.ndarray, background: float, sides, region=None) -> list[np.
     return [base if s is None else np.where(s, base, 0.0) for s in sides]
 
 
-def _term_fit(line_map, valid, ism, halos):
-    """Least-squares term fluxes of ``line_map`` on ``valid`` spaxels and the residual sum of squares."""
+def _term_fit(line_map, valid, ism, halos, weight=None, nonneg=False):
+    """Least-squares term fluxes of ``line_map`` on ``valid`` spaxels and the (weighted) residual sum of squares.
+
+    ``nonneg``: non-negative least squares (``scipy.optimize.nnls``), which keeps two nearly alike terms
+    from cancelling each other with large fluxes of opposite sign.
+    """
     design = np.stack([t[valid] for t in list(ism) + list(halos)], axis=1)
     y = line_map[valid]
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    if weight is not None:
+        w = weight[valid]
+        design, y = design * w[:, None], y * w
+    if nonneg:
+        from scipy.optimize import nnls
+
+        coef, _ = nnls(design, y)
+    else:
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     return coef, float(np.sum((y - design @ coef) ** 2))
 
 
-def fit_halo_scale(line_map, valid, ism, render, h_bounds) -> float:
+#: How the halo scale length h is fitted (config ``intrinsic.halo_fit``; ``bench/halo_fit.py`` compares them on
+#: the mock; README, "Intrinsic component ratios"):
+#:
+#: ``sersic`` (default)
+#:     chi^2 with each line map's noise, summed over the bright lines of the reference cube
+#:     (:data:`HALO_FIT_LINES`, each with its own term fluxes, one h), the ISM terms replaced *in this fit* by
+#:     a PSF-convolved Sersic profile fitted to each (:func:`sersic_ism_models`), non-negative term fluxes;
+#: ``image``
+#:     least squares on the Ha map ([O III]5007 where Ha is not covered) with the ISM terms as they are.
+#:
+#: The transfer matrix uses the ISM terms as they are in both.
+HALO_FITS = ("sersic", "image")
+
+#: Lines of the ``sersic`` halo fit (those the reference cube covers).
+HALO_FIT_LINES = ("HA", "OIII5007", "HB", "OIII4959")
+
+
+def fit_halo_scale(line_map, valid, ism, render, h_bounds, noise=None, nonneg: bool = False) -> float:
     """Scale length [arcsec] of the halo terms that best fits ``line_map`` with the ISM terms (module doc).
 
-    ``render(h)`` returns the halo term maps for scale length ``h``; ``h_bounds`` = (min, max) [arcsec].
+    Parameters
+    ----------
+    line_map : ndarray or list of ndarray
+        Line map(s); with several, one h and each map its own term fluxes (the chi^2 are summed).
+    valid : ndarray of bool
+        Spaxels of the fit.
+    ism : list of ndarray
+        The ISM term maps.
+    render : callable
+        ``render(h)`` returns the halo term maps for scale length ``h``.
+    h_bounds : (float, float)
+        Bounds of h [arcsec].
+    noise : ndarray or list of ndarray, optional
+        Noise maps of the line maps (chi^2 weights; None: unweighted least squares).
+    nonneg : bool
+        Non-negative term fluxes (:func:`_term_fit`).
     """
     from scipy.optimize import minimize_scalar
 
-    y = np.nan_to_num(np.asarray(line_map, float), nan=0.0)
-    ok = valid & np.isfinite(np.asarray(line_map, float))
-    res = minimize_scalar(lambda lh: _term_fit(y, ok, ism, render(float(np.exp(lh))))[1],
-                          bounds=(np.log(h_bounds[0]), np.log(h_bounds[1])), method="bounded",
+    maps = list(line_map) if isinstance(line_map, (list, tuple)) else [line_map]
+    noises = [None] * len(maps) if noise is None else (list(noise) if isinstance(noise, (list, tuple)) else [noise])
+    fits = []  # (map, spaxels, weights)
+    for m, n in zip(maps, noises):
+        m = np.asarray(m, float)
+        ok = valid & np.isfinite(m)
+        w = None
+        if n is not None:
+            n = np.asarray(n, float)
+            ok &= np.isfinite(n) & (n > 0)
+            w = np.divide(1.0, n, out=np.zeros_like(n), where=ok)
+        fits.append((np.nan_to_num(m, nan=0.0), ok, w))
+
+    def cost(log_h):
+        halos = render(float(np.exp(log_h)))
+        return sum(_term_fit(y, ok, ism, halos, w, nonneg)[1] for y, ok, w in fits)
+
+    res = minimize_scalar(cost, bounds=(np.log(h_bounds[0]), np.log(h_bounds[1])), method="bounded",
                           options={"xatol": 1e-7})
     return float(np.exp(res.x))
 
 
 def galaxy_transfer(gid: str, masks: dict, sb, background, sides, positions, line_map, valid, psf_fwhm: float,
-                    wcs, kpc_per_arcsec: float, fit_line: str = "HA") -> pd.DataFrame:
+                    wcs, kpc_per_arcsec: float, fit_line: str = "HA", noise=None,
+                    halo_fit: str = "sersic") -> pd.DataFrame:
     """Transfer table of one galaxy: ``T[mask, term]`` for the ISM and halo terms of each component.
 
     Parameters
@@ -197,20 +320,26 @@ def galaxy_transfer(gid: str, masks: dict, sb, background, sides, positions, lin
         ``[None]`` or the merger's ``[side_a, ~side_a]``.
     positions : list of (str, (ra, dec))
         Component suffixes ('' or A/B) and positions, in the order of ``sides``.
-    line_map : ndarray
-        Reference line map for the halo fit; ``valid``: the spaxels it is fitted on.
+    line_map : ndarray or list of ndarray
+        Line map(s) for the halo fit; ``valid``: the spaxels it is fitted on.
     psf_fwhm : float
         IFU PSF FWHM [arcsec].
     wcs : astropy.wcs.WCS
     kpc_per_arcsec : float
     fit_line : str
-        Name of the line of ``line_map`` (recorded).
+        Name of the line(s) of ``line_map`` (recorded).
+    noise : ndarray or list of ndarray, optional
+        Noise maps of ``line_map`` (``sersic``: the chi^2 weights).
+    halo_fit : {'sersic', 'image'}
+        How h is fitted (:data:`HALO_FITS`).
 
     Returns
     -------
     DataFrame
         :data:`TRANSFER_COLUMNS`, one row per mask x term.
     """
+    if halo_fit not in HALO_FITS:
+        raise ValueError(f"unknown halo fit {halo_fit!r}: use one of {HALO_FITS}")
     shape = np.asarray(sb).shape
     pix = pixscale_arcsec(wcs)
     base = np.nan_to_num(np.asarray(sb, float) - float(background), nan=0.0)
@@ -222,7 +351,11 @@ def galaxy_transfer(gid: str, masks: dict, sb, background, sides, positions, lin
     def render(h):
         return [halo_term(shape, wcs, pos, h, psf_fwhm) for _, pos in positions]
 
-    h = fit_halo_scale(line_map, valid, ism, render, (0.25 * pix, field))
+    if halo_fit == "sersic":
+        smooth = sersic_ism_models(ism, wcs, positions, psf_fwhm)
+        h = fit_halo_scale(line_map, valid, smooth, render, (0.25 * pix, field), noise, nonneg=True)
+    else:
+        h = fit_halo_scale(line_map, valid, ism, render, (0.25 * pix, field))
     halos = render(h)
     names = [f"{r}_{s}" if s else r for s, _ in positions for r in TERMS]
     maps = [m for pair in zip(ism, halos) for m in pair]
@@ -321,7 +454,7 @@ def decompose_cii(cii_rows: pd.DataFrame, cii_real: pd.DataFrame, transfers: dic
     return table, real.drop(columns=["grating", "line"])
 
 
-def transfer_from_inputs(image, cube, aligned, masks_path, row) -> pd.DataFrame:
+def transfer_from_inputs(image, cube, aligned, masks_path, row, halo_fit: str = "sersic") -> pd.DataFrame:
     """:func:`galaxy_transfer` from a galaxy's continuum image, reference cube, aligned WCS and mask file.
 
     The continuum is PSF-matched and reprojected as for the ISM mask (its background: the
@@ -331,33 +464,42 @@ def transfer_from_inputs(image, cube, aligned, masks_path, row) -> pd.DataFrame:
     matched = psf_match(image, row["image_psf_fwhm"], row["ifu_psf_fwhm"])
     background, _ = image_noise(matched)
     sb = reproject_sb(matched, image.wcs, aligned.celestial, cube.sci.shape[1:])
-    return transfer_from_masks(masks, sb, background, cube, aligned, row)
+    return transfer_from_masks(masks, sb, background, cube, aligned, row, halo_fit)
 
 
-def transfer_from_masks(masks: dict, sb, background: float, cube, aligned, row) -> pd.DataFrame:
+def transfer_from_masks(masks: dict, sb, background: float, cube, aligned, row,
+                        halo_fit: str = "sersic") -> pd.DataFrame:
     """:func:`galaxy_transfer` from masks on the aligned reference grid and the PSF-matched continuum there.
 
     ``masks``, ``sb`` and ``background`` are what :func:`ismcgm.masks.make_masks` returns as
     ``regions``, ``ism_sb`` and ``background`` (the extraction job passes them on instead of redoing the
-    PSF matching and the reprojection); the halo is fitted to the Ha map of the reference cube
-    ([O III]5007 where Ha is not covered) over the cube's valid spaxels.
+    PSF matching and the reprojection).  The halo is fitted (:data:`HALO_FITS`) over the reference cube's
+    valid spaxels to the maps of :data:`HALO_FIT_LINES` it covers with their noise (``sersic``), or to its
+    Ha map, [O III]5007 where Ha is not covered (``image``).
     """
     gid = row["id"]
+    z = float(row["z"])
     w = aligned.celestial
     shape = cube.sci.shape[1:]
     positions = _positions(row)
     sides = [None] if len(positions) == 1 else [(a := _bisector_side_a(w, shape, positions[0][1], positions[1][1])), ~a]
-    for line in ("HA", "OIII5007"):
+    maps, noises, names = [], [], []
+    for line in HALO_FIT_LINES if halo_fit == "sersic" else ("HA", "OIII5007"):
         try:
-            lmap = line_map(cube, float(row["z"]), line)
-            break
+            signal, noise = line_snr_maps(cube, z, line) if halo_fit == "sersic" else (line_map(cube, z, line), None)
         except InputError:
             continue
-    else:
+        maps.append(signal)
+        noises.append(noise)
+        names.append(line)
+        if halo_fit != "sersic":
+            break
+    if not maps:
         raise InputError(gid, cube.path, "neither Ha nor [O III]5007 is covered for the halo fit of the decomposition",
                          "give a reference cube that covers Ha or [O III]5007")
-    return galaxy_transfer(gid, masks, sb, background, sides, positions, lmap, cube.valid_spaxels,
-                           float(row["ifu_psf_fwhm"]), w, proper_kpc_per_arcsec(float(row["z"])), line)
+    return galaxy_transfer(gid, masks, sb, background, sides, positions, maps, cube.valid_spaxels,
+                           float(row["ifu_psf_fwhm"]), w, proper_kpc_per_arcsec(z), "+".join(names),
+                           noises if halo_fit == "sersic" else None, halo_fit)
 
 
 def intrinsic_ratios(realisations, transfers: dict, samples, detect_snr: float, intrinsic_ha_hb: float,

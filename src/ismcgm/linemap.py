@@ -58,3 +58,14 @@ def line_map(cube: Cube, z: float, line: str = "HA", window_kms: float = 500.0,
         out = np.nansum(sub, axis=0)
         out[~np.any(np.isfinite(data[win]), axis=0)] = np.nan
     return out
+
+
+def line_snr_maps(cube, z: float, line: str = "HA", window_kms: float = 500.0):
+    """Signal (:func:`line_map`) and noise maps of one line [erg/s/cm2 per spaxel]."""
+    signal = line_map(cube, z, line, window_kms)
+    lam0 = ins.observed_wavelength_um(line, z)
+    win = np.abs((cube.wave_um / lam0 - 1.0) * ins.C_KMS) <= window_kms
+    fl = flambda_factor(cube.wave_um, cube.pixar_sr) * np.gradient(cube.wave_um) * 1e4
+    e = cube.err[win] * fl[win][:, None, None]
+    noise = np.sqrt(np.nansum(e**2, axis=0))
+    return signal, np.where(noise > 0, noise, np.nan)

@@ -33,10 +33,8 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-from . import extract
-from . import instrument as ins
 from .io import atomic_path
-from .linemap import line_map
+from .linemap import line_snr_maps  # noqa: F401  (part of this module's interface: the bins' S/N)
 from .ratios import preferred_grating
 from .resolved import component_positions, radius_map_kpc
 
@@ -50,17 +48,6 @@ BIN_COLUMNS = ["id", "component", "region", "bin", "n_spaxels", "x_pix", "y_pix"
 def bin_key(k: int) -> str:
     """Region name (and Monte Carlo key) of Voronoi bin ``k``."""
     return f"bin{k:03d}"
-
-
-def line_snr_maps(cube, z: float, line: str = "HA", window_kms: float = 500.0):
-    """Signal (:func:`ismcgm.linemap.line_map`) and noise maps of one line [erg/s/cm2 per spaxel]."""
-    signal = line_map(cube, z, line, window_kms)
-    lam0 = ins.observed_wavelength_um(line, z)
-    win = np.abs((cube.wave_um / lam0 - 1.0) * ins.C_KMS) <= window_kms
-    fl = extract.flambda_factor(cube.wave_um, cube.pixar_sr) * np.gradient(cube.wave_um) * 1e4
-    e = cube.err[win] * fl[win][:, None, None]
-    noise = np.sqrt(np.nansum(e**2, axis=0))
-    return signal, np.where(noise > 0, noise, np.nan)
 
 
 def _vorbin(x, y, signal, noise, target):

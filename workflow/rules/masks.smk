@@ -96,6 +96,7 @@ for _kind, _gratings in extract_sets():
             mask=mask_params,
             regions=lambda w: region_names(w.id),
             gratings=lambda w: gratings_of(w.id),
+            halo_fit=config["intrinsic"]["halo_fit"],
         script:
             "../scripts/extract.py"
 

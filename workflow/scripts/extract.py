@@ -56,7 +56,7 @@ def main():
         write_spectra(row, grating, cube, alignment, out.spectra[i * n:(i + 1) * n])
     # the masks' PSF-matched continuum on the reference grid is the decomposition's ISM term
     transfer = decompose.transfer_from_masks(result["regions"], result["ism_sb"], result["background"], ref,
-                                             aligned_wcs(ref.wcs, alignment), row)
+                                             aligned_wcs(ref.wcs, alignment), row, par.halo_fit)
     write_table(transfer, out.transfer)
 
 
