@@ -177,10 +177,15 @@ def sersic_ism_models(ism, wcs, positions, psf_fwhm: float) -> list[np.ndarray]:
         r2 = np.sum(wts * ((xx - x0) ** 2 + (yy - y0) ** 2)) / max(wts.sum(), 1e-300)
         r0 = max(np.sqrt(max(r2, 0.0) / 2.0) - psf_sig, 0.5)
         amp0 = max(float(t[use].max()), 1e-300)
+        # the fit renders only the box around the term's spaxels (the render pads by the profile itself)
+        ya, yb = max(yy.min() - 1, 0), min(yy.max() + 2, shape[0])
+        xa, xb = max(xx.min() - 1, 0), min(xx.max() + 2, shape[1])
+        box_use, box_t = use[ya:yb, xa:xb], t[ya:yb, xa:xb]
 
         def resid(p):
-            img = _sersic_image(shape, p[1], p[2], amp0 * p[0], np.exp(p[3]), p[4], p[5], p[6], psf_sig)
-            return (img[use] - t[use]) / amp0
+            img = _sersic_image((yb - ya, xb - xa), p[1] - xa, p[2] - ya, amp0 * p[0], np.exp(p[3]), p[4], p[5], p[6],
+                                psf_sig)
+            return (img[box_use] - box_t[box_use]) / amp0
 
         p0 = [1.0, x0, y0, np.log(r0), 1.0, 0.1, 0.0]
         lo = [0.0, x0 - 3, y0 - 3, np.log(0.2), 0.3, 0.0, -np.pi]
