@@ -223,3 +223,9 @@ def test_recovery_figure_writes_files(tmp_path):
     pdf, png = tmp_path / "rec.pdf", tmp_path / "rec.png"
     plot_recovery(rec, pdf, png)
     _check_outputs(pdf, png)
+    # with the decomposition's intrinsic shifts (issue 19), one of them undefined
+    rec["intrinsic_shift"] = [0.0, 0.15, float("nan"), -0.12]
+    rec["intrinsic_sigma_med"] = [0.04, 0.06, float("nan"), 0.2]
+    pdf, png = tmp_path / "rec_intrinsic.pdf", tmp_path / "rec_intrinsic.png"
+    plot_recovery(rec, pdf, png)
+    _check_outputs(pdf, png)

@@ -70,16 +70,23 @@ def plot_recovery(recovery_df: pd.DataFrame, pdf, png, synthetic: bool = True) -
     ax.errorbar(x, meas, yerr=sig, fmt="o", color="tab:blue", elinewidth=2, ms=5, zorder=3)
     ax.plot(x, df["injected_shift"], "s", mfc="none", mec="tab:orange", ms=9, mew=1.5, zorder=4)
     ax.plot(x, df["true_shift"], "_", color="k", ms=16, mew=2, zorder=5)
+    handles = [
+        Line2D([], [], ls="", marker="s", mfc="none", mec="tab:orange", label="injected"),
+        Line2D([], [], ls="", marker="_", color="k", ms=12, mew=2, label="true (masks)"),
+        Line2D([], [], ls="-", marker="o", color="tab:blue", label=r"measured $\pm1,2\sigma_{\rm med}$"),
+    ]
+    if "intrinsic_shift" in df.columns and np.isfinite(df["intrinsic_shift"].to_numpy(float)).any():
+        # the decomposition's ISM and halo terms (issue 19), beside the aperture values
+        ax.errorbar(x + 0.22, df["intrinsic_shift"].to_numpy(float), yerr=df["intrinsic_sigma_med"].to_numpy(float),
+                    fmt="D", color="tab:green", ms=4, elinewidth=1.2, zorder=3)
+        handles.append(Line2D([], [], ls="-", marker="D", color="tab:green", ms=4,
+                              label=r"intrinsic (decomposed) $\pm1\sigma_{\rm med}$"))
     ax.set_xticks(range(len(order)), [RATIO_LABELS.get(r, r) for r in order], rotation=30)
     ax.set_ylabel(r"$\Delta$ log ratio (CGM $-$ ISM) [dex]")
     ax.legend(
-        handles=[
-            Line2D([], [], ls="", marker="s", mfc="none", mec="tab:orange", label="injected"),
-            Line2D([], [], ls="", marker="_", color="k", ms=12, mew=2, label="true (masks)"),
-            Line2D([], [], ls="-", marker="o", color="tab:blue", label=r"measured $\pm1,2\sigma_{\rm med}$"),
-        ],
+        handles=handles,
         fontsize=8,
-        loc="best",
+        loc="upper left",
     )
 
     axp.axhspan(-2, 2, color="0.9", zorder=0)
