@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """How well the decomposition's halo scale length h is recovered on a finished mock run (issue 19).
 
-    python bench/halo_fit.py RUN_DIR [--variant default] [--method current ...]
+    python bench/halo_fit.py RUN_DIR [--variant default] [--method sersic --method image]
 
 For every galaxy of the run's SYNTHETIC mock the transfer inputs are rebuilt
 from the run's files as the extraction job builds them (continuum image
 PSF-matched and reprojected onto the aligned reference grid, masks, the
-reference cube), ``h`` is fitted with each ``--method`` and compared with
+reference cube), ``h`` is fitted with each ``--method`` (``intrinsic.halo_fit``; default: all) and compared with
 the scale length injected into the mock (``results/mock/truth.json``, the
 ``paper`` geometry's exponential halo; a ``compact`` mock has a Gaussian
 halo and no injected h).  Printed: per galaxy the injected and fitted h, and
