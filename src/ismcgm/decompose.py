@@ -298,7 +298,8 @@ def fit_halo_scale(line_map, valid, ism, render, h_bounds, noise=None, nonneg: b
             n = np.asarray(n, float)
             ok &= np.isfinite(n) & (n > 0)
             w = np.divide(1.0, n, out=np.zeros_like(n), where=ok)
-        fits.append((np.nan_to_num(m, nan=0.0), ok, w))
+        if ok.any():  # a map without a usable spaxel (e.g. a line in a detector gap) adds nothing
+            fits.append((np.nan_to_num(m, nan=0.0), ok, w))
 
     def cost(log_h):
         halos = render(float(np.exp(log_h)))
