@@ -1,4 +1,4 @@
-"""Continuum-subtracted line maps of an IFU cube (Fig. 1, the [C II] beam-spill transfer matrix)."""
+"""Continuum-subtracted line maps of an IFU cube and their noise (Fig. 1, the [C II] beam-spill transfer matrix, the Voronoi bins' S/N, the halo fit of the decomposition)."""
 
 from __future__ import annotations
 
