@@ -4,9 +4,9 @@
     python bench/halo_fit.py RUN_DIR [--variant default] [--method sersic --method image]
 
 For every galaxy of the run's SYNTHETIC mock the transfer inputs are rebuilt
-from the run's files as the extraction job builds them (continuum image
+from the run's files (:func:`ismcgm.decompose.transfer_inputs`: continuum image
 PSF-matched and reprojected onto the aligned reference grid, masks, the
-reference cube), ``h`` is fitted with each ``--method`` (``intrinsic.halo_fit``; default: all) and compared with
+reference cube), once per galaxy, ``h`` is fitted with each ``--method`` (``intrinsic.halo_fit``; default: all) and compared with
 the scale length injected into the mock (``results/mock/truth.json``, the
 ``paper`` geometry's exponential halo; a ``compact`` mock has a Gaussian
 halo and no injected h).  Printed: per galaxy the injected and fitted h, and
@@ -24,10 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ismcgm import decompose, samples
-from ismcgm.imaging import image_noise, psf_match
 from ismcgm.io import read_cube, read_image, read_table
-from ismcgm.maskio import aligned_wcs, read_masks
-from ismcgm.masks import reproject_sb
+from ismcgm.maskio import aligned_wcs
 
 
 def injected_h(truth: dict, gid: str) -> float:
@@ -37,16 +35,12 @@ def injected_h(truth: dict, gid: str) -> float:
 
 
 def galaxy_inputs(run: Path, variant: str, row):
+    """(masks, PSF-matched continuum, background, reference cube, aligned WCS) of one galaxy of the run."""
     gid = row["id"]
-    ref = samples.reference_grating(row)
-    cube = read_cube(run / row[f"cube_{ref}"], gid)
-    image = read_image(run / row["image"], gid)
-    alignment = read_table(run / f"results/alignment/{gid}.csv")
-    aligned = aligned_wcs(cube.wcs, alignment)
-    masks, _, _ = read_masks(run / f"results/masks/{variant}/{gid}.fits")
-    matched = psf_match(image, row["image_psf_fwhm"], row["ifu_psf_fwhm"])
-    background, _ = image_noise(matched)
-    sb = reproject_sb(matched, image.wcs, aligned.celestial, cube.sci.shape[1:])
+    cube = read_cube(run / row[f"cube_{samples.reference_grating(row)}"], gid)
+    aligned = aligned_wcs(cube.wcs, read_table(run / f"results/alignment/{gid}.csv"))
+    masks, sb, background = decompose.transfer_inputs(read_image(run / row["image"], gid), cube, aligned,
+                                                      run / f"results/masks/{variant}/{gid}.fits", row)
     return masks, sb, background, cube, aligned
 
 

@@ -119,36 +119,41 @@ def halo_term(shape, wcs, position, h_arcsec: float, psf_fwhm: float, oversample
     ndarray (ny, nx)
         The part of the unit flux that falls on the grid's pixels.
     """
-    from astropy.convolution import Gaussian2DKernel, convolve_fft, discretize_model
-    from astropy.modeling.models import Sersic2D
-
     pix = pixscale_arcsec(wcs)
     x0, y0 = (float(v) for v in wcs.celestial.wcs_world2pix([[position[0], position[1]]], 0)[0])
     h_pix = h_arcsec / pix
-    pad = int(np.ceil(HALO_PAD_H * h_pix + 4 * psf_fwhm / FWHM_PER_SIGMA / pix))
-    ny, nx = shape
-    model = Sersic2D(amplitude=1.0, r_eff=1.6783469900166608 * h_pix, n=1.0, x_0=x0 + pad, y_0=y0 + pad)
+    psf_sigma_pix = psf_fwhm / FWHM_PER_SIGMA / pix
+    pad = int(np.ceil(HALO_PAD_H * h_pix + 4 * psf_sigma_pix))
     # a profile many pixels wide needs less oversampling; without this a fit that wanders to h ~ the field
     # (grid padded by 12 h) renders ~10^8 points per step (minutes per galaxy)
     factor = oversample if h_pix <= 5.0 else max(2, int(np.ceil(oversample * 5.0 / h_pix)))
+    return _render_sersic(shape, x0, y0, pad, factor, psf_sigma_pix, unit_flux=True, amplitude=1.0,
+                          r_eff=1.6783469900166608 * h_pix, n=1.0)
+
+
+def _render_sersic(shape, x0, y0, pad: int, factor: int, psf_sigma_pix: float, unit_flux: bool = False,
+                   **sersic) -> np.ndarray:
+    """``Sersic2D(**sersic)`` centred on pixel (x0, y0) of ``shape``: discretized (``factor``x oversampled) on
+    the grid padded by ``pad`` pixels (normalised to unit sum there with ``unit_flux``), convolved with a
+    circular Gaussian PSF of ``psf_sigma_pix``, cropped to ``shape``."""
+    from astropy.convolution import Gaussian2DKernel, convolve_fft, discretize_model
+    from astropy.modeling.models import Sersic2D
+
+    ny, nx = shape
+    model = Sersic2D(x_0=x0 + pad, y_0=y0 + pad, **sersic)
     img = discretize_model(model, (0, nx + 2 * pad), (0, ny + 2 * pad), mode="oversample", factor=factor)
-    img = img / img.sum()
-    kern = Gaussian2DKernel(psf_fwhm / FWHM_PER_SIGMA / pix)
-    conv = convolve_fft(img, kern, boundary="fill", fill_value=0.0, normalize_kernel=True)
+    if unit_flux:
+        img = img / img.sum()
+    conv = convolve_fft(img, Gaussian2DKernel(psf_sigma_pix), boundary="fill", fill_value=0.0, normalize_kernel=True)
     return conv[pad:pad + ny, pad:pad + nx]
 
 
 def _sersic_image(shape, x0, y0, amplitude, r_eff_pix, n, ellip, theta, psf_sigma_pix, oversample=5):
-    """A Sersic2D profile (pixel units) on ``shape``, oversampled and convolved with a circular Gaussian PSF."""
-    from astropy.convolution import Gaussian2DKernel, convolve_fft, discretize_model
-    from astropy.modeling.models import Sersic2D
-
+    """An elliptical Sersic profile (pixel units) on ``shape`` at the PSF (:func:`_render_sersic`, padded by
+    4 R_e + 4 PSF sigma)."""
     pad = int(np.ceil(4 * r_eff_pix + 4 * psf_sigma_pix))
-    ny, nx = shape
-    model = Sersic2D(amplitude=amplitude, r_eff=r_eff_pix, n=n, x_0=x0 + pad, y_0=y0 + pad, ellip=ellip, theta=theta)
-    img = discretize_model(model, (0, nx + 2 * pad), (0, ny + 2 * pad), mode="oversample", factor=oversample)
-    conv = convolve_fft(img, Gaussian2DKernel(psf_sigma_pix), boundary="fill", fill_value=0.0, normalize_kernel=True)
-    return conv[pad:pad + ny, pad:pad + nx]
+    return _render_sersic(shape, x0, y0, pad, oversample, psf_sigma_pix, amplitude=amplitude, r_eff=r_eff_pix, n=n,
+                          ellip=ellip, theta=theta)
 
 
 def sersic_ism_models(ism, wcs, positions, psf_fwhm: float) -> list[np.ndarray]:
@@ -460,17 +465,21 @@ def decompose_cii(cii_rows: pd.DataFrame, cii_real: pd.DataFrame, transfers: dic
     return table, real.drop(columns=["grating", "line"])
 
 
-def transfer_from_inputs(image, cube, aligned, masks_path, row, halo_fit: str = "sersic") -> pd.DataFrame:
-    """:func:`galaxy_transfer` from a galaxy's continuum image, reference cube, aligned WCS and mask file.
-
-    The continuum is PSF-matched and reprojected as for the ISM mask (its background: the
-    sigma-clipped median of :func:`ismcgm.imaging.image_noise`); then :func:`transfer_from_masks`.
-    """
+def transfer_inputs(image, cube, aligned, masks_path, row):
+    """The masks, the PSF-matched continuum on the aligned reference grid and its background, as the ISM mask
+    is made (background: the sigma-clipped median of :func:`ismcgm.imaging.image_noise`): the first three
+    arguments of :func:`transfer_from_masks`."""
     masks, _, _ = read_masks(masks_path)
     matched = psf_match(image, row["image_psf_fwhm"], row["ifu_psf_fwhm"])
     background, _ = image_noise(matched)
     sb = reproject_sb(matched, image.wcs, aligned.celestial, cube.sci.shape[1:])
-    return transfer_from_masks(masks, sb, background, cube, aligned, row, halo_fit)
+    return masks, sb, background
+
+
+def transfer_from_inputs(image, cube, aligned, masks_path, row, halo_fit: str = "sersic") -> pd.DataFrame:
+    """:func:`galaxy_transfer` from a galaxy's continuum image, reference cube, aligned WCS and mask file
+    (:func:`transfer_inputs`, then :func:`transfer_from_masks`)."""
+    return transfer_from_masks(*transfer_inputs(image, cube, aligned, masks_path, row), cube, aligned, row, halo_fit)
 
 
 def transfer_from_masks(masks: dict, sb, background: float, cube, aligned, row,

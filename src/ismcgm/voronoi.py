@@ -34,7 +34,6 @@ import pandas as pd
 from astropy.io import fits
 
 from .io import atomic_path
-from .linemap import line_snr_maps  # noqa: F401  (part of this module's interface: the bins' S/N)
 from .ratios import preferred_grating
 from .resolved import component_positions, radius_map_kpc
 

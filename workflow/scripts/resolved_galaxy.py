@@ -8,6 +8,7 @@ from ismcgm import instrument as ins
 from ismcgm import maskio, masks, resolved, voronoi
 from ismcgm import samples as sio
 from ismcgm.io import atomic_path, read_cube, read_table, write_table
+from ismcgm.linemap import line_snr_maps
 from ismcgm.workflow_script import run
 
 
@@ -59,7 +60,7 @@ def maps(out, par, row, cubes, aligned, region_masks, mask_wcs):
     line = cfg["line"]
     if line not in ins.lines_in_grating(ref_grating, row["z"]):
         line = "OIII5007"  # e.g. Halpha beyond the reference grating
-    signal, noise = voronoi.line_snr_maps(cubes[ref_grating], row["z"], line)
+    signal, noise = line_snr_maps(cubes[ref_grating], row["z"], line)
     bins, regions, binid = voronoi.voronoi_bins(row, region_masks, signal, noise, cfg["target_snr"])
     spectra = resolved.stacked_spectra(cubes, aligned, bins, mask_wcs, regions)
     chunks = resolved.fit_annuli(gid, row["z"], spectra, par.seed, par.n_mc, par.fit)
