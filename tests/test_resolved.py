@@ -43,7 +43,7 @@ def test_annuli_partition_the_disc():
     annuli, regions = resolved.annulus_masks(_row(), w, (n, n))
     stack = np.sum([m.astype(int) for m in annuli.values()], axis=0)
     assert stack.max() == 1  # disjoint
-    r = resolved.radius_map_kpc(w, (n, n), (RA0, DEC0), Z)
+    r = resolved.radius_map_kpc(w, (n, n), (RA0, DEC0), resolved.kpc_per_arcsec(Z))
     np.testing.assert_array_equal(stack.astype(bool), r < 10.0)  # union = the 10 kpc disc
     # the discs inside each outer edge have areas close to pi r_out^2 (spaxel discreteness)
     kpc_pix = PIX * resolved.kpc_per_arcsec(Z)
@@ -286,3 +286,27 @@ def test_profile_pulls_pooled_over_mock_seeds(tmp_path_factory):
     for ratio in resolved.PULL_RATIOS:
         r = summary.loc[ratio]
         assert abs(r["median_pull"]) <= 0.2 and 0.8 <= r["std_pull"] <= 1.25, (ratio, r.to_dict())
+
+
+def test_annuli_take_the_mask_files_kpc_scale(tmp_path):
+    """The job reads the kpc scale from the mask file (KPCAS, written with the masks' radii) instead of
+    importing the cosmology; the value survives the FITS round trip, so the annuli are the same."""
+    from ismcgm import maskio
+
+    n = 41
+    w = _wcs(n)
+    annuli, _ = resolved.annulus_masks(_row(), w, (n, n))
+    path = tmp_path / "m.fits"
+    maskio.write_masks(path, annuli, w, meta={"ID": "g", "Z": Z})
+    _, _, headers = maskio.read_masks(path)
+    scale = maskio.kpc_per_arcsec(headers)
+    assert scale == resolved.kpc_per_arcsec(Z)
+    again, _ = resolved.annulus_masks(_row(), w, (n, n), kpc_per_arcsec=scale)
+    assert all(np.array_equal(annuli[k], again[k]) for k in annuli)
+    # another scale moves the edges: the argument is used
+    other, _ = resolved.annulus_masks(_row(), w, (n, n), kpc_per_arcsec=0.5 * scale)
+    assert not all(np.array_equal(annuli[k], other.get(k, 0 * annuli[k])) for k in annuli)
+    headers["PRIMARY"].remove("KPCAS")  # a mask file of an older run: the same scale from the redshift
+    assert maskio.kpc_per_arcsec(headers, Z) == scale
+    with pytest.raises(KeyError, match="rebuild the masks"):  # and without one a clear error
+        maskio.kpc_per_arcsec(headers)

@@ -70,7 +70,7 @@ import pandas as pd
 from scipy import ndimage
 
 from . import cii as cii_mod
-from . import linefluxes, mc
+from . import linefluxes, mc, stacking
 from . import ratios as rat
 from .constants import FWHM_PER_SIGMA, proper_kpc_per_arcsec
 from .errors import InputError
@@ -543,6 +543,8 @@ def intrinsic_ratios(realisations, transfers: dict, samples, detect_snr: float, 
         :data:`ismcgm.ratios.RATIO_COLUMNS` of the terms, as ``ratios.csv``.
     skipped : list of str
         Galaxies whose transfer matrix could not be inverted (left out, see :func:`decompose_realisations`).
+    stacked : DataFrame
+        The sample-level stacked shifts of the terms (:func:`ismcgm.stacking.stacked_shifts`).
     """
     chunks = realisations.drop(columns=["ebv", "flux_dustcorr"], errors="ignore")
     terms = decompose_realisations(chunks, transfers)
@@ -554,4 +556,5 @@ def intrinsic_ratios(realisations, transfers: dict, samples, detect_snr: float, 
     fluxes = rat.preferred_grating(pd.concat(tables, ignore_index=True))
     real = rat.realisation_fluxes(real, cii_terms)
     out = rat.compute_ratios(fluxes, samples, realisations=real)
-    return table, out, list(terms.attrs.get("skipped", []))
+    stacked = stacking.stacked_shifts(fluxes, real, detect_snr=detect_snr, intrinsic_ha_hb=intrinsic_ha_hb)
+    return table, out, list(terms.attrs.get("skipped", [])), stacked

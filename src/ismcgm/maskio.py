@@ -58,16 +58,18 @@ def tophat_radius_arcsec(params) -> float:
     return float(r) if r is not None else 0.5 * float(params["tophat_diameter_arcsec"])
 
 
-def region_stats(regions: dict, wcs: WCS, z: float) -> dict:
+def region_stats(regions: dict, wcs: WCS, z: float, kpc_per_arcsec: float | None = None) -> dict:
     """Spaxel counts, areas and circularised radii of each region.
 
     Returns ``{name: {'n_spaxels', 'area_arcsec2', 'r_kpc', 'r_cgm_kpc'}}``
     where ``r_kpc = sqrt(area / pi)`` of the region itself and
     ``r_cgm_kpc = sqrt((A_ISM + A_CGM) / pi)`` of its component (the outer
-    CGM radius, see the module docstring).
+    CGM radius, see the module docstring).  ``kpc_per_arcsec``: the scale at
+    ``z`` when the caller has it (default: computed, :func:`ismcgm.constants.proper_kpc_per_arcsec`).
     """
     pix_area = pixscale_arcsec(wcs) ** 2
-    kpc_per_arcsec = proper_kpc_per_arcsec(z)
+    if kpc_per_arcsec is None:
+        kpc_per_arcsec = proper_kpc_per_arcsec(z)
     out = {}
     for name, m in regions.items():
         n = int(np.count_nonzero(m))
@@ -103,9 +105,16 @@ def write_masks(path, masks, wcs: WCS | None = None, params=None, meta=None) -> 
         ``SHIFTRA``, ``SHIFTDEC``, ``ALIGNRES``).
 
     Each region header carries the WCS, ``REGION``, ``NSPAX``, ``AREA``
-    [arcsec2], ``RKPC`` and ``RCGMKPC`` [kpc].
+    [arcsec2], ``RKPC`` and ``RCGMKPC`` [kpc].  With a redshift (``meta['Z']``)
+    the primary header also records ``KPCAS``, the proper kpc per arcsec of
+    the radii (given in ``meta`` or computed): the jobs that read the masks
+    take their kpc scale from it (:func:`kpc_per_arcsec`) instead of
+    importing the cosmology (~0.5 s a job).
     """
     meta = dict(meta or {})
+    z = float(meta.get("Z", meta.get("z", np.nan)))
+    if meta.get("KPCAS") is None and np.isfinite(z):
+        meta["KPCAS"] = float(proper_kpc_per_arcsec(z))
     if "regions" in masks:
         regions = masks["regions"]
         wcs = wcs if wcs is not None else masks["wcs"]
@@ -116,7 +125,7 @@ def write_masks(path, masks, wcs: WCS | None = None, params=None, meta=None) -> 
         info = None
     params = {**DEFAULT_PARAMS, **(params or {})}
     if info is None:
-        info = region_stats(regions, wcs, float(meta.get("Z", meta.get("z", np.nan))))
+        info = region_stats(regions, wcs, z, meta.get("KPCAS"))
     prim = fits.PrimaryHDU()
     for k, v in meta.items():
         if isinstance(v, (np.integer, np.floating, np.bool_)):
@@ -169,6 +178,21 @@ def read_masks(path):
                     warnings.simplefilter("ignore")
                     wcs = WCS(h.header).celestial
     return masks, wcs, headers
+
+
+def kpc_per_arcsec(headers, z: float | None = None) -> float:
+    """The proper kpc per arcsec a mask file's radii were computed with (``KPCAS`` of its primary header,
+    :func:`write_masks`); ``headers``: :func:`read_masks`'s headers or the primary header itself.
+
+    A mask file written before the card existed has none: then the scale is computed at ``z`` (the same
+    number, with the cosmology's import), and without ``z`` it is an error.
+    """
+    prim = headers.get("PRIMARY", headers) if isinstance(headers, dict) else headers
+    if "KPCAS" in prim:
+        return float(prim["KPCAS"])
+    if z is None:
+        raise KeyError("the mask file has no KPCAS card and no redshift was given: rebuild the masks")
+    return float(proper_kpc_per_arcsec(float(z)))
 
 
 def alignment_shift(alignment, grating: str | None = None) -> tuple[float, float]:

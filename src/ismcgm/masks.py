@@ -56,7 +56,6 @@ import warnings
 
 import astropy.units as u
 import numpy as np
-from astropy.convolution import Tophat2DKernel, convolve
 from astropy.wcs import WCS
 from scipy import ndimage
 
@@ -373,6 +372,10 @@ def make_masks(image: Image, cube: Cube, aligned_wcs: WCS, row, params=None, alm
         grown = ndimage.binary_dilation(ism, structure=_STRUCT8, iterations=int(p["dilation_iterations"]))
     radius_pix = tophat_radius_arcsec(p) / pixscale_arcsec(w)
     if radius_pix > 0:
+        # imported here: astropy.convolution (with astropy.modeling, ~0.3 s) is needed only to build masks,
+        # not by the jobs that read them and use this module's geometry (exclude_mask, the merger split)
+        from astropy.convolution import Tophat2DKernel, convolve
+
         kern = Tophat2DKernel(radius_pix)
         k = kern.array
         eps = 0.5 * k[k > 0].min()

@@ -113,17 +113,18 @@ def kpc_per_arcsec(z: float) -> float:
     return float(proper_kpc_per_arcsec(z))
 
 
-def radius_map_kpc(wcs, shape, position, z: float) -> np.ndarray:
-    """Projected proper distance [kpc] of every spaxel centre from a sky position."""
+def radius_map_kpc(wcs, shape, position, kpc_per_arcsec: float) -> np.ndarray:
+    """Projected proper distance [kpc] of every spaxel centre from a sky position (``kpc_per_arcsec``:
+    the scale at the galaxy's redshift, e.g. :func:`ismcgm.maskio.kpc_per_arcsec` of its mask file)."""
     yy, xx = np.indices(shape)
     ra, dec = wcs.celestial.pixel_to_world_values(xx, yy)
     ra0, dec0 = position
     dra = ((np.asarray(ra) - ra0 + 180.0) % 360.0 - 180.0) * np.cos(np.deg2rad(dec0))
     ddec = np.asarray(dec) - dec0
-    return np.hypot(dra, ddec) * 3600.0 * kpc_per_arcsec(z)
+    return np.hypot(dra, ddec) * 3600.0 * kpc_per_arcsec
 
 
-def annulus_masks(row, wcs, shape, edges_kpc=DEFAULT_EDGES_KPC, valid=None):
+def annulus_masks(row, wcs, shape, edges_kpc=DEFAULT_EDGES_KPC, valid=None, kpc_per_arcsec: float | None = None):
     """Circular annuli about every component (see module docstring).
 
     Parameters
@@ -137,6 +138,10 @@ def annulus_masks(row, wcs, shape, edges_kpc=DEFAULT_EDGES_KPC, valid=None):
         Increasing annulus edges [kpc].
     valid : ndarray of bool, optional
         Spaxels that may be used (valid and not excluded).
+    kpc_per_arcsec : float, optional
+        Proper kpc per arcsec at the galaxy's redshift (the mask file's
+        ``KPCAS``, :func:`ismcgm.maskio.kpc_per_arcsec`); default: computed
+        from ``row["z"]``.
 
     Returns
     -------
@@ -148,13 +153,13 @@ def annulus_masks(row, wcs, shape, edges_kpc=DEFAULT_EDGES_KPC, valid=None):
     edges = np.asarray(edges_kpc, dtype=float)
     if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0) or edges[0] < 0:
         raise ValueError(f"annulus edges must increase from >= 0 kpc, got {list(edges_kpc)}")
-    z = float(row["z"])
+    scale = float(proper_kpc_per_arcsec(float(row["z"]))) if kpc_per_arcsec is None else float(kpc_per_arcsec)
     ok = np.ones(shape, bool) if valid is None else np.asarray(valid, bool)
     comps = component_positions(row)
     side_a = masks._bisector_side_a(wcs.celestial, shape, comps[0][2], comps[1][2]) if len(comps) == 2 else None
     annuli, regions = {}, []
     for k, (component, suffix, pos) in enumerate(comps):
-        r = radius_map_kpc(wcs, shape, pos, z)
+        r = radius_map_kpc(wcs, shape, pos, scale)
         use = ok if side_a is None else ok & (side_a if k == 0 else ~side_a)
         for i, (r_in, r_out) in enumerate(zip(edges[:-1], edges[1:])):
             m = use & (r >= r_in) & (r < r_out)

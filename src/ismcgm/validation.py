@@ -144,16 +144,21 @@ def injected_shifts(truth: dict, ratios) -> dict:
 
 #: Columns of ``recovery.csv``.
 RECOVERY_COLUMNS = ["ratio", "injected_shift", "true_shift", "measured_shift", "sigma_med", "pull", "within_2sigma",
-                    "intrinsic_shift", "intrinsic_sigma_med"]
+                    "intrinsic_shift", "intrinsic_sigma_med", "intrinsic_stack_shift", "intrinsic_stack_p16",
+                    "intrinsic_stack_p84", "intrinsic_stack_limit"]
 
 
 def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected: dict,
-                   intrinsic_df: pd.DataFrame | None = None) -> pd.DataFrame:
+                   intrinsic_df: pd.DataFrame | None = None, stacked_df: pd.DataFrame | None = None) -> pd.DataFrame:
     """``ratio, injected_shift, true_shift, measured_shift, sigma_med, pull, within_2sigma, intrinsic_shift,
-    intrinsic_sigma_med`` (the last two from the decomposition's statistics, ``intrinsic_df``; NaN without)."""
+    intrinsic_sigma_med`` (from the decomposition's statistics, ``intrinsic_df``; NaN without) and
+    ``intrinsic_stack_shift, intrinsic_stack_p16, intrinsic_stack_p84, intrinsic_stack_limit`` (its stacked
+    shifts, ``stacked_df``, :func:`ismcgm.stacking.stacked_shifts`; NaN and 'undefined' without)."""
     t = true_stats_df.set_index("ratio")["shift_median"]
     intr = (intrinsic_df.set_index("ratio") if intrinsic_df is not None
             else pd.DataFrame(columns=["shift_median", "sigma_med"]))
+    stack = (stacked_df.set_index("ratio") if stacked_df is not None
+             else pd.DataFrame(columns=["shift_stack", "shift_p16", "shift_p84", "limit"]))
     rows = []
     for _, s in stats_df.iterrows():
         r = s["ratio"]
@@ -165,7 +170,11 @@ def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected
                      "measured_shift": s["shift_median"], "sigma_med": s["sigma_med"], "pull": pull,
                      "within_2sigma": bool(np.isfinite(pull) and abs(pull) <= 2.0),
                      "intrinsic_shift": float(intr["shift_median"].get(r, np.nan)),
-                     "intrinsic_sigma_med": float(intr["sigma_med"].get(r, np.nan))})
+                     "intrinsic_sigma_med": float(intr["sigma_med"].get(r, np.nan)),
+                     "intrinsic_stack_shift": float(stack["shift_stack"].get(r, np.nan)),
+                     "intrinsic_stack_p16": float(stack["shift_p16"].get(r, np.nan)),
+                     "intrinsic_stack_p84": float(stack["shift_p84"].get(r, np.nan)),
+                     "intrinsic_stack_limit": str(stack["limit"].get(r, "undefined"))})
     return pd.DataFrame(rows, columns=RECOVERY_COLUMNS)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
+from .constants import proper_kpc_per_arcsec
 from .io import atomic_path
 from .ratios import preferred_grating
 from .resolved import component_positions, radius_map_kpc
@@ -97,8 +98,10 @@ def voronoi_bins(row, region_masks: dict, signal, noise, target_snr: float = 5.0
 
 
 def bin_table(gid, regions, bins, signal, noise, wcs, row, fluxes: pd.DataFrame, ratios: pd.DataFrame,
-              ref_grating: str) -> pd.DataFrame:
-    """Per-bin table: geometry, reference S/N, kinematics, E(B-V) and every ratio."""
+              ref_grating: str, kpc_per_arcsec: float | None = None) -> pd.DataFrame:
+    """Per-bin table: geometry, reference S/N, kinematics, E(B-V) and every ratio (``kpc_per_arcsec``: as in
+    :func:`ismcgm.resolved.annulus_masks`)."""
+    scale = proper_kpc_per_arcsec(float(row["z"])) if kpc_per_arcsec is None else float(kpc_per_arcsec)
     centre = {c: pos for c, _, pos in component_positions(row)}
     ref = fluxes[(fluxes["grating"] == ref_grating) & (fluxes["line"] == "HA")].set_index(["component", "region"])
     if ref.empty:
@@ -108,7 +111,7 @@ def bin_table(gid, regions, bins, signal, noise, wcs, row, fluxes: pd.DataFrame,
     for component, region, ext in regions:
         m = bins[ext]
         y, x = np.nonzero(m)
-        r = radius_map_kpc(wcs, m.shape, centre[component], float(row["z"]))[m].mean()
+        r = radius_map_kpc(wcs, m.shape, centre[component], scale)[m].mean()
         key = (component, region)
         rows.append({
             "id": gid, "component": component, "region": region, "bin": int(region[3:]), "n_spaxels": int(m.sum()),

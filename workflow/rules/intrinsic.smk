@@ -10,7 +10,8 @@ localrules:
 
 
 rule intrinsic_ratios:
-    """Term fluxes per realisation (T^-1 times the region fluxes), their dust correction and ratios."""
+    """Term fluxes per realisation (T^-1 times the region fluxes), their dust correction and ratios; the
+    sample-level stacked shifts of the terms (ismcgm.stacking)."""
     input:
         realisations=f"{RESULTS}/mc/{{variant}}/realisations.parquet",
         transfers=lambda w: expand(f"{RESULTS}/intrinsic/{w.variant}/{{id}}_transfer.csv", id=GALAXIES),
@@ -20,6 +21,7 @@ rule intrinsic_ratios:
         ratios=f"{RESULTS}/tables/{{variant}}/intrinsic_ratios.csv",
         fluxes=f"{RESULTS}/tables/{{variant}}/intrinsic_line_fluxes.csv",
         transfer=f"{RESULTS}/tables/{{variant}}/intrinsic_transfer.csv",
+        stacked=f"{RESULTS}/tables/{{variant}}/intrinsic_stacked.csv",
     log:
         f"{RESULTS}/logs/intrinsic_ratios/{{variant}}.log",
     params:

@@ -107,6 +107,7 @@ rule validation:
         fluxes=f"{RESULTS}/tables/{{variant}}/line_fluxes.csv",
         stats=f"{RESULTS}/tables/{{variant}}/statistics.csv",
         intrinsic=f"{RESULTS}/tables/{{variant}}/intrinsic_statistics.csv",
+        stacked=f"{RESULTS}/tables/{{variant}}/intrinsic_stacked.csv",
         truth_json=f"{RESULTS}/mock/truth.json",
         truth=expand(f"{RESULTS}/mock/{{id}}/{{id}}_truth.fits", id=GALAXIES),
         masks=lambda w: expand(f"{RESULTS}/masks/{w.variant}/{{id}}.fits", id=GALAXIES),

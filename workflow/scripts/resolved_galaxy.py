@@ -24,9 +24,11 @@ def main():
     excl = str(row.get("exclude_region", "") or "").strip()
     if excl and excl.lower() != "nan":
         valid = valid & ~masks.exclude_mask(excl, mask_wcs, valid.shape, gid)
-    annuli, regions = resolved.annulus_masks(row, mask_wcs, valid.shape, par.edges, valid)
+    scale = maskio.kpc_per_arcsec(headers, row["z"])  # the masks' kpc scale: no cosmology import here
+    annuli, regions = resolved.annulus_masks(row, mask_wcs, valid.shape, par.edges, valid, scale)
     geometry = resolved.annulus_table(gid, regions, annuli, region_masks, headers)
-    maskio.write_masks(out.annuli, annuli, mask_wcs, params=par.mask_params, meta={"ID": gid, "Z": row["z"]})
+    maskio.write_masks(out.annuli, annuli, mask_wcs, params=par.mask_params,
+                       meta={"ID": gid, "Z": row["z"], "KPCAS": scale})
     spectra = resolved.stacked_spectra(cubes, aligned, annuli, mask_wcs, regions)
     chunks = resolved.fit_annuli(gid, row["z"], spectra, par.seed, par.n_mc, par.fit)
     write_table(geometry, out.geometry, comment="annuli of the radial profiles: spaxels, fractions in the ISM/CGM masks")
@@ -34,7 +36,7 @@ def main():
         chunks.to_parquet(tmp, index=False)
     cii_profile(out, par, row, inp.alma, annuli, mask_wcs, headers, ref)
     if par.voronoi["enabled"]:
-        maps(out, par, row, cubes, aligned, region_masks, mask_wcs)
+        maps(out, par, row, cubes, aligned, region_masks, mask_wcs, scale)
 
 
 def cii_profile(out, par, row, alma, annuli, mask_wcs, headers, ha_cube):
@@ -52,7 +54,7 @@ def cii_profile(out, par, row, alma, annuli, mask_wcs, headers, ha_cube):
         real.to_parquet(tmp, index=False)
 
 
-def maps(out, par, row, cubes, aligned, region_masks, mask_wcs):
+def maps(out, par, row, cubes, aligned, region_masks, mask_wcs, kpc_per_arcsec):
     """Voronoi bins, their fits and ratios, the MAPS FITS and the bin table."""
     gid = row["id"]
     ref_grating = sio.reference_grating(row)
@@ -67,7 +69,8 @@ def maps(out, par, row, cubes, aligned, region_masks, mask_wcs):
     fluxes, real = resolved.gather_annuli(chunks, par.detect_snr, par.intrinsic_ha_hb, par.overlap)
     samples = pd.DataFrame([{k: row[k] for k in ("id", "logmstar", "merger")}])
     ratios = resolved.profile_ratios(fluxes, real, samples, None)
-    table = voronoi.bin_table(gid, regions, bins, signal, noise, mask_wcs, row, fluxes, ratios, ref_grating)
+    table = voronoi.bin_table(gid, regions, bins, signal, noise, mask_wcs, row, fluxes, ratios, ref_grating,
+                              kpc_per_arcsec)
     write_table(table, out.bins, comment=f"Voronoi bins (vorbin, target S/N {cfg['target_snr']:g} on {line} per "
                                          "component's ISM+CGM footprint): geometry, kinematics, E(B-V), log ratios")
     voronoi.write_maps(out.maps, binid, table, fluxes, mask_wcs, meta={"ID": gid, "Z": row["z"], "REFLINE": line,

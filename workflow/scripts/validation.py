@@ -27,7 +27,7 @@ def main():
     true_stats = stats.statistics_table(true_ratios, par.seed, par.n_mc)
     measured = read_table(inp.stats)
     recovery = validation.recovery_table(measured, true_stats, validation.injected_shifts(truth, ratios.RATIOS),
-                                         read_table(inp.intrinsic))
+                                         read_table(inp.intrinsic), read_table(inp.stacked))
     pull_rows, pulls = validation.flux_pulls(fluxes, true_df[validation.TRUE_COLUMNS], par.detect_snr)
     write_table(recovery, snakemake.output.recovery, comment="validation against the SYNTHETIC mock truth")
     write_table(pulls, snakemake.output.pulls, comment="pull = (flux - true flux through the mask) / flux_err, over the lines with true flux / flux_err "
