@@ -166,15 +166,19 @@ def ebv_realisations(ha, hb, intrinsic=INTRINSIC_HA_HB, r_v=R_V, measured=True):
     * ``measured`` False (Ha or Hb not detected in the region): the Balmer
       decrement does not constrain the dust; no correction (0 for every
       realisation).
+    * Every realisation has its own E(B-V) from its Ha/Hb, below 0 where its
+      decrement is below ``intrinsic`` (the noise about the region's value,
+      kept so that the errors are symmetric about it).
     * The region's observed decrement -- the median Ha/Hb of its
-      realisations -- below ``intrinsic``: no correction (0 for every
-      realisation), the paper's rule.  The rule is applied to the region,
-      not to each realisation: clipping every realisation at E(B-V) = 0
-      would cut the lower half of the noise of a region near the intrinsic
-      decrement and push its dust-corrected ratios (O32, O2) off the truth.
-    * Otherwise every realisation has its own E(B-V) from its Ha/Hb, below
-      0 where its decrement is below ``intrinsic`` (the noise about the
-      region's value, kept so that the errors are symmetric about it).
+      realisations -- below ``intrinsic``: no correction at the region's
+      value, the paper's rule; the realisations keep their noise about it
+      (their E(B-V) minus the median, so that the median is 0).  The rule
+      is applied to the region, not to each realisation: clipping every
+      realisation at E(B-V) = 0 would cut the lower half of the noise of a
+      region near the intrinsic decrement and push its dust-corrected ratios
+      (O32, O2) off the truth; and setting every realisation to 0 would drop
+      the dust's uncertainty from the errors of exactly those regions (where
+      the ratio's own noise is small, their pulls reached 7 sigma).
     * Hb <= 0 < Ha: the decrement exceeds any finite value; the realisation
       keeps that rank, at the top of the distribution, and is given the
       largest finite E(B-V) of the region's realisations (so that the
@@ -210,12 +214,15 @@ def ebv_realisations(ha, hb, intrinsic=INTRINSIC_HA_HB, r_v=R_V, measured=True):
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(ok, ha / np.where(ok, hb, 1.0), np.where(top, np.inf, np.where(bottom, 0.0, np.nan)))
     ranked = ratio[ok | top | bottom]
-    if not measured or not ok.any() or not np.median(ranked) >= intrinsic:
+    if not measured or not ok.any():
         return np.where(finite, 0.0, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         ebv = np.where(ok, _ebv_of_decrement(np.where(ok, ratio, 1.0), intrinsic, r_v), np.nan)
     ebv = np.where(top, np.max(ebv[ok]), np.where(bottom, np.min(ebv[ok]), ebv))
-    return np.where(neither, np.median(ebv[ok | top | bottom]), ebv)
+    ebv = np.where(neither, np.median(ebv[ok | top | bottom]), ebv)
+    if not np.median(ranked) >= intrinsic:  # no correction at the region's value, its noise kept
+        ebv = ebv - np.median(ebv[finite])
+    return ebv
 
 
 def ebv_stellar(ebv_gas, f=F_STELLAR_NEBULAR):
