@@ -216,3 +216,23 @@ def test_calzetti_reference_values():
     # Calzetti et al. (2000), R_V = 4.05: k(Hb) = 4.60, k(Ha) = 3.33
     assert calzetti_k(0.4861) == pytest.approx(4.60, abs=0.01)
     assert calzetti_k(0.6563) == pytest.approx(3.33, abs=0.01)
+
+
+def test_unknown_dust_bounds_the_dust_sensitive_ratios():
+    """Hβ not detected (ebv_method 'none', no correction): O32, N2O2 are upper limits at their uncorrected
+    values (a real correction lowers them), O2 a lower limit (its Hβ limit and the dust agree), R23 undefined
+    (a mixed numerator, and an Hβ limit); the reddening-insensitive N2 keeps its value."""
+    rows = _rows("g1", "g1", "CGM", ebv=0.0, undetected=("HB",))
+    for r in rows:
+        r["ebv_method"] = "none"
+    known = _rows("g1", "g1", "ISM", ebv=0.0)
+    for r in known:
+        r["ebv_method"] = "balmer"
+    out = compute_ratios(_table(rows, known), pd.DataFrame({"id": ["g1"], "logmstar": [10.0], "merger": [False]}))
+    lim = out.set_index(["region", "ratio"])["limit"]
+    assert (lim["CGM", "O32"], lim["CGM", "N2O2"], lim["CGM", "O2"], lim["CGM", "R23"], lim["CGM", "N2"]) == (
+        "upper", "upper", "lower", "undefined", "none")
+    assert (lim["ISM"].drop("CII_HA") == "none").all()  # the same fluxes with a measured E(B-V): values (no [C II])
+    v = out.set_index(["region", "ratio"])
+    assert v.loc[("CGM", "O32"), "log_value"] == pytest.approx(np.log10(24.0 / 6.0))  # the uncorrected bound
+    assert np.isnan(v.loc[("CGM", "O32"), "log_err"])

@@ -141,7 +141,9 @@ def test_profile_ratios_and_keyed_draws_are_reproducible():
     prof = out[0]
     assert set(prof["ratio"]) == set(resolved.PROFILE_RATIOS)
     o3 = prof[(prof["ratio"] == "O3") & (prof["limit"] == "none")]
-    np.testing.assert_allclose(o3["log_value"], np.log10(lines["OIII5007"] / lines["HB"]), atol=0.05)
+    # within 2 sigma of the injected ratio (the inner annulus's Hb has S/N ~7: ~0.06 dex of noise)
+    width = 0.5 * (o3["log_p84"] - o3["log_p16"])
+    assert (np.abs(o3["log_value"] - np.log10(lines["OIII5007"] / lines["HB"])) <= 2 * width).all()
     assert (o3["log_p16"] < o3["log_value"]).all() and (o3["log_p84"] > o3["log_value"]).all()
     assert list(prof["r_mid_kpc"].unique()) == [1.0, 3.0]
 
@@ -224,9 +226,12 @@ def test_e2e_cii_ha_profile_on_the_alma_grid(e2e):
     assert set(per_galaxy["region"]) <= {resolved.region_key(i) for i in range(7)}
     assert np.isfinite(per_galaxy["flux_native"]).all()
     assert not np.allclose(per_galaxy["flux_native"], per_galaxy["flux"], rtol=1e-3, atol=0)  # the spill between the annuli is undone
-    pulls = read_table(e2e / "results/validation/default/profile_pulls_summary.csv").set_index("ratio")
-    # 12 [C II] realisations in the test config: a loose check that the profile follows the truth
-    assert abs(pulls.loc["CII_HA", "median_pull"]) < 0.5 and pulls.loc["CII_HA", "std_pull"] < 2.0
+    pulls = read_table(e2e / "results/validation/default/profile_pulls.csv")
+    x = pulls.loc[pulls["ratio"] == "CII_HA", "pull"].dropna().to_numpy()
+    # 12 [C II] realisations in the test config: their 16/84 % points are crude, so single pulls of 3-6 occur;
+    # a loose, outlier-robust check that the profile follows the truth (the default survey's 100 realisations:
+    # README, "Validation on the mock" of the profiles)
+    assert len(x) >= 8 and abs(np.median(x)) < 0.5 and 1.4826 * np.median(np.abs(x - np.median(x))) < 1.5
 
 
 def test_voronoi_bins_reach_target_and_respect_components():

@@ -38,6 +38,14 @@ def line_map(cube: Cube, z: float, line: str = "HA", window_kms: float = 500.0,
     ndarray (ny, nx)
         Line flux per spaxel (NaN where the spaxel has no valid channel).
     """
+    win, side = _channels(cube, z, line, window_kms, continuum_kms)
+    fl = flambda_factor(cube.wave_um, cube.pixar_sr)  # MJy/sr -> erg/s/cm2/A per spaxel
+    data = cube.sci * fl[:, None, None]
+    return _collapse(data[win], data[side] if side.any() else None, np.gradient(cube.wave_um)[win] * 1e4)
+
+
+def _channels(cube: Cube, z: float, line: str, window_kms: float, continuum_kms):
+    """The line window and the continuum channels of :func:`line_map` (boolean over the channels)."""
     lam0 = ins.observed_wavelength_um(line, z)
     dv = (cube.wave_um / lam0 - 1.0) * ins.C_KMS
     win = np.abs(dv) <= window_kms
@@ -48,16 +56,44 @@ def line_map(cube: Cube, z: float, line: str = "HA", window_kms: float = 500.0,
     for lam in ins.TRANSITIONS.values():
         others &= np.abs(cube.wave_um / (lam * (1 + z) * 1e-4) - 1.0) * ins.C_KMS > window_kms + 500.0
     side = (np.abs(dv) >= continuum_kms[0]) & (np.abs(dv) <= continuum_kms[1]) & others
-    fl = flambda_factor(cube.wave_um, cube.pixar_sr)  # MJy/sr -> erg/s/cm2/A per spaxel
-    dlam_A = np.gradient(cube.wave_um) * 1e4
+    return win, side
+
+
+def _collapse(window, continuum, dlam_A):
+    """Window sum minus the continuum median [flux per spaxel] (``continuum`` None: no continuum)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        data = cube.sci * fl[:, None, None]
-        cont = np.nanmedian(data[side], axis=0) if side.any() else np.zeros(data.shape[1:])
-        sub = (data[win] - cont[None]) * dlam_A[win][:, None, None]
+        cont = np.nanmedian(continuum, axis=0) if continuum is not None else np.zeros(window.shape[1:])
+        sub = (window - cont[None]) * dlam_A[:, None, None]
         out = np.nansum(sub, axis=0)
-        out[~np.any(np.isfinite(data[win]), axis=0)] = np.nan
+        out[~np.any(np.isfinite(window), axis=0)] = np.nan
     return out
+
+
+def line_map_realisations(cube: Cube, z: float, line: str, rng_of, realisations, window_kms: float = 500.0,
+                          continuum_kms=(2000.0, 4000.0)) -> np.ndarray:
+    """:func:`line_map` of Monte Carlo realisations of the cube: every channel it uses redrawn within ERR.
+
+    Realisation ``i`` adds ``ERR x N(0, 1)`` (independent per spaxel and
+    channel, as the cube's ERR describes it) to the window and continuum
+    channels, drawn from ``rng_of(i)``, and collapses them as :func:`line_map`
+    does (so the continuum median's noise is in it too).
+
+    Returns
+    -------
+    ndarray (n_realisations, ny, nx)
+    """
+    win, side = _channels(cube, z, line, window_kms, continuum_kms)
+    fl = flambda_factor(cube.wave_um, cube.pixar_sr)[:, None, None]
+    use = win | side
+    data, err = (cube.sci[use] * fl[use]), (cube.err[use] * fl[use])
+    w_in, s_in = win[use], side[use]
+    dlam_A = np.gradient(cube.wave_um)[win] * 1e4
+    out = []
+    for i in realisations:
+        d = data + err * rng_of(int(i)).standard_normal(data.shape)
+        out.append(_collapse(d[w_in], d[s_in] if s_in.any() else None, dlam_A))
+    return np.asarray(out)
 
 
 def line_snr_maps(cube, z: float, line: str = "HA", window_kms: float = 500.0):

@@ -68,6 +68,17 @@ Limits
     denominator); denominator limit -> ``lower``; both -> ``undefined``
     (NaN).  A missing line (e.g. no [C II] cube) also gives ``undefined``.
     Limit rows have ``log_err`` = NaN.
+Unknown dust
+    Where Hα or Hβ is not detected the Balmer decrement does not constrain
+    the dust and no correction is applied (``ebv_method = none``,
+    :func:`ismcgm.linefluxes.gather`); the true E(B-V) is >= 0, so a
+    dust-corrected ratio is then bounded by its uncorrected value on one
+    side: an ``upper`` limit where the numerator's lines are less extincted
+    than the denominator's (O32, N2O2, CII_HA), a ``lower`` one where they
+    are more, combined with the flux limits as above (``upper`` + ``lower``
+    -> ``undefined``; mixed numerators, R23 and Hβ-free sums, -> ``undefined``).
+    The reddening-insensitive ratios, whose lines' Calzetti k differ by less
+    than :data:`DUST_INSENSITIVE_DK` (N2, O3), keep their values.
 Low-S/N [N II]
     ``nii_lowsn`` is True for N2 and N2O2 when the S/N of [N II]6583 is
     below :data:`NII_LOWSN_SNR` (= 5) or not finite; such points are kept in
@@ -383,6 +394,44 @@ def nii_lowsn_flags(line_fluxes: pd.DataFrame, threshold: float = NII_LOWSN_SNR)
     return pd.Series(~(snr >= threshold), index=index, name="nii_lowsn")
 
 
+#: Largest spread of the Calzetti k of a ratio's lines for which an unknown dust correction is ignored
+#: (module doc, "Unknown dust"): N2 (Δk 0.02) and O3 (0.14), at most 0.06 dex for E(B-V) = 1.
+DUST_INSENSITIVE_DK = 0.2
+
+
+def dust_direction(rdef: RatioDefinition) -> str:
+    """How a dust correction moves a ratio: ``up``, ``down``, ``none`` (not corrected, or reddening-insensitive)
+    or ``mixed`` (numerator and denominator lines' k interleave)."""
+    if not rdef.dust_corrected:
+        return "none"
+    k = {ln: 0.0 if ln in UNEXTINCTED_LINES else float(calzetti_k(LINE_WAVELENGTHS[ln] / 1e4))
+         for ln in rdef.numerator + rdef.denominator}
+    num, den = [k[ln] for ln in rdef.numerator], [k[ln] for ln in rdef.denominator]
+    if max(k.values()) - min(k.values()) < DUST_INSENSITIVE_DK:
+        return "none"
+    if min(num) >= max(den):
+        return "up"
+    if max(num) <= min(den):
+        return "down"
+    return "mixed"
+
+
+def _unknown_dust_limits(line_fluxes: pd.DataFrame, rdef: RatioDefinition, index, limit) -> np.ndarray:
+    """``limit`` with the rule of the module doc ("Unknown dust") for the regions with ``ebv_method = none``."""
+    direction = dust_direction(rdef)
+    if direction == "none" or "ebv_method" not in line_fluxes.columns:
+        return limit
+    method = line_fluxes.drop_duplicates(_KEYS).set_index(_KEYS)["ebv_method"].reindex(index)
+    unknown = (method == "none").to_numpy(bool)
+    bound = {"down": "upper", "up": "lower"}.get(direction)
+    out = np.asarray(limit, dtype=object).copy()
+    for i in np.flatnonzero(unknown):
+        if out[i] == "undefined":
+            continue
+        out[i] = bound if bound is not None and out[i] in ("none", bound) else "undefined"
+    return out.astype(str)
+
+
 def compute_ratio(line_fluxes: pd.DataFrame, name: str, realisations: pd.DataFrame | None = None) -> pd.DataFrame:
     """One ratio for every component x region (no sample columns).
 
@@ -409,6 +458,8 @@ def compute_ratio(line_fluxes: pd.DataFrame, name: str, realisations: pd.DataFra
     log_value, log_err, limit = log_ratio(
         num["value"], num["err"], num["state"], den["value"], den["err"], den["state"]
     )
+    limit = _unknown_dust_limits(line_fluxes, rdef, num.index, limit)
+    log_err = np.where(limit == "none", log_err, np.nan)
     p16, p84 = log_value - log_err, log_value + log_err
     if realisations is not None:
         mc_log = realisation_log_ratio(line_fluxes, realisations, rdef, num.index)

@@ -225,10 +225,14 @@ def annulus_cii(alma, annuli: dict, annuli_wcs, mask_headers, ha_cube, row, seed
     reprojected onto the ALMA grid (fractional coverage), [C II] is fitted
     with its beam-correlated Monte Carlo (:func:`ismcgm.cii.measure_galaxy`;
     region keys ``ANN00``, ..., so its draws are independent of the ISM/CGM
-    ones; each annulus its own draws -- see the README, "[C II]/Hα profile",
-    for the joint draws of adjacent annuli and why they are not used), and the spill of the beam between the annuli is undone with the
-    transfer matrix of the Hα map of ``ha_cube`` (:func:`ismcgm.cii.transfer_matrix_from_cube`),
-    realisation by realisation.  Annuli only partly covered by the ALMA cube
+    ones; all annuli of a realisation drawn from one noise field,
+    :func:`ismcgm.cii.joint_noise_spectra`, so adjacent annuli share the
+    beam's noise correlation), and the spill of the beam between the annuli
+    is undone with the transfer matrix of the Hα map of ``ha_cube``
+    (:func:`ismcgm.cii.transfer_matrix_from_cube`), realisation by
+    realisation, each realisation with the matrix of its own redrawn Hα map
+    (:func:`ismcgm.cii.transfer_matrix_realisations`): the errors carry the
+    noise of the morphology the correction assumes.  Annuli only partly covered by the ALMA cube
     (< 90 %) are left out, as regions are, and so are annuli whose Hα map sums
     to <= 0 (no morphology for the spill model).
 
@@ -257,20 +261,24 @@ def annulus_cii(alma, annuli: dict, annuli_wcs, mask_headers, ha_cube, row, seed
     """
     gid = row["id"]
     table, spectra = cii.measure_galaxy(alma, annuli, annuli_wcs, gid, float(row["z"]), seed, n_mc=n_mc,
-                                        n_gauss=n_gauss, detect_snr=detect_snr)
-    names, t = cii.transfer_matrix_from_cube(ha_cube, (annuli, annuli_wcs, mask_headers), float(row["z"]),
-                                             float(row["ifu_psf_fwhm"]), alma.beam, gid)
+                                        n_gauss=n_gauss, detect_snr=detect_snr, joint_noise=True)
+    masks = (annuli, annuli_wcs, mask_headers)
+    names, t = cii.transfer_matrix_from_cube(ha_cube, masks, float(row["z"]), float(row["ifu_psf_fwhm"]),
+                                             alma.beam, gid)
+    names_mc, t_mc = cii.transfer_matrix_realisations(ha_cube, masks, float(row["z"]), float(row["ifu_psf_fwhm"]),
+                                                      alma.beam, seed, gid, range(n_mc))
+    assert names_mc == names
     # an annulus whose Ha map sums to <= 0 (the noise far out) has no morphology to spill: it is left out of
     # the [C II] profile (its [C II]/Ha would be undefined anyway), so that the other annuli can be corrected
     has_ha = np.all(np.isfinite(t), axis=0)
     keep = [n for n, ok in zip(names, has_ha) if ok]
-    t = t[np.ix_(has_ha, has_ha)]
+    t, t_mc = t[np.ix_(has_ha, has_ha)], t_mc[:, has_ha][:, :, has_ha]
     measured = {cii.region_names(gid, n) for n in keep}
     rows = [(c, r) in measured for c, r in zip(table["component"], table["region"])]
     table = table[rows].reset_index(drop=True)
     names = keep
-    real = cii.realisation_table(table, spectra, names, t, gid)
-    fluxes = cii.cii_line_flux_rows(cii.spill_corrected(table, names, t, gid))
+    real = cii.realisation_table(table, spectra, names, t, gid, t_realisations=t_mc)
+    fluxes = cii.cii_line_flux_rows(cii.spill_corrected(table, names, t, gid, realisations=real))
     for df in (fluxes, real):
         df["region"] = df["region"].map(_annulus_region)
     return fluxes, real.loc[:, list(cii.REALISATION_COLUMNS)]

@@ -72,8 +72,10 @@ from .spill import (  # noqa: F401
     native_resolution,
     realisation_table,
     spill_corrected,
+    transfer_matrices,
     transfer_matrix,
     transfer_matrix_from_cube,
+    transfer_matrix_realisations,
 )
 from .table import (  # noqa: F401
     RATIO_TABLE_COLUMNS,

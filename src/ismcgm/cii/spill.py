@@ -35,8 +35,10 @@ from astropy.wcs import WCS
 
 from ..constants import FWHM_PER_SIGMA
 from ..io import InputError
-from ..linemap import line_map
+from ..linemap import line_map, line_map_realisations
 from ..maskio import masks_on_cube, read_masks
+from ..mc import half_width
+from ..seeding import rng as seeded_rng
 from ..transfer import solvable, solve_operator
 from ..transfer import transfer_matrix as geometric_transfer_matrix
 from ..wcsutil import sky_to_pixel
@@ -150,11 +152,56 @@ def transfer_matrix_from_cube(cube, masks, z: float, psf_fwhm: float, beam, gala
     return transfer_matrix(ha, carried, wcs, beam, psf_fwhm, galaxy)
 
 
-def _spill_inverse(table, names, t, galaxy: str):
-    """``T^-1`` in the row order of ``table`` and the diagonal of ``T``; None where not invertible."""
+def transfer_matrices(ha_maps, masks: dict, wcs: WCS, beam, psf_fwhm: float, galaxy=None) -> np.ndarray:
+    """:func:`transfer_matrix` of many Ha maps at once (e.g. Monte Carlo realisations), shape (n_maps, n, n).
+
+    The smoothing is linear and its kernel point-symmetric, so ``T[m, r] =
+    sum_q ha(q) 1_r(q) A_m(q) / sum_q ha(q) 1_r(q)`` with ``A_m`` the mask
+    ``m`` smoothed by the same kernel (the adjoint): one convolution per mask
+    instead of one per region and map.  Equal to :func:`transfer_matrix` to
+    rounding (``tests/test_cii.py``).  A region whose Ha sums to <= 0 in a
+    map gets a NaN column in that map.
+    """
+    from astropy.convolution import convolve_fft
+
+    ha = np.nan_to_num(np.asarray(ha_maps, float), nan=0.0)
+    w = wcs.celestial.deepcopy()
+    w.array_shape = ha.shape[1:]
+    kern = matching_kernel(beam, psf_fwhm, w, galaxy)
+    names = list(masks)
+    inside = np.stack([np.asarray(masks[r], float) for r in names])  # (n, ny, nx)
+    seen = np.stack([convolve_fft(inside[k], kern, boundary="fill", fill_value=0.0, normalize_kernel=True)
+                     for k in range(len(names))])
+    totals = np.einsum("iyx,ryx->ir", ha, inside)
+    num = np.einsum("iyx,ryx,myx->imr", ha, inside, seen, optimize=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = num / totals[:, None, :]
+    return np.where((totals > 0)[:, None, :], t, np.nan)
+
+
+def transfer_matrix_realisations(cube, masks, z: float, psf_fwhm: float, beam, seed: int, galaxy: str,
+                                 realisations) -> tuple[list, np.ndarray]:
+    """The spill matrices of the Monte Carlo realisations: :func:`transfer_matrix_from_cube` with the Ha map
+    of each realisation of the cube (:func:`ismcgm.linemap.line_map_realisations`, realisation ``i`` drawn
+    from the stream ``(seed, galaxy, 'ha_map', 'spill', i)``), so that the noise of the Ha morphology enters
+    the errors of the spill-corrected [C II].  Returns ``names, T`` with ``T`` of shape (n_real, n, n)."""
+    mask_dict, mask_wcs, headers = masks if isinstance(masks, tuple) else read_masks(masks)
+    carried, wcs = masks_on_cube(mask_dict, mask_wcs, cube.wcs, cube.sci.shape[1:], alignment=headers["PRIMARY"])
+    maps = line_map_realisations(cube, z, "HA", lambda i: seeded_rng(seed, galaxy, "ha_map", "spill", i),
+                                 realisations)
+    return list(carried), transfer_matrices(maps, carried, wcs, beam, psf_fwhm, galaxy)
+
+
+def _table_order(table, names, galaxy: str) -> list[int]:
+    """Indices into ``names`` of the rows of ``table``."""
     # regions named as the mask extensions (ISM, CGM, ANN03 for an annulus: region ann03 of the profiles)
     index = {(c, r.upper()): k for k, (c, r) in enumerate(region_names(galaxy, n) for n in names)}
-    order = [index[(c, r.upper())] for c, r in zip(table["component"], table["region"])]
+    return [index[(c, r.upper())] for c, r in zip(table["component"], table["region"])]
+
+
+def _spill_inverse(table, names, t, galaxy: str):
+    """``T^-1`` in the row order of ``table`` and the diagonal of ``T``; None where not invertible."""
+    order = _table_order(table, names, galaxy)
     tt = t[np.ix_(order, order)]
     if solvable(tt):
         return solve_operator(tt), np.diag(tt)
@@ -163,7 +210,7 @@ def _spill_inverse(table, names, t, galaxy: str):
     return None, np.ones(len(table))
 
 
-def spill_corrected(table, names, t, galaxy: str):
+def spill_corrected(table, names, t, galaxy: str, realisations=None):
     """[C II] of every region at the IFU resolution: ``C_native = T^-1 C_measured``.
 
     Parameters
@@ -174,12 +221,16 @@ def spill_corrected(table, names, t, galaxy: str):
     names, t
         :func:`transfer_matrix` of the same masks.
     galaxy : str
+    realisations : DataFrame, optional
+        :func:`realisation_table` of the same regions: then ``flux_native_err``
+        is half the 16-84 % range of their native fluxes (for draws that
+        carry the regions' noise correlation and the spill matrix's own noise).
 
     Returns
     -------
     DataFrame
         ``table`` with ``flux_native``, ``flux_native_err`` (first-order,
-        the regions' errors taken as independent) and ``upper_limit_native``
+        the regions' errors taken as independent, or from ``realisations``) and ``upper_limit_native``
         (``upper_limit / T[r, r]``, conservative: the spill from other regions
         is not subtracted).  Where ``T`` cannot be inverted (a region without
         positive Ha) the native columns equal the measured ones, with a
@@ -192,6 +243,10 @@ def spill_corrected(table, names, t, galaxy: str):
         native, native_err = inv @ flux, np.sqrt((inv**2) @ err**2)
     else:
         native, native_err = flux, err
+    if realisations is not None and inv is not None:
+        width = realisations.groupby(["component", "region"], sort=False)["flux_native"].apply(
+            lambda v: float(half_width(v.to_numpy(float))))
+        native_err = np.array([width.get((c, r), np.nan) for c, r in zip(df["component"], df["region"])])
     df["flux_native"], df["flux_native_err"] = native, native_err
     df["upper_limit_native"] = df["upper_limit"].to_numpy(float) / diag
     return df
@@ -201,7 +256,7 @@ def spill_corrected(table, names, t, galaxy: str):
 REALISATION_COLUMNS = ("id", "component", "region", "realisation", "flux", "flux_native")
 
 
-def realisation_table(table, spectra: dict, names, t, galaxy: str):
+def realisation_table(table, spectra: dict, names, t, galaxy: str, t_realisations=None):
     """[C II] flux of every Monte Carlo realisation, measured and at the IFU resolution.
 
     The spill correction is linear, so it is applied realisation by
@@ -217,6 +272,10 @@ def realisation_table(table, spectra: dict, names, t, galaxy: str):
     names, t
         :func:`transfer_matrix` of the same masks.
     galaxy : str
+    t_realisations : ndarray (n_real, n, n), optional
+        One spill matrix per realisation (:func:`transfer_matrix_realisations`, in the order of ``names``):
+        realisation ``i`` is corrected with its own; where it cannot be inverted its native fluxes are NaN.
+        Default: ``t`` for all.
 
     Returns
     -------
@@ -228,9 +287,17 @@ def realisation_table(table, spectra: dict, names, t, galaxy: str):
     keys = list(zip(table["component"], table["region"]))
     fluxes = np.array([jykms_to_cgs(spectra[k][2].fluxes, spectra[k][0].nu_line_hz) for k in keys], dtype=float)
     fluxes = fluxes.reshape(len(keys), -1)
-    inv, _ = _spill_inverse(table, names, t, galaxy)
-    native = inv @ fluxes if inv is not None else fluxes
     n = fluxes.shape[1]
+    if t_realisations is None:
+        inv, _ = _spill_inverse(table, names, t, galaxy)
+        native = inv @ fluxes if inv is not None else fluxes
+    else:
+        order = _table_order(table, names, galaxy)
+        native = np.full_like(fluxes, np.nan)
+        for i in range(n):
+            ti = np.asarray(t_realisations[i])[np.ix_(order, order)]
+            if solvable(ti):
+                native[:, i] = solve_operator(ti) @ fluxes[:, i]
     return pd.DataFrame({
         "id": galaxy,
         "component": np.repeat([k[0] for k in keys], n),
