@@ -107,3 +107,30 @@ def test_spill_matrices_follow_the_cube_realisations(seed):
         np.testing.assert_allclose(np.nanmedian(t_mc, axis=0), t, atol=0.02)
         spread.append(np.nanstd(t_mc[:, 2, 1]))
     assert spread[1] > 3 * spread[0]
+
+
+_THREADS_SCRIPT = """
+import sys, numpy as np
+sys.path.insert(0, {tests!r})
+import test_spill_realisations as t
+from ismcgm.cii import spill
+r, masks = t._annuli()
+maps = np.exp(-r / 3.0)[None] + 0.01 * np.random.default_rng(1).standard_normal((60,) + r.shape)
+m = spill.transfer_matrices(maps, masks, t._wcs(), t.BEAM, t.PSF)
+sys.stdout.write(m.tobytes().hex())
+"""
+
+
+def test_spill_matrices_do_not_depend_on_the_blas_thread_count():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = _THREADS_SCRIPT.format(tests=str(Path(__file__).parent))
+    outs = []
+    for threads in ("1", "4"):
+        env = {**os.environ, **{k: threads for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+        outs.append(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                   check=True).stdout)
+    assert outs[0] and outs[0] == outs[1]

@@ -363,5 +363,7 @@ def joint_noise_spectra(alma: AlmaCube, weights: dict, rms, seed: int, key: str,
     out = np.empty((len(names), idx.size, n_chan))
     for j, i in enumerate(idx):
         white = realisation_rng(seed, key, "joint", i).standard_normal((n_chan, shape[0] * shape[1]))
-        out[:, j, :] = (scale[:, None] * (white @ wk)).T
+        # einsum's own loops, not BLAS: a multithreaded BLAS sums in an order that depends on its thread
+        # count, and the results must not depend on the environment (bit-identical whatever the machine runs)
+        out[:, j, :] = (scale[:, None] * np.einsum("cp,pr->cr", white, wk)).T
     return {n: out[r] for r, n in enumerate(names)}

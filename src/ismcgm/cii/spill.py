@@ -172,8 +172,9 @@ def transfer_matrices(ha_maps, masks: dict, wcs: WCS, beam, psf_fwhm: float, gal
     inside = np.stack([np.asarray(masks[r], float) for r in names])  # (n, ny, nx)
     seen = np.stack([convolve_fft(inside[k], kern, boundary="fill", fill_value=0.0, normalize_kernel=True)
                      for k in range(len(names))])
+    # einsum's own loops (optimize=False), not BLAS, whose summation order depends on its thread count
     totals = np.einsum("iyx,ryx->ir", ha, inside)
-    num = np.einsum("iyx,ryx,myx->imr", ha, inside, seen, optimize=True)
+    num = np.einsum("iyx,ryx,myx->imr", ha, inside, seen)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = num / totals[:, None, :]
     return np.where((totals > 0)[:, None, :], t, np.nan)
