@@ -11,7 +11,9 @@ Each caller keeps its own key list (documented there); changing one would
 change its numbers:
 
 - ``ismcgm.mc.rng_for``: ``(1, seed, component, region.lower(), grating.lower(), realisation)``;
-- ``ismcgm.cii.noise.realisation_rng``: ``(seed, component, region, 'alma', str(realisation))``;
+- ``ismcgm.cii.noise.realisation_rng``: ``(seed, component, region, 'alma', str(realisation))``
+  (joint draws of several regions: ``component`` = the galaxy id, ``region`` = ``'joint'``);
+- ``ismcgm.cii.spill.transfer_matrix_realisations``: ``(seed, galaxy, 'ha_map', 'spill', realisation)``;
 - ``ismcgm.stats.make_rng``: ``(seed, ratio[, purpose])``;
 - ``ismcgm.niibias.seed_sequence``: ``(seed, 'nii_bias', repr(snr))``;
 - ``ismcgm.mock``: ``(seed, *keys)`` with 4-byte hashes (``hash_bytes=4``).
