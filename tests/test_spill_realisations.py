@@ -101,9 +101,10 @@ def test_spill_matrices_follow_the_cube_realisations(seed):
     for noise in (0.01, 0.1):
         cube = _cube(noise)
         names, t = spill.transfer_matrix_from_cube(cube, (masks, _wcs(), headers), Z, PSF, BEAM, "g")
-        names_mc, t_mc = spill.transfer_matrix_realisations(cube, (masks, _wcs(), headers), Z, PSF, BEAM, seed, "g",
-                                                            range(40))
+        names_mc, t_nom, t_mc = spill.transfer_matrix_realisations(cube, (masks, _wcs(), headers), Z, PSF, BEAM, seed,
+                                                                   "g", range(40))
         assert names_mc == names and t_mc.shape == (40, 3, 3)
+        np.testing.assert_array_equal(t_nom, t)  # the nominal matrix is transfer_matrix_from_cube's
         np.testing.assert_allclose(np.nanmedian(t_mc, axis=0), t, atol=0.02)
         spread.append(np.nanstd(t_mc[:, 2, 1]))
     assert spread[1] > 3 * spread[0]

@@ -12,11 +12,15 @@ from .extract import flambda_factor
 from .io import Cube
 
 
+#: Velocity range [km/s] either side of the line whose channels give the continuum (:func:`line_map`).
+CONTINUUM_KMS = (2000.0, 4000.0)
+
+
 # --------------------------------------------------------------------------
 # line map (Fig. 1)
 # --------------------------------------------------------------------------
 def line_map(cube: Cube, z: float, line: str = "HA", window_kms: float = 500.0,
-             continuum_kms=(2000.0, 4000.0)) -> np.ndarray:
+             continuum_kms=CONTINUUM_KMS) -> np.ndarray:
     """Continuum-subtracted line map [erg/s/cm2 per spaxel] by a window collapse.
 
     The line is summed over channels within ``window_kms`` of its redshifted
@@ -38,10 +42,8 @@ def line_map(cube: Cube, z: float, line: str = "HA", window_kms: float = 500.0,
     ndarray (ny, nx)
         Line flux per spaxel (NaN where the spaxel has no valid channel).
     """
-    win, side = _channels(cube, z, line, window_kms, continuum_kms)
-    fl = flambda_factor(cube.wave_um, cube.pixar_sr)  # MJy/sr -> erg/s/cm2/A per spaxel
-    data = cube.sci * fl[:, None, None]
-    return _collapse(data[win], data[side] if side.any() else None, np.gradient(cube.wave_um)[win] * 1e4)
+    data, err, w_in, s_in, dlam_A = _used_channels(cube, z, line, window_kms, continuum_kms)
+    return _collapse(data[w_in], data[s_in] if s_in.any() else None, dlam_A)
 
 
 def _channels(cube: Cube, z: float, line: str, window_kms: float, continuum_kms):
@@ -59,6 +61,15 @@ def _channels(cube: Cube, z: float, line: str, window_kms: float, continuum_kms)
     return win, side
 
 
+def _used_channels(cube: Cube, z: float, line: str, window_kms: float, continuum_kms):
+    """SCI and ERR [erg/s/cm2/A per spaxel] of only the channels :func:`line_map` uses, which of them are the
+    window and the continuum, and the window's channel widths [A]."""
+    win, side = _channels(cube, z, line, window_kms, continuum_kms)
+    use = win | side
+    fl = flambda_factor(cube.wave_um, cube.pixar_sr)[use][:, None, None]  # MJy/sr -> erg/s/cm2/A per spaxel
+    return cube.sci[use] * fl, cube.err[use] * fl, win[use], side[use], np.gradient(cube.wave_um)[win] * 1e4
+
+
 def _collapse(window, continuum, dlam_A):
     """Window sum minus the continuum median [flux per spaxel] (``continuum`` None: no continuum)."""
     with warnings.catch_warnings():
@@ -71,7 +82,7 @@ def _collapse(window, continuum, dlam_A):
 
 
 def line_map_realisations(cube: Cube, z: float, line: str, rng_of, realisations, window_kms: float = 500.0,
-                          continuum_kms=(2000.0, 4000.0)) -> np.ndarray:
+                          continuum_kms=CONTINUUM_KMS) -> np.ndarray:
     """:func:`line_map` of Monte Carlo realisations of the cube: every channel it uses redrawn within ERR.
 
     Realisation ``i`` adds ``ERR x N(0, 1)`` (independent per spaxel and
@@ -83,12 +94,7 @@ def line_map_realisations(cube: Cube, z: float, line: str, rng_of, realisations,
     -------
     ndarray (n_realisations, ny, nx)
     """
-    win, side = _channels(cube, z, line, window_kms, continuum_kms)
-    fl = flambda_factor(cube.wave_um, cube.pixar_sr)[:, None, None]
-    use = win | side
-    data, err = (cube.sci[use] * fl[use]), (cube.err[use] * fl[use])
-    w_in, s_in = win[use], side[use]
-    dlam_A = np.gradient(cube.wave_um)[win] * 1e4
+    data, err, w_in, s_in, dlam_A = _used_channels(cube, z, line, window_kms, continuum_kms)
     out = []
     for i in realisations:
         d = data + err * rng_of(int(i)).standard_normal(data.shape)
@@ -99,8 +105,7 @@ def line_map_realisations(cube: Cube, z: float, line: str, rng_of, realisations,
 def line_snr_maps(cube, z: float, line: str = "HA", window_kms: float = 500.0):
     """Signal (:func:`line_map`) and noise maps of one line [erg/s/cm2 per spaxel]."""
     signal = line_map(cube, z, line, window_kms)
-    lam0 = ins.observed_wavelength_um(line, z)
-    win = np.abs((cube.wave_um / lam0 - 1.0) * ins.C_KMS) <= window_kms
+    win, _ = _channels(cube, z, line, window_kms, CONTINUUM_KMS)
     fl = flambda_factor(cube.wave_um, cube.pixar_sr) * np.gradient(cube.wave_um) * 1e4
     e = cube.err[win] * fl[win][:, None, None]
     noise = np.sqrt(np.nansum(e**2, axis=0))

@@ -93,7 +93,7 @@ import numpy as np
 import pandas as pd
 
 from ismcgm import instruments
-from ismcgm.dust import calzetti_k
+from ismcgm.dust import calzetti_k, k_line
 from ismcgm.instrument import LINE_WAVELENGTHS, TIED_RATIOS
 from ismcgm.mc import percentiles
 
@@ -404,8 +404,7 @@ def dust_direction(rdef: RatioDefinition) -> str:
     or ``mixed`` (numerator and denominator lines' k interleave)."""
     if not rdef.dust_corrected:
         return "none"
-    k = {ln: 0.0 if ln in UNEXTINCTED_LINES else float(calzetti_k(LINE_WAVELENGTHS[ln] / 1e4))
-         for ln in rdef.numerator + rdef.denominator}
+    k = {ln: 0.0 if ln in UNEXTINCTED_LINES else float(k_line(ln)) for ln in rdef.numerator + rdef.denominator}
     num, den = [k[ln] for ln in rdef.numerator], [k[ln] for ln in rdef.denominator]
     if max(k.values()) - min(k.values()) < DUST_INSENSITIVE_DK:
         return "none"

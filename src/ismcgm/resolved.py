@@ -262,12 +262,8 @@ def annulus_cii(alma, annuli: dict, annuli_wcs, mask_headers, ha_cube, row, seed
     gid = row["id"]
     table, spectra = cii.measure_galaxy(alma, annuli, annuli_wcs, gid, float(row["z"]), seed, n_mc=n_mc,
                                         n_gauss=n_gauss, detect_snr=detect_snr, joint_noise=True)
-    masks = (annuli, annuli_wcs, mask_headers)
-    names, t = cii.transfer_matrix_from_cube(ha_cube, masks, float(row["z"]), float(row["ifu_psf_fwhm"]),
-                                             alma.beam, gid)
-    names_mc, t_mc = cii.transfer_matrix_realisations(ha_cube, masks, float(row["z"]), float(row["ifu_psf_fwhm"]),
-                                                      alma.beam, seed, gid, range(n_mc))
-    assert names_mc == names
+    names, t, t_mc = cii.transfer_matrix_realisations(ha_cube, (annuli, annuli_wcs, mask_headers), float(row["z"]),
+                                                      float(row["ifu_psf_fwhm"]), alma.beam, seed, gid, range(n_mc))
     # an annulus whose Ha map sums to <= 0 (the noise far out) has no morphology to spill: it is left out of
     # the [C II] profile (its [C II]/Ha would be undefined anyway), so that the other annuli can be corrected
     has_ha = np.all(np.isfinite(t), axis=0)

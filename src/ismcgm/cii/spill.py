@@ -134,22 +134,27 @@ def transfer_matrix(ha_map, masks: dict, wcs: WCS, beam, psf_fwhm: float, galaxy
     return names, t
 
 
-def transfer_matrix_from_cube(cube, masks, z: float, psf_fwhm: float, beam, galaxy=None):
-    """:func:`transfer_matrix` with the Ha map of an IFU cube (:func:`ismcgm.linemap.line_map`).
-
-    The masks (a file of :func:`ismcgm.maskio.write_masks`, or what
-    :func:`ismcgm.maskio.read_masks` returned for it) are carried onto the
-    cube's grid (:func:`ismcgm.maskio.masks_on_cube`) shifted by the alignment recorded in the mask file
-    (``SHIFTRA``, ``SHIFTDEC``), as the extraction does.
-    """
+def _masks_on_ha_grid(cube, masks):
+    """The masks (a file of :func:`ismcgm.maskio.write_masks`, or what :func:`ismcgm.maskio.read_masks`
+    returned for it) carried onto the cube's grid, shifted by the alignment recorded in the mask file
+    (``SHIFTRA``, ``SHIFTDEC``), as the extraction does: ``carried, wcs``."""
     mask_dict, mask_wcs, headers = masks if isinstance(masks, tuple) else read_masks(masks)
-    carried, wcs = masks_on_cube(mask_dict, mask_wcs, cube.wcs, cube.sci.shape[1:], alignment=headers["PRIMARY"])
+    return masks_on_cube(mask_dict, mask_wcs, cube.wcs, cube.sci.shape[1:], alignment=headers["PRIMARY"])
+
+
+def _ha_map(cube, z: float, galaxy):
     try:
-        ha = line_map(cube, z, "HA")
+        return line_map(cube, z, "HA")
     except InputError as exc:
         raise InputError(galaxy, cube.path, f"cannot make the Ha map for [C II]/Ha: {exc.problem}",
                          "give a cube covering Ha at the galaxy redshift") from None
-    return transfer_matrix(ha, carried, wcs, beam, psf_fwhm, galaxy)
+
+
+def transfer_matrix_from_cube(cube, masks, z: float, psf_fwhm: float, beam, galaxy=None):
+    """:func:`transfer_matrix` with the Ha map of an IFU cube (:func:`ismcgm.linemap.line_map`), the masks
+    carried onto the cube's grid (see :func:`transfer_matrix_realisations`)."""
+    carried, wcs = _masks_on_ha_grid(cube, masks)
+    return transfer_matrix(_ha_map(cube, z, galaxy), carried, wcs, beam, psf_fwhm, galaxy)
 
 
 def transfer_matrices(ha_maps, masks: dict, wcs: WCS, beam, psf_fwhm: float, galaxy=None) -> np.ndarray:
@@ -181,16 +186,25 @@ def transfer_matrices(ha_maps, masks: dict, wcs: WCS, beam, psf_fwhm: float, gal
 
 
 def transfer_matrix_realisations(cube, masks, z: float, psf_fwhm: float, beam, seed: int, galaxy: str,
-                                 realisations) -> tuple[list, np.ndarray]:
-    """The spill matrices of the Monte Carlo realisations: :func:`transfer_matrix_from_cube` with the Ha map
-    of each realisation of the cube (:func:`ismcgm.linemap.line_map_realisations`, realisation ``i`` drawn
-    from the stream ``(seed, galaxy, 'ha_map', 'spill', i)``), so that the noise of the Ha morphology enters
-    the errors of the spill-corrected [C II].  Returns ``names, T`` with ``T`` of shape (n_real, n, n)."""
-    mask_dict, mask_wcs, headers = masks if isinstance(masks, tuple) else read_masks(masks)
-    carried, wcs = masks_on_cube(mask_dict, mask_wcs, cube.wcs, cube.sci.shape[1:], alignment=headers["PRIMARY"])
+                                 realisations) -> tuple[list, np.ndarray, np.ndarray]:
+    """The spill matrix of the cube's Ha map and those of its Monte Carlo realisations.
+
+    The masks are carried onto the cube's grid once (as the extraction does); the nominal matrix is
+    :func:`transfer_matrix_from_cube`'s; realisation ``i`` uses the Ha map of the cube redrawn within ERR
+    (:func:`ismcgm.linemap.line_map_realisations`, stream ``(seed, galaxy, 'ha_map', 'spill', i)``), so
+    that the noise of the Ha morphology enters the errors of the spill-corrected [C II].
+
+    Returns
+    -------
+    names : list of str
+    t : ndarray (n, n)
+    t_realisations : ndarray (n_real, n, n)
+    """
+    carried, wcs = _masks_on_ha_grid(cube, masks)
+    names, t = transfer_matrix(_ha_map(cube, z, galaxy), carried, wcs, beam, psf_fwhm, galaxy)
     maps = line_map_realisations(cube, z, "HA", lambda i: seeded_rng(seed, galaxy, "ha_map", "spill", i),
                                  realisations)
-    return list(carried), transfer_matrices(maps, carried, wcs, beam, psf_fwhm, galaxy)
+    return names, t, transfer_matrices(maps, carried, wcs, beam, psf_fwhm, galaxy)
 
 
 def _table_order(table, names, galaxy: str) -> list[int]:
