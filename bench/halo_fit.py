@@ -61,21 +61,25 @@ def main(argv=None) -> int:
         row["id"] = gid
         inputs = galaxy_inputs(run, a.variant, row)
         h_true = injected_h(truth, gid)
-        hs = []
+        hs, post = [], []
         for m in methods:
-            t = decompose.transfer_from_masks(*inputs, row, halo_fit=m)
+            t, grid = decompose.transfer_from_masks(*inputs, row, halo_fit=m, posterior=True)
             hs.append(float(t["halo_h_arcsec"].iloc[0]))
-        rows.append((gid, h_true, hs))
-        print(f"{gid:8s} {h_true:7.3f} " + " ".join(f"{h:12.3f}" for h in hs), flush=True)
+            post.append(decompose.halo_percentiles(grid))
+        rows.append((gid, h_true, hs, post))
+        print(f"{gid:8s} {h_true:7.3f} " + " ".join(f"{h:6.3f} ({p[0]:.3f}-{p[2]:.3f})" for h, p in zip(hs, post)),
+              flush=True)
     print()
     for j, m in enumerate(methods):
-        d = np.array([np.log10(hs[j] / ht) for _, ht, hs in rows if np.isfinite(ht)])
+        d = np.array([np.log10(hs[j] / ht) for _, ht, hs, _ in rows if np.isfinite(ht)])
         if not d.size:
             print(f"{m}: no injected h (not a paper-geometry mock)")
             continue
         within = np.mean(np.abs(10**d - 1) <= 0.15)
+        covered = np.mean([p[j][0] <= ht <= p[j][2] for _, ht, _, p in rows if np.isfinite(ht)])
         print(f"{m:12s} log10(h_fit/h_true): median {np.median(d):+.3f}, 16-84% {np.percentile(d, 16):+.3f} .. "
-              f"{np.percentile(d, 84):+.3f}; within 15 %: {within:.0%} of {d.size}")
+              f"{np.percentile(d, 84):+.3f}; within 15 %: {within:.0%} of {d.size}; injected h within the "
+              f"posterior's 16-84 %: {covered:.0%}")
     return 0
 
 

@@ -93,6 +93,23 @@ def test_inverse_variance_weights_keep_a_noisy_component_from_swamping_the_stack
     assert flux["limit"] != "none" or (flux["shift_p84"] - flux["shift_p16"]) > 5 * (iv["shift_p84"] - iv["shift_p16"])
 
 
+def test_weights_count_the_denominators_noise_too():
+    """A component with a precise numerator but a noise-dominated denominator (a halo term's undetected Hb)
+    gets a small weight: the weights are 1 / Var(N - R D), not 1 / Var(N)."""
+    fluxes, errors = _survey(n=8, nii_err=0.005)
+    fluxes[("bad", "ISM")] = {"HA": 3.0, "HB": 3.0 / dust.INTRINSIC_HA_HB, "NII6583": 0.3}
+    fluxes[("bad", "CGM")] = {"HA": 1.0, "HB": 1.0 / dust.INTRINSIC_HA_HB, "NII6583": 0.06}
+    errors[("bad", "ISM")] = {"HA": 0.03, "HB": 0.03, "NII6583": 0.001}
+    errors[("bad", "CGM")] = {"HA": 3.0, "HB": 0.01, "NII6583": 0.001}  # [N II] 5x better, Ha 300x worse
+    lf, real = _table(fluxes, errors, seed=7)
+    comps = stacking._components(real, {"NII6583", "HA"})
+    weights = stacking._weights(lf, real, stacking.RATIO_DEFINITIONS["N2"], comps)
+    w = dict(zip([c for _, c in comps], weights))
+    assert w["bad"] < 0.01 * min(v for c, v in w.items() if c != "bad")
+    row = stacking.stacked_ratio(lf, real, "N2")
+    assert row["limit"] == "none" and abs(row["shift_stack"] + 0.2) < 0.05
+
+
 def test_undetected_stack_is_a_limit_in_the_right_direction():
     fluxes, errors = _survey(n=6)
     for k in range(6):

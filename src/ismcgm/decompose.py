@@ -79,6 +79,7 @@ from .linemap import line_map, line_snr_maps
 from .maskio import read_masks
 from .masks import _bisector_side_a, _positions, reproject_sb
 from .regions import extension_region
+from .seeding import rng
 from .transfer import solvable, solve_operator, transfer_matrix
 from .wcsutil import pixscale_arcsec
 
@@ -89,10 +90,19 @@ TERMS = ("ISM", "CGM")
 TRANSFER_COLUMNS = ("id", "mask", "mask_component", "mask_region", "term_component", "term", "t", "halo_h_arcsec",
                     "halo_h_kpc", "fit_line")
 
+#: Columns of the per-galaxy posterior table (``results/intrinsic/<variant>/<id>_transfer_h.csv``): the transfer
+#: table at each scale length of the halo's posterior (``h_index`` 0, 1, ... in increasing h), with the posterior
+#: weight of that h.
+POSTERIOR_COLUMNS = TRANSFER_COLUMNS + ("h_index", "h_weight")
+
 #: Header of the intrinsic tables.
 RATIOS_COMMENT = ("INTRINSIC component ratios (ismcgm.decompose): region ISM = the ISM term (continuum morphology), "
                   "CGM = the halo term (exponential profile fitted per galaxy), fluxes = T^-1 x region fluxes per "
                   "realisation; not the paper's aperture values (ratios.csv)")
+POSTERIOR_COMMENT = ("transfer matrix of the decomposition over the posterior of the halo's scale length: the "
+                     "rows of <id>_transfer.csv at each h\n(halo_h_arcsec, numbered h_index) with its posterior "
+                     "weight h_weight (ismcgm.decompose.halo_posterior); realisation i of the Monte Carlo uses "
+                     "the h it draws")
 TRANSFER_COMMENT = ("transfer matrix of the decomposition: t = fraction of term (term_component, term) flux in mask; "
                     "halo_h = fitted exponential scale length of the halo term")
 
@@ -270,7 +280,45 @@ HALO_FITS = ("sersic", "image")
 HALO_FIT_LINES = ("HA", "OIII5007", "HB", "OIII4959")
 
 
-def fit_halo_scale(line_map, valid, ism, render, h_bounds, noise=None, nonneg: bool = False) -> float:
+class _HaloCost:
+    """The cost of the halo fit as a function of log h, memoised: the cost and the halo maps of every h it
+    was evaluated at (:func:`fit_halo_scale`, :func:`halo_posterior`)."""
+
+    def __init__(self, line_map, valid, ism, render, noise=None, nonneg: bool = False):
+        maps = list(line_map) if isinstance(line_map, (list, tuple)) else [line_map]
+        noises = ([None] * len(maps) if noise is None
+                  else (list(noise) if isinstance(noise, (list, tuple)) else [noise]))
+        self.fits = []  # (map, spaxels, weights)
+        for m, n in zip(maps, noises):
+            m = np.asarray(m, float)
+            ok = valid & np.isfinite(m)
+            w = None
+            if n is not None:
+                n = np.asarray(n, float)
+                ok &= np.isfinite(n) & (n > 0)
+                w = np.divide(1.0, n, out=np.zeros_like(n), where=ok)
+            if ok.any():  # a map without a usable spaxel (e.g. a line in a detector gap) adds nothing
+                self.fits.append((np.nan_to_num(m, nan=0.0), ok, w))
+        self.ism, self.render, self.nonneg = ism, render, nonneg
+        self.evals: dict[float, tuple[float, list]] = {}  # h -> (cost, halo maps)
+
+    def __call__(self, log_h) -> float:
+        h = float(np.exp(log_h))
+        if h not in self.evals:
+            halos = self.render(h)
+            cost = sum(_term_fit(y, ok, self.ism, halos, w, self.nonneg)[1] for y, ok, w in self.fits)
+            self.evals[h] = (cost, halos)
+        return self.evals[h][0]
+
+    @property
+    def dof(self) -> int:
+        """Degrees of freedom of the fit: fitted spaxels minus term fluxes minus h."""
+        n = sum(int(ok.sum()) for _, ok, _ in self.fits)
+        return max(n - 2 * len(self.ism) * len(self.fits) - 1, 1)  # an ISM and a halo term per component
+
+
+def fit_halo_scale(line_map, valid, ism, render, h_bounds, noise=None, nonneg: bool = False,
+                   return_cost: bool = False):
     """Scale length [arcsec] of the halo terms that best fits ``line_map`` with the ISM terms (module doc).
 
     Parameters
@@ -289,35 +337,84 @@ def fit_halo_scale(line_map, valid, ism, render, h_bounds, noise=None, nonneg: b
         Noise maps of the line maps (chi^2 weights; None: unweighted least squares).
     nonneg : bool
         Non-negative term fluxes (:func:`_term_fit`).
+    return_cost : bool
+        Also return the memoised cost (for :func:`halo_posterior`).
+
+    Returns
+    -------
+    float, or (float, _HaloCost) with ``return_cost``
     """
     from scipy.optimize import minimize_scalar
 
-    maps = list(line_map) if isinstance(line_map, (list, tuple)) else [line_map]
-    noises = [None] * len(maps) if noise is None else (list(noise) if isinstance(noise, (list, tuple)) else [noise])
-    fits = []  # (map, spaxels, weights)
-    for m, n in zip(maps, noises):
-        m = np.asarray(m, float)
-        ok = valid & np.isfinite(m)
-        w = None
-        if n is not None:
-            n = np.asarray(n, float)
-            ok &= np.isfinite(n) & (n > 0)
-            w = np.divide(1.0, n, out=np.zeros_like(n), where=ok)
-        if ok.any():  # a map without a usable spaxel (e.g. a line in a detector gap) adds nothing
-            fits.append((np.nan_to_num(m, nan=0.0), ok, w))
-
-    def cost(log_h):
-        halos = render(float(np.exp(log_h)))
-        return sum(_term_fit(y, ok, ism, halos, w, nonneg)[1] for y, ok, w in fits)
-
+    cost = _HaloCost(line_map, valid, ism, render, noise, nonneg)
     res = minimize_scalar(cost, bounds=(np.log(h_bounds[0]), np.log(h_bounds[1])), method="bounded",
                           options={"xatol": 1e-7})
-    return float(np.exp(res.x))
+    h = float(np.exp(res.x))
+    return (h, cost) if return_cost else h
+
+
+#: The posterior of h (:func:`halo_posterior`) covers the scale lengths whose scaled Delta chi^2 is below this
+#: (5 sigma), and a grid of at least :data:`H_POSTERIOR_CELLS` cells across that range, with at most
+#: :data:`H_POSTERIOR_MAX_EXTRA` evaluations besides those of the fit.
+H_POSTERIOR_DCHI2 = 25.0
+H_POSTERIOR_CELLS = 12
+H_POSTERIOR_MAX_EXTRA = 10
+
+
+def halo_posterior(cost: _HaloCost, h_bounds) -> tuple[np.ndarray, np.ndarray]:
+    """The scale lengths h and their posterior weights, from the halo fit's cost curve.
+
+    The cost is a chi^2 (``sersic``) or a sum of squares (``image``); both are scaled by their minimum per
+    degree of freedom (a reduced chi^2 of 1 at the best fit, which absorbs the model's mismatch), so the
+    posterior is ``exp(-Delta/2)`` with ``Delta = (cost - min) / (min / dof)``, flat in log h between the
+    bounds.  The h are those the fit evaluated plus up to :data:`H_POSTERIOR_MAX_EXTRA` more, placed in the
+    widest gaps (in log h) where ``Delta`` < :data:`H_POSTERIOR_DCHI2` until no gap is wider than 1 /
+    :data:`H_POSTERIOR_CELLS` of that range (and at the bounds, if the posterior reaches them); the weights
+    are ``exp(-Delta/2)`` times each h's cell width in log h, summing to 1.  A well-measured halo gives a
+    narrow posterior about the best fit; a faint one, whose cost is flat over a factor of several in h,
+    spreads its weight over that range -- the Monte Carlo then carries the geometric uncertainty of the
+    transfer matrix (:func:`decompose_realisations`).
+    """
+    lo, hi = np.log(h_bounds[0]), np.log(h_bounds[1])
+
+    def state():
+        hs = np.array(sorted(cost.evals))
+        c = np.array([cost.evals[h][0] for h in hs])
+        scale = c.min() / cost.dof if c.min() > 0 else 1.0
+        return hs, (c - c.min()) / scale
+
+    for _ in range(H_POSTERIOR_MAX_EXTRA):
+        hs, d = state()
+        lh = np.log(hs)
+        inside = np.flatnonzero(d < H_POSTERIOR_DCHI2)
+        i0, i1 = max(inside[0] - 1, 0), min(inside[-1] + 1, hs.size - 1)
+        if d[i0] < H_POSTERIOR_DCHI2 and lh[i0] > lo + 1e-9:  # the posterior reaches the lower bound
+            cost(lo)
+            continue
+        if d[i1] < H_POSTERIOR_DCHI2 and lh[i1] < hi - 1e-9:
+            cost(hi)
+            continue
+        gaps = np.diff(lh[i0:i1 + 1])
+        useful = np.minimum(d[i0:i1], d[i0 + 1:i1 + 1]) < H_POSTERIOR_DCHI2
+        if not useful.any():
+            break
+        k = int(np.argmax(np.where(useful, gaps, -1.0)))
+        if gaps[k] <= (lh[i1] - lh[i0]) / H_POSTERIOR_CELLS:
+            break
+        cost(0.5 * (lh[i0 + k] + lh[i0 + k + 1]))
+    hs, d = state()
+    lh = np.log(hs)
+    edges = np.concatenate([[lh[0]], 0.5 * (lh[1:] + lh[:-1]), [lh[-1]]])
+    w = np.exp(-0.5 * d) * np.diff(edges)
+    if not w.sum() > 0:  # a single evaluation (cannot happen after a fit): all weight on it
+        w = np.where(d == d.min(), 1.0, 0.0)
+    keep = w > 1e-9 * w.sum()
+    return hs[keep], w[keep] / w[keep].sum()
 
 
 def galaxy_transfer(gid: str, masks: dict, sb, background, sides, positions, line_map, valid, psf_fwhm: float,
                     wcs, kpc_per_arcsec: float, fit_line: str = "HA", noise=None,
-                    halo_fit: str = "sersic") -> pd.DataFrame:
+                    halo_fit: str = "sersic", posterior: bool = False):
     """Transfer table of one galaxy: ``T[mask, term]`` for the ISM and halo terms of each component.
 
     Parameters
@@ -343,11 +440,14 @@ def galaxy_transfer(gid: str, masks: dict, sb, background, sides, positions, lin
         Noise maps of ``line_map`` (``sersic``: the chi^2 weights).
     halo_fit : {'sersic', 'image'}
         How h is fitted (:data:`HALO_FITS`).
+    posterior : bool
+        Also return the transfer tables over the posterior of h (:func:`halo_posterior`).
 
     Returns
     -------
-    DataFrame
-        :data:`TRANSFER_COLUMNS`, one row per mask x term.
+    DataFrame, or (DataFrame, DataFrame) with ``posterior``
+        :data:`TRANSFER_COLUMNS`, one row per mask x term, at the best-fit h; with ``posterior`` also
+        :data:`POSTERIOR_COLUMNS`: the same rows at every h of the posterior, with its weight.
     """
     if halo_fit not in HALO_FITS:
         raise ValueError(f"unknown halo fit {halo_fit!r}: use one of {HALO_FITS}")
@@ -362,38 +462,97 @@ def galaxy_transfer(gid: str, masks: dict, sb, background, sides, positions, lin
     def render(h):
         return [halo_term(shape, wcs, pos, h, psf_fwhm) for _, pos in positions]
 
+    bounds = (0.25 * pix, field)
     if halo_fit == "sersic":
         smooth = sersic_ism_models(ism, wcs, positions, psf_fwhm)
-        h = fit_halo_scale(line_map, valid, smooth, render, (0.25 * pix, field), noise, nonneg=True)
+        h, cost = fit_halo_scale(line_map, valid, smooth, render, bounds, noise, nonneg=True, return_cost=True)
     else:
-        h = fit_halo_scale(line_map, valid, ism, render, (0.25 * pix, field))
-    halos = render(h)
+        h, cost = fit_halo_scale(line_map, valid, ism, render, bounds, return_cost=True)
     names = [f"{r}_{s}" if s else r for s, _ in positions for r in TERMS]
-    maps = [m for pair in zip(ism, halos) for m in pair]
-    # ISM: its sum over the field; halo: unit flux to infinity (its light beyond the field counts)
-    totals = [tot for m in ism for tot in (float(m.sum()), 1.0)]
-    t = transfer_matrix(maps, masks, totals)
-    rows = []
-    for i, ext in enumerate(masks):
-        mcomp, mreg = extension_region(gid, ext)
-        for k, term in enumerate(names):
-            tcomp, treg = extension_region(gid, term)
-            rows.append({"id": gid, "mask": ext, "mask_component": mcomp, "mask_region": mreg,
-                         "term_component": tcomp, "term": treg, "t": float(t[i, k]), "halo_h_arcsec": h,
-                         "halo_h_kpc": h * kpc_per_arcsec, "fit_line": fit_line})
-    return pd.DataFrame(rows, columns=list(TRANSFER_COLUMNS))
+
+    def table(h, halos):
+        maps = [m for pair in zip(ism, halos) for m in pair]
+        # ISM: its sum over the field; halo: unit flux to infinity (its light beyond the field counts)
+        totals = [tot for m in ism for tot in (float(m.sum()), 1.0)]
+        t = transfer_matrix(maps, masks, totals)
+        rows = []
+        for i, ext in enumerate(masks):
+            mcomp, mreg = extension_region(gid, ext)
+            for k, term in enumerate(names):
+                tcomp, treg = extension_region(gid, term)
+                rows.append({"id": gid, "mask": ext, "mask_component": mcomp, "mask_region": mreg,
+                             "term_component": tcomp, "term": treg, "t": float(t[i, k]), "halo_h_arcsec": h,
+                             "halo_h_kpc": h * kpc_per_arcsec, "fit_line": fit_line})
+        return pd.DataFrame(rows, columns=list(TRANSFER_COLUMNS))
+
+    nominal = table(h, render(h))
+    if not posterior:
+        return nominal
+    hs, weights = halo_posterior(cost, bounds)
+    grid = pd.concat([table(hk, cost.evals[hk][1]).assign(h_index=k, h_weight=wk)
+                      for k, (hk, wk) in enumerate(zip(hs, weights))], ignore_index=True)
+    return nominal, grid.loc[:, list(POSTERIOR_COLUMNS)]
 
 
 def _operator(transfer: pd.DataFrame):
     """``T^-1`` of one galaxy's transfer table with its (component, region) keys; None if not solvable."""
-    masks = list(dict.fromkeys(zip(transfer["mask_component"], transfer["mask_region"])))
-    terms = list(dict.fromkeys(zip(transfer["term_component"], transfer["term"])))
-    t = transfer.pivot_table(index=["mask_component", "mask_region"], columns=["term_component", "term"],
-                             values="t", sort=False).reindex(index=masks, columns=terms).to_numpy(float)
+    mask_keys = list(zip(transfer["mask_component"], transfer["mask_region"]))
+    term_keys = list(zip(transfer["term_component"], transfer["term"]))
+    masks, terms = list(dict.fromkeys(mask_keys)), list(dict.fromkeys(term_keys))
+    row, col = {k: i for i, k in enumerate(masks)}, {k: j for j, k in enumerate(terms)}
+    t = np.full((len(masks), len(terms)), np.nan)
+    for m, k, value in zip(mask_keys, term_keys, transfer["t"].to_numpy(float)):
+        t[row[m], col[k]] = value
     return (solve_operator(t) if solvable(t) else None), masks, terms
 
 
-def decompose_realisations(real: pd.DataFrame, transfers: dict, value_columns=("flux", "flux3")) -> pd.DataFrame:
+def halo_percentiles(grid: pd.DataFrame, q=(0.16, 0.5, 0.84)) -> tuple[float, ...]:
+    """Percentiles (fractions ``q``) of h in a posterior table (:data:`POSTERIOR_COLUMNS`): the smallest
+    grid h whose cumulative weight reaches each."""
+    g = grid.drop_duplicates("h_index").sort_values("h_index")
+    cdf = np.cumsum(g["h_weight"].to_numpy(float))
+    hs = g["halo_h_arcsec"].to_numpy(float)
+    return tuple(float(hs[min(int(np.searchsorted(cdf, x)), hs.size - 1)]) for x in q)
+
+
+def _posterior_operators(grid: pd.DataFrame):
+    """``([T^-1 per h], weights)`` of a galaxy's posterior table (:data:`POSTERIOR_COLUMNS`), keys as
+    :func:`_operator`; the h whose matrix is not solvable are left out (weights renormalised); None if none is."""
+    ops, weights, keys = [], [], None
+    index = grid["h_index"].to_numpy()
+    for k in np.unique(index):
+        block = grid[index == k]
+        op, masks, terms = _operator(block)
+        if op is None:
+            continue
+        if keys is not None and keys != (masks, terms):
+            raise ValueError(f"{grid['id'].iloc[0]}: the posterior's transfer tables name different masks or terms")
+        keys = (masks, terms)
+        ops.append(op)
+        weights.append(float(block["h_weight"].iloc[0]))
+    if not ops or not sum(weights) > 0:
+        return None
+    return ops, np.asarray(weights) / sum(weights)
+
+
+#: Key of the draw of the halo scale length per realisation (:func:`halo_draws`; ``ismcgm.seeding``).
+HALO_DRAW_KEY = "halo_h"
+
+
+def halo_draws(weights, seed: int, galaxy: str, realisations) -> np.ndarray:
+    """Index into the posterior's h (``weights``, :func:`halo_posterior`) for each realisation index.
+
+    Realisation ``i`` draws one uniform number from the stream ``(seed, 'halo_h', galaxy, i)``
+    (:func:`ismcgm.seeding.rng`), so every line, grating and the [C II] of that realisation use the same h,
+    whatever the order or batching of the rows.
+    """
+    cdf = np.cumsum(np.asarray(weights, float))
+    u = np.array([rng(seed, HALO_DRAW_KEY, str(galaxy), int(i)).random() for i in realisations])
+    return np.minimum(np.searchsorted(cdf, u * cdf[-1], side="right"), cdf.size - 1)
+
+
+def decompose_realisations(real: pd.DataFrame, transfers: dict, value_columns=("flux", "flux3"),
+                           posteriors: dict | None = None, seed: int | None = None) -> pd.DataFrame:
     """Term fluxes of every realisation: ``T^-1`` applied to the region fluxes of each galaxy, grating, line.
 
     Parameters
@@ -406,6 +565,13 @@ def decompose_realisations(real: pd.DataFrame, transfers: dict, value_columns=("
     value_columns : tuple of str
         Columns transformed (linear in the fluxes); the others are kept from the ISM/CGM mask row of
         the same component.
+    posteriors : dict, optional
+        ``{id: posterior table}`` (:data:`POSTERIOR_COLUMNS`, ``galaxy_transfer(..., posterior=True)``):
+        each realisation then uses the matrix at its own draw of h (:func:`halo_draws`), which carries the
+        uncertainty of the halo's scale length into the term fluxes; a galaxy without one (or without a
+        solvable matrix in it) uses its best-fit matrix throughout.
+    seed : int, optional
+        The workflow seed (needed with ``posteriors``).
 
     Returns
     -------
@@ -413,6 +579,8 @@ def decompose_realisations(real: pd.DataFrame, transfers: dict, value_columns=("
         The same columns, ``region`` now the term (ISM component / halo component).  A galaxy whose
         matrix is not solvable (or missing a region) is left out, with its id in ``attrs['skipped']``.
     """
+    if posteriors and seed is None:
+        raise ValueError("decompose_realisations: posteriors need the seed of the draws")
     parts, skipped = [], []
     for gid, g in real.groupby("id", sort=False):
         if gid not in transfers:
@@ -422,14 +590,28 @@ def decompose_realisations(real: pd.DataFrame, transfers: dict, value_columns=("
         if op is None:
             skipped.append(gid)
             continue
+        post = _posterior_operators(posteriors[gid]) if posteriors and gid in posteriors else None
         keys = [c for c in ("grating", "line", "realisation") if c in g.columns]
         wide = g.set_index(keys + ["component", "region"])[list(value_columns)].unstack(["component", "region"])
+        if post is not None:
+            ops, weights = post
+            reals = wide.index.get_level_values("realisation").to_numpy()
+            uniq, inverse = np.unique(reals, return_inverse=True)
+            which = halo_draws(weights, seed, gid, uniq)[inverse]
         out = {}
         for col in value_columns:
             block = wide[col].reindex(columns=pd.MultiIndex.from_tuples(masks))
             if block.isna().all(axis=0).any():
                 break
-            out[col] = pd.DataFrame(block.to_numpy(float) @ op.T, index=block.index,
+            values = block.to_numpy(float)
+            if post is None:
+                terms_flux = values @ op.T
+            else:
+                terms_flux = np.empty((values.shape[0], len(terms)))
+                for j in np.unique(which):
+                    sel = which == j
+                    terms_flux[sel] = values[sel] @ ops[j].T
+            out[col] = pd.DataFrame(terms_flux, index=block.index,
                                     columns=pd.MultiIndex.from_tuples(terms, names=["component", "region"]))
         else:
             long = pd.concat({c: v.stack(["component", "region"], future_stack=True) for c, v in out.items()},
@@ -444,15 +626,18 @@ def decompose_realisations(real: pd.DataFrame, transfers: dict, value_columns=("
     return df
 
 
-def decompose_cii(cii_rows: pd.DataFrame, cii_real: pd.DataFrame, transfers: dict, detect_snr: float):
+def decompose_cii(cii_rows: pd.DataFrame, cii_real: pd.DataFrame, transfers: dict, detect_snr: float,
+                  posteriors: dict | None = None, seed: int | None = None):
     """[C II] of each term at the IFU resolution: ``T^-1`` on the spill-corrected (native) region fluxes.
 
     Returns the [C II] rows (line-fluxes format, ``flux_native`` etc. replaced by the term values;
     median, standard deviation and detection from the decomposed realisations, as
     :func:`ismcgm.mc.summarise`) and the decomposed realisations (``cii.realisation_table`` columns).
+    ``posteriors``, ``seed``: as for :func:`decompose_realisations` (realisation ``i`` of [C II] uses the h
+    that realisation ``i`` of the IFU lines uses).
     """
     real = decompose_realisations(cii_real.assign(grating="alma", line="CII"), transfers,
-                                  value_columns=("flux", "flux_native"))
+                                  value_columns=("flux", "flux_native"), posteriors=posteriors, seed=seed)
     rows = []
     for (gid, comp, region), g in real.groupby(["id", "component", "region"], sort=False):
         s = mc.summarise(g["flux_native"].to_numpy(float), detect_snr)
@@ -483,14 +668,15 @@ def transfer_from_inputs(image, cube, aligned, masks_path, row, halo_fit: str = 
 
 
 def transfer_from_masks(masks: dict, sb, background: float, cube, aligned, row,
-                        halo_fit: str = "sersic") -> pd.DataFrame:
+                        halo_fit: str = "sersic", posterior: bool = False):
     """:func:`galaxy_transfer` from masks on the aligned reference grid and the PSF-matched continuum there.
 
     ``masks``, ``sb`` and ``background`` are what :func:`ismcgm.masks.make_masks` returns as
     ``regions``, ``ism_sb`` and ``background`` (the extraction job passes them on instead of redoing the
     PSF matching and the reprojection).  The halo is fitted (:data:`HALO_FITS`) over the reference cube's
     valid spaxels to the maps of :data:`HALO_FIT_LINES` it covers with their noise (``sersic``), or to its
-    Ha map, [O III]5007 where Ha is not covered (``image``).
+    Ha map, [O III]5007 where Ha is not covered (``image``).  ``posterior``: also the tables over the
+    posterior of h (:func:`galaxy_transfer`).
     """
     gid = row["id"]
     z = float(row["z"])
@@ -514,11 +700,12 @@ def transfer_from_masks(masks: dict, sb, background: float, cube, aligned, row,
                          "give a reference cube that covers Ha or [O III]5007")
     return galaxy_transfer(gid, masks, sb, background, sides, positions, maps, cube.valid_spaxels,
                            float(row["ifu_psf_fwhm"]), w, proper_kpc_per_arcsec(z), "+".join(names),
-                           noises if halo_fit == "sersic" else None, halo_fit)
+                           noises if halo_fit == "sersic" else None, halo_fit, posterior)
 
 
 def intrinsic_ratios(realisations, transfers: dict, samples, detect_snr: float, intrinsic_ha_hb: float,
-                     overlap_mode: str = "red", cii_rows=None, cii_real=None):
+                     overlap_mode: str = "red", cii_rows=None, cii_real=None, posteriors: dict | None = None,
+                     seed: int | None = None):
     """Line fluxes and ratios of the ISM and halo terms, through the same dust and ratio code as the regions.
 
     Parameters
@@ -534,6 +721,9 @@ def intrinsic_ratios(realisations, transfers: dict, samples, detect_snr: float, 
     cii_rows, cii_real : DataFrame, optional
         The [C II] tables of the regions (``results/cii/<variant>/<id>.csv`` and
         ``<id>_realisations.parquet``, concatenated).
+    posteriors, seed : optional
+        ``{id: posterior table}`` and the workflow seed: each realisation uses the transfer matrix at its
+        own draw of the halo's scale length (:func:`decompose_realisations`).
 
     Returns
     -------
@@ -547,11 +737,11 @@ def intrinsic_ratios(realisations, transfers: dict, samples, detect_snr: float, 
         The sample-level stacked shifts of the terms (:func:`ismcgm.stacking.stacked_shifts`).
     """
     chunks = realisations.drop(columns=["ebv", "flux_dustcorr"], errors="ignore")
-    terms = decompose_realisations(chunks, transfers)
+    terms = decompose_realisations(chunks, transfers, posteriors=posteriors, seed=seed)
     table, real, _ = linefluxes.gather(terms, detect_snr, intrinsic_ha_hb, overlap_mode)
     tables, cii_terms = [table], None
     if cii_rows is not None and len(cii_rows):
-        cii_table, cii_terms = decompose_cii(cii_rows, cii_real, transfers, detect_snr)
+        cii_table, cii_terms = decompose_cii(cii_rows, cii_real, transfers, detect_snr, posteriors, seed)
         tables.append(cii_mod.native_resolution(cii_table))
     fluxes = rat.preferred_grating(pd.concat(tables, ignore_index=True))
     real = rat.realisation_fluxes(real, cii_terms)

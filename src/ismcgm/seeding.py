@@ -14,6 +14,7 @@ change its numbers:
 - ``ismcgm.cii.noise.realisation_rng``: ``(seed, component, region, 'alma', str(realisation))``
   (joint draws of several regions: ``component`` = the galaxy id, ``region`` = ``'joint'``);
 - ``ismcgm.cii.spill.transfer_matrix_realisations``: ``(seed, galaxy, 'ha_map', 'spill', realisation)``;
+- ``ismcgm.decompose.halo_draws``: ``(seed, 'halo_h', galaxy, realisation)``;
 - ``ismcgm.stats.make_rng``: ``(seed, ratio[, purpose])``;
 - ``ismcgm.niibias.seed_sequence``: ``(seed, 'nii_bias', repr(snr))``;
 - ``ismcgm.mock``: ``(seed, *keys)`` with 4-byte hashes (``hash_bytes=4``).

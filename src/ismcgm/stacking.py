@@ -9,8 +9,13 @@ the sample still holds the information.  The stack uses it:
 - **Components**: those whose ratio lines have Monte Carlo fluxes in *both*
   regions (ISM and CGM, or the ISM and halo terms), whatever their S/N -- a
   selection on the measured S/N would favour upward noise.
-- **Per realisation** ``i`` and region: each line's observed flux summed
-  over those components (the fit's ties as for one component,
+- **Weights** (:func:`_weights`, ``weighting='inverse_variance'``, the
+  default): component c's weight is 1 / Var(N_c - R D_c) of its CGM (halo)
+  realisations -- N, D the ratio's numerator and denominator, R the stacked
+  CGM ratio of a first pass weighted by 1 / Var(N_c) -- the same in both
+  regions; ``'flux'``: equal weights, i.e. the plain sum.
+- **Per realisation** ``i`` and region: each line's observed flux, weighted,
+  summed over those components (the fit's ties as for one component,
   :func:`ismcgm.ratios.realisation_log_ratio`); for the dust-corrected
   ratios the sums are corrected with the stack's own Balmer decrement,
   summed Hα over summed Hβ (:func:`ismcgm.dust.ebv_realisations`, SPEC 6's
@@ -18,10 +23,10 @@ the sample still holds the information.  The stack uses it:
   with each component's E(B-V): a faint component's E(B-V) is so noisy that
   its corrected fluxes would dominate the sum's scatter; then the ratio of
   the sums (:func:`ismcgm.ratios.log_ratio_realisations`) and the shift
-  ``log R_CGM,i - log R_ISM,i``.  The sums weight the components by their
-  fluxes (a flux-weighted mean ratio, like a stacked spectrum): with a
-  shift common to all components the stack recovers it; with shifts that
-  vary between components it is weighted towards the bright ones and need
+  ``log R_CGM,i - log R_ISM,i``.  A ratio of (weighted) sums is a
+  weighted mean ratio, like a stacked spectrum's: with a shift common to
+  all components the stack recovers it; with shifts that vary between
+  components it is weighted towards the bright and precise ones and need
   not equal the median of the per-component shifts.
 - **Value**: the median of the shifts over the realisations, errors their
   16th/84th percentiles (realisations with a non-positive sum rank at the
@@ -103,13 +108,30 @@ def _per_component(line_fluxes, realisations, line: str, index) -> np.ndarray:
     return _realisation_sum(line_fluxes, realisations, (line,), False, index)
 
 
+def _inverse_variance(values) -> np.ndarray:
+    """1 / (half 16-84 width)^2 of each row's realisations (0 where the width is not positive)."""
+    width = half_width(values, axis=1)
+    return np.where(width > 0, 1.0 / np.where(width > 0, width, 1.0) ** 2, 0.0)
+
+
 def _weights(line_fluxes, realisations, rdef, comps) -> np.ndarray:
-    """Inverse-variance weights of the components: 1 / (half 16-84 width)^2 of the CGM numerator's
-    realisations, normalised to a sum of 1 (the same weights in both regions)."""
+    """Inverse-variance weights of the components, the same in both regions, normalised to a sum of 1.
+
+    The weight of component c is 1 / Var(N_c - R D_c) over its CGM realisations (half 16-84 width squared),
+    N and D the ratio's numerator and denominator lines and R the stacked CGM ratio of a first pass weighted by
+    1 / Var(N_c): the variance of the ratio of sums that c adds (the linearised error of sum N / sum D).  With
+    the numerator alone, a component with a good numerator and a noise-dominated denominator (a halo term's
+    undetected Hb) would carry a large weight and its denominator's noise into the stack.
+    """
     index = pd.MultiIndex.from_tuples([(g, c, "CGM") for g, c in comps], names=["id", "component", "region"])
     num = _realisation_sum(line_fluxes, realisations, rdef.numerator, False, index)
-    width = half_width(num, axis=1)
-    w = np.where(width > 0, 1.0 / np.where(width > 0, width, 1.0) ** 2, 0.0)
+    den = _realisation_sum(line_fluxes, realisations, rdef.denominator, False, index)
+    w = _inverse_variance(num)
+    if w.sum() > 0:
+        ratio = float(np.median(w @ num) / np.median(w @ den))
+        if np.isfinite(ratio) and ratio > 0:
+            w2 = _inverse_variance(num - ratio * den)
+            w = w2 if w2.sum() > 0 else w
     return w / w.sum() if w.sum() > 0 else np.full(len(comps), 1.0 / len(comps))
 
 

@@ -10,11 +10,13 @@ localrules:
 
 
 rule intrinsic_ratios:
-    """Term fluxes per realisation (T^-1 times the region fluxes), their dust correction and ratios; the
-    sample-level stacked shifts of the terms (ismcgm.stacking)."""
+    """Term fluxes per realisation (T^-1 times the region fluxes, T at the realisation's draw of the halo's
+    scale length), their dust correction and ratios; the sample-level stacked shifts of the terms
+    (ismcgm.stacking)."""
     input:
         realisations=f"{RESULTS}/mc/{{variant}}/realisations.parquet",
         transfers=lambda w: expand(f"{RESULTS}/intrinsic/{w.variant}/{{id}}_transfer.csv", id=GALAXIES),
+        posteriors=lambda w: expand(f"{RESULTS}/intrinsic/{w.variant}/{{id}}_transfer_h.csv", id=GALAXIES),
         cii=lambda w: expand(f"{RESULTS}/cii/{w.variant}/{{id}}.csv", id=ALMA_GALAXIES),
         cii_realisations=lambda w: expand(f"{RESULTS}/cii/{w.variant}/{{id}}_realisations.parquet", id=ALMA_GALAXIES),
     output:
@@ -29,6 +31,7 @@ rule intrinsic_ratios:
         detect_snr=config["fit"]["detect_snr"],
         intrinsic_ha_hb=config["dust"]["intrinsic_ha_hb"],
         overlap=config["ratios"]["overlap"],
+        seed=config["seed"],
     script:
         "../scripts/intrinsic_ratios.py"
 

@@ -65,7 +65,7 @@ for _kind, _gratings in extract_sets():
     rule:
         """ISM and CGM masks of one galaxy for one mask variant (SPEC 2-3, 3.4), the spectrum of every
         region in every grating (SPEC 4) and the halo fit and transfer matrix of the galaxy's ISM and halo
-        terms (ismcgm.decompose)."""
+        terms (ismcgm.decompose), also over the posterior of the halo's scale length."""
         name:
             f"extract_{_kind}_{'_'.join(_gratings)}"
         input:
@@ -83,6 +83,7 @@ for _kind, _gratings in extract_sets():
                 for c, r, _ in ismcgm_regions.galaxy_regions("{id}", _kind == "merger")
             ],
             transfer=f"{RESULTS}/intrinsic/{{variant}}/{{id}}_transfer.csv",
+            transfer_h=f"{RESULTS}/intrinsic/{{variant}}/{{id}}_transfer_h.csv",
         log:
             f"{RESULTS}/logs/extract/{{variant}}/{{id}}.log",
         benchmark:

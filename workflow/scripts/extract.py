@@ -55,9 +55,11 @@ def main():
     for i, (grating, cube) in enumerate(cubes.items()):
         write_spectra(row, grating, cube, alignment, out.spectra[i * n:(i + 1) * n])
     # the masks' PSF-matched continuum on the reference grid is the decomposition's ISM term
-    transfer = decompose.transfer_from_masks(result["regions"], result["ism_sb"], result["background"], ref,
-                                             aligned_wcs(ref.wcs, alignment), row, par.halo_fit)
+    transfer, posterior = decompose.transfer_from_masks(result["regions"], result["ism_sb"], result["background"],
+                                                        ref, aligned_wcs(ref.wcs, alignment), row, par.halo_fit,
+                                                        posterior=True)
     write_table(transfer, out.transfer)
+    write_table(posterior, out.transfer_h, comment=decompose.POSTERIOR_COMMENT)
 
 
 run(snakemake, main)
