@@ -50,3 +50,32 @@ def test_summary_checks_flags_a_biased_family():
     assert out["checks"]["pulls_OIII_abs_median_below_0.2"] is True
     assert out["checks"]["shift_O3_within_2sigma+0.02_of_injected"] is True
     assert out["all_passed"] is False
+
+
+def _recovery_row(**kw):
+    row = dict(ratio="N2", injected_shift=-0.2, true_shift=-0.05, measured_shift=-0.04, sigma_med=0.05, pull=0.2,
+               within_2sigma=True, intrinsic_shift=np.nan, intrinsic_sigma_med=np.nan, intrinsic_stack_shift=np.nan,
+               intrinsic_stack_p16=np.nan, intrinsic_stack_p84=np.nan, intrinsic_stack_limit="undefined")
+    return pd.Series(row | kw)
+
+
+def test_intrinsic_check_prefers_the_components_then_the_stack():
+    """The decomposition's check: the per-component shift where it has a sigma_med, else the stacked value
+    (sigma = half its 16-84 % width) or bound; nothing without either."""
+    check = validation.intrinsic_check
+    assert check(_recovery_row(intrinsic_shift=-0.25, intrinsic_sigma_med=0.02)) == (
+        "intrinsic_N2_within_2sigma+0.02_of_injected", True)
+    assert check(_recovery_row(intrinsic_shift=-0.30, intrinsic_sigma_med=0.02))[1] is False
+    # one component (no sigma_med): the stack decides
+    stacked = dict(intrinsic_shift=0.4, intrinsic_stack_shift=-0.18, intrinsic_stack_p16=-0.21,
+                   intrinsic_stack_p84=-0.15, intrinsic_stack_limit="none")
+    assert check(_recovery_row(**stacked)) == ("intrinsic_stack_N2_within_2sigma+0.02_of_injected", True)
+    assert check(_recovery_row(**stacked | {"intrinsic_stack_shift": -0.05}))[1] is False
+    assert check(_recovery_row(intrinsic_stack_shift=-0.29, intrinsic_stack_limit="upper")) == (
+        "intrinsic_stack_N2_upper_limit_consistent", False)  # < -0.29 excludes the injected -0.20
+    assert check(_recovery_row(intrinsic_stack_shift=-0.19, intrinsic_stack_limit="upper"))[1] is True
+    assert check(_recovery_row(intrinsic_stack_shift=-0.25, intrinsic_stack_limit="lower"))[1] is True
+    assert check(_recovery_row()) is None
+    out = validation.summary_checks(pd.DataFrame([_recovery_row(intrinsic_shift=-0.3, intrinsic_sigma_med=0.02)]),
+                                    pd.DataFrame(columns=["family", "n", "median_pull", "std_pull"]))
+    assert out["checks"]["intrinsic_N2_within_2sigma+0.02_of_injected"] is False and out["all_passed"] is False

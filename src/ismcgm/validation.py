@@ -225,15 +225,48 @@ def family_pulls(pull_rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["family", "n", "median_pull", "std_pull"])
 
 
+def intrinsic_check(r) -> tuple[str, bool] | None:
+    """The decomposition's check of one ``recovery.csv`` row: ``(name, passed)``, or None without a value.
+
+    The per-component statistic where it has a ``sigma_med`` (at least two components):
+    ``intrinsic_<ratio>_within_2sigma+0.02_of_injected``; otherwise the stack
+    (``intrinsic_stacked.csv``): a value within 2 sigma + 0.02 dex of the injected shift, sigma its half
+    16-84 % width (``intrinsic_stack_<ratio>_within_2sigma+0.02_of_injected``), or a bound that does not
+    exclude it by more than 0.02 dex (``intrinsic_stack_<ratio>_<upper|lower>_limit_consistent``).
+    """
+    ratio, injected = r["ratio"], r["injected_shift"]
+    if not np.isfinite(injected):
+        return None
+    if np.isfinite(r["intrinsic_shift"]) and np.isfinite(r["intrinsic_sigma_med"]):
+        return (f"intrinsic_{ratio}_within_2sigma+0.02_of_injected",
+                bool(abs(r["intrinsic_shift"] - injected) <= 2 * r["intrinsic_sigma_med"] + 0.02))
+    value, limit = r["intrinsic_stack_shift"], r["intrinsic_stack_limit"]
+    if not np.isfinite(value):
+        return None
+    if limit == "none":
+        sigma = 0.5 * (r["intrinsic_stack_p84"] - r["intrinsic_stack_p16"])
+        return (f"intrinsic_stack_{ratio}_within_2sigma+0.02_of_injected",
+                bool(abs(value - injected) <= 2 * sigma + 0.02))
+    if limit in ("upper", "lower"):
+        ok = injected <= value + 0.02 if limit == "upper" else injected >= value - 0.02
+        return f"intrinsic_stack_{ratio}_{limit}_limit_consistent", bool(ok)
+    return None
+
+
 def summary_checks(recovery: pd.DataFrame, families: pd.DataFrame) -> dict:
     """Pass/fail per check, as written to ``summary.json``.
 
     Shifts: within 2 sigma_med of the true shift and within 2 sigma_med +
-    0.02 dex of the injected one.  Fluxes: per line family with at least 5
-    lines detectable at the truth (:func:`flux_pulls`), pull std in
-    0.85-1.15 and |median| < 0.2.  A ratio with neither a true nor a
-    measured shift (CII_HA of a survey without [C II] cubes) is listed under
-    ``not_measured`` instead of failing.
+    0.02 dex of the injected one; the intrinsic (decomposed) shift within
+    2 sigma + 0.02 dex of the injected one (:func:`intrinsic_check`, where
+    ``recovery`` has the intrinsic columns).  On the ``paper`` mock geometry
+    the aperture shift is diluted by design (README, "Intrinsic component
+    ratios"): there its check against the injected shift fails and the
+    intrinsic one is the comparison that means something.  Fluxes: per line
+    family with at least 5 lines detectable at the truth (:func:`flux_pulls`),
+    pull std in 0.85-1.15 and |median| < 0.2.  A ratio with neither a true
+    nor a measured shift (CII_HA of a survey without [C II] cubes) is listed
+    under ``not_measured`` instead of failing.
     """
     checks, unmeasured = {}, []
     for _, r in recovery.iterrows():
@@ -244,6 +277,11 @@ def summary_checks(recovery: pd.DataFrame, families: pd.DataFrame) -> dict:
         tol = 2 * r["sigma_med"] + 0.02
         checks[f"shift_{r['ratio']}_within_2sigma+0.02_of_injected"] = bool(
             abs(r["measured_shift"] - r["injected_shift"]) <= tol)
+    if "intrinsic_shift" in recovery.columns:
+        for _, r in recovery.iterrows():
+            check = intrinsic_check(r)
+            if check is not None:
+                checks[check[0]] = check[1]
     for _, p in families.iterrows():
         if p["n"] >= 5:
             checks[f"pulls_{p['family']}_std_in_0.85-1.15"] = bool(0.85 <= p["std_pull"] <= 1.15)
