@@ -535,8 +535,23 @@ def _realisation_matrix(realisations: pd.DataFrame, line: str, dust_corrected: b
     return wide.to_numpy(float)
 
 
-def _realisation_sum(line_fluxes, realisations, lines, dust_corrected, index) -> np.ndarray:
-    """Per-realisation sum of ``lines``, with the fit's ties as in :func:`_tied_terms`."""
+def realisation_sum(line_fluxes, realisations, lines, dust_corrected, index) -> np.ndarray:
+    """Per-realisation sum of ``lines`` for each region of ``index``, with the fit's ties as in
+    :func:`_tied_terms`: shape (len(index), n_realisations).
+
+    Parameters
+    ----------
+    line_fluxes : DataFrame
+        The line-flux table (its detection states decide the ties).
+    realisations : DataFrame
+        :func:`realisation_fluxes` of it.
+    lines : sequence of str
+        The lines summed.
+    dust_corrected : bool
+        Sum ``flux_dustcorr`` instead of ``flux``.
+    index : pandas.MultiIndex
+        ``(id, component, region)`` of the rows.
+    """
     total = 0.0
     for line in lines:
         values = _realisation_matrix(realisations, line, dust_corrected, index)
@@ -571,8 +586,8 @@ def log_ratio_realisations(num, den) -> np.ndarray:
 
 def realisation_log_ratio(line_fluxes, realisations, rdef: RatioDefinition, index) -> np.ndarray:
     """log10 of a ratio in every realisation, shape (len(index), n_realisations)."""
-    num = _realisation_sum(line_fluxes, realisations, rdef.numerator, rdef.dust_corrected, index)
-    den = _realisation_sum(line_fluxes, realisations, rdef.denominator, rdef.dust_corrected, index)
+    num = realisation_sum(line_fluxes, realisations, rdef.numerator, rdef.dust_corrected, index)
+    den = realisation_sum(line_fluxes, realisations, rdef.denominator, rdef.dust_corrected, index)
     return log_ratio_realisations(num, den)
 
 

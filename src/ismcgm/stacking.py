@@ -48,7 +48,7 @@ import pandas as pd
 from .dust import INTRINSIC_HA_HB, correct, ebv_realisations
 from .instrument import LINE_WAVELENGTHS
 from .mc import half_width, percentiles
-from .ratios import RATIO_DEFINITIONS, RATIOS, UNEXTINCTED_LINES, _realisation_sum, log_ratio_realisations
+from .ratios import RATIO_DEFINITIONS, RATIOS, UNEXTINCTED_LINES, log_ratio_realisations, realisation_sum
 
 #: Columns of ``results/tables/<variant>/intrinsic_stacked.csv``.
 STACK_COLUMNS = ["ratio", "n", "log_ism", "log_cgm", "limit_ism", "limit_cgm", "shift_stack", "shift_p16",
@@ -105,7 +105,7 @@ def _region_state(num_obs, den_obs, num, den, detect_snr: float):
 def _per_component(line_fluxes, realisations, line: str, index) -> np.ndarray:
     """Observed flux of one line per component of ``index`` and realisation (the fit's ties as for one
     component), shape (n_components, n_realisations)."""
-    return _realisation_sum(line_fluxes, realisations, (line,), False, index)
+    return realisation_sum(line_fluxes, realisations, (line,), False, index)
 
 
 def _inverse_variance(values) -> np.ndarray:
@@ -124,8 +124,8 @@ def _weights(line_fluxes, realisations, rdef, comps) -> np.ndarray:
     undetected Hb) would carry a large weight and its denominator's noise into the stack.
     """
     index = pd.MultiIndex.from_tuples([(g, c, "CGM") for g, c in comps], names=["id", "component", "region"])
-    num = _realisation_sum(line_fluxes, realisations, rdef.numerator, False, index)
-    den = _realisation_sum(line_fluxes, realisations, rdef.denominator, False, index)
+    num = realisation_sum(line_fluxes, realisations, rdef.numerator, False, index)
+    den = realisation_sum(line_fluxes, realisations, rdef.denominator, False, index)
     w = _inverse_variance(num)
     if w.sum() > 0:
         ratio = float(np.median(w @ num) / np.median(w @ den))
