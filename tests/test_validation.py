@@ -54,7 +54,8 @@ def test_summary_checks_flags_a_biased_family():
 
 def _recovery_row(**kw):
     row = dict(ratio="N2", injected_shift=-0.2, true_shift=-0.05, measured_shift=-0.04, sigma_med=0.05, pull=0.2,
-               within_2sigma=True, intrinsic_shift=np.nan, intrinsic_sigma_med=np.nan, intrinsic_stack_shift=np.nan,
+               within_2sigma=True, intrinsic_shift=np.nan, intrinsic_sigma_med=np.nan, intrinsic_p16=np.nan,
+               intrinsic_p84=np.nan, intrinsic_stack_shift=np.nan,
                intrinsic_stack_p16=np.nan, intrinsic_stack_p84=np.nan, intrinsic_stack_limit="undefined")
     return pd.Series(row | kw)
 
@@ -66,6 +67,11 @@ def test_intrinsic_check_prefers_the_components_then_the_stack():
     assert check(_recovery_row(intrinsic_shift=-0.25, intrinsic_sigma_med=0.02)) == (
         "intrinsic_N2_within_2sigma+0.02_of_injected", True)
     assert check(_recovery_row(intrinsic_shift=-0.30, intrinsic_sigma_med=0.02))[1] is False
+    # two components whose values agree by chance: sigma_med (their scatter) is tiny, the Monte Carlo range
+    # of the median (their errors) is not, and sets sigma
+    two = dict(intrinsic_shift=-0.085, intrinsic_sigma_med=0.005, intrinsic_p16=-0.138, intrinsic_p84=-0.011)
+    assert check(_recovery_row(**two))[1] is True
+    assert check(_recovery_row(**two | {"intrinsic_p16": -0.09, "intrinsic_p84": -0.08}))[1] is False
     # one component (no sigma_med): the stack decides
     stacked = dict(intrinsic_shift=0.4, intrinsic_stack_shift=-0.18, intrinsic_stack_p16=-0.21,
                    intrinsic_stack_p84=-0.15, intrinsic_stack_limit="none")

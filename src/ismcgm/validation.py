@@ -144,19 +144,20 @@ def injected_shifts(truth: dict, ratios) -> dict:
 
 #: Columns of ``recovery.csv``.
 RECOVERY_COLUMNS = ["ratio", "injected_shift", "true_shift", "measured_shift", "sigma_med", "pull", "within_2sigma",
-                    "intrinsic_shift", "intrinsic_sigma_med", "intrinsic_stack_shift", "intrinsic_stack_p16",
-                    "intrinsic_stack_p84", "intrinsic_stack_limit"]
+                    "intrinsic_shift", "intrinsic_sigma_med", "intrinsic_p16", "intrinsic_p84", "intrinsic_stack_shift",
+                    "intrinsic_stack_p16", "intrinsic_stack_p84", "intrinsic_stack_limit"]
 
 
 def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected: dict,
                    intrinsic_df: pd.DataFrame | None = None, stacked_df: pd.DataFrame | None = None) -> pd.DataFrame:
     """``ratio, injected_shift, true_shift, measured_shift, sigma_med, pull, within_2sigma, intrinsic_shift,
-    intrinsic_sigma_med`` (from the decomposition's statistics, ``intrinsic_df``; NaN without) and
+    intrinsic_sigma_med, intrinsic_p16, intrinsic_p84`` (from the decomposition's statistics, ``intrinsic_df``:
+    its ``shift_median``, ``sigma_med``, ``shift_p16``, ``shift_p84``; NaN without) and
     ``intrinsic_stack_shift, intrinsic_stack_p16, intrinsic_stack_p84, intrinsic_stack_limit`` (its stacked
     shifts, ``stacked_df``, :func:`ismcgm.stacking.stacked_shifts`; NaN and 'undefined' without)."""
     t = true_stats_df.set_index("ratio")["shift_median"]
     intr = (intrinsic_df.set_index("ratio") if intrinsic_df is not None
-            else pd.DataFrame(columns=["shift_median", "sigma_med"]))
+            else pd.DataFrame(columns=["shift_median", "sigma_med", "shift_p16", "shift_p84"]))
     stack = (stacked_df.set_index("ratio") if stacked_df is not None
              else pd.DataFrame(columns=["shift_stack", "shift_p16", "shift_p84", "limit"]))
     rows = []
@@ -171,6 +172,8 @@ def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected
                      "within_2sigma": bool(np.isfinite(pull) and abs(pull) <= 2.0),
                      "intrinsic_shift": float(intr["shift_median"].get(r, np.nan)),
                      "intrinsic_sigma_med": float(intr["sigma_med"].get(r, np.nan)),
+                     "intrinsic_p16": float(intr["shift_p16"].get(r, np.nan)),
+                     "intrinsic_p84": float(intr["shift_p84"].get(r, np.nan)),
                      "intrinsic_stack_shift": float(stack["shift_stack"].get(r, np.nan)),
                      "intrinsic_stack_p16": float(stack["shift_p16"].get(r, np.nan)),
                      "intrinsic_stack_p84": float(stack["shift_p84"].get(r, np.nan)),
@@ -229,7 +232,11 @@ def intrinsic_check(r) -> tuple[str, bool] | None:
     """The decomposition's check of one ``recovery.csv`` row: ``(name, passed)``, or None without a value.
 
     The per-component statistic where it has a ``sigma_med`` (at least two components):
-    ``intrinsic_<ratio>_within_2sigma+0.02_of_injected``; otherwise the stack
+    ``intrinsic_<ratio>_within_2sigma+0.02_of_injected``, sigma the larger of ``sigma_med`` (the paper's
+    1.235 std / sqrt(N), the components' scatter) and half the 16-84 % range of the Monte Carlo medians
+    (``intrinsic_p16/p84``, the measurement errors): with two or three components the scatter alone can be
+    far below the errors (two halo N2 of 0.10 and 0.07 dex errors that happen to agree give sigma_med
+    0.005); otherwise the stack
     (``intrinsic_stacked.csv``): a value within 2 sigma + 0.02 dex of the injected shift, sigma its half
     16-84 % width (``intrinsic_stack_<ratio>_within_2sigma+0.02_of_injected``), or a bound that does not
     exclude it by more than 0.02 dex (``intrinsic_stack_<ratio>_<upper|lower>_limit_consistent``).
@@ -238,8 +245,10 @@ def intrinsic_check(r) -> tuple[str, bool] | None:
     if not np.isfinite(injected):
         return None
     if np.isfinite(r["intrinsic_shift"]) and np.isfinite(r["intrinsic_sigma_med"]):
+        mc_sigma = 0.5 * (r.get("intrinsic_p84", np.nan) - r.get("intrinsic_p16", np.nan))
+        sigma = max(r["intrinsic_sigma_med"], mc_sigma) if np.isfinite(mc_sigma) else r["intrinsic_sigma_med"]
         return (f"intrinsic_{ratio}_within_2sigma+0.02_of_injected",
-                bool(abs(r["intrinsic_shift"] - injected) <= 2 * r["intrinsic_sigma_med"] + 0.02))
+                bool(abs(r["intrinsic_shift"] - injected) <= 2 * sigma + 0.02))
     value, limit = r["intrinsic_stack_shift"], r["intrinsic_stack_limit"]
     if not np.isfinite(value):
         return None
