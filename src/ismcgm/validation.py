@@ -156,8 +156,9 @@ def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected
     ``intrinsic_stack_shift, intrinsic_stack_p16, intrinsic_stack_p84, intrinsic_stack_limit`` (its stacked
     shifts, ``stacked_df``, :func:`ismcgm.stacking.stacked_shifts`; NaN and 'undefined' without)."""
     t = true_stats_df.set_index("ratio")["shift_median"]
-    intr = (intrinsic_df.set_index("ratio") if intrinsic_df is not None
-            else pd.DataFrame(columns=["shift_median", "sigma_med", "shift_p16", "shift_p84"]))
+    intr = (intrinsic_df.set_index("ratio") if intrinsic_df is not None else pd.DataFrame())
+    intr = intr.reindex(columns=list(dict.fromkeys([*intr.columns, "shift_median", "sigma_med", "shift_p16",
+                                                    "shift_p84"])))  # absent columns: NaN
     stack = (stacked_df.set_index("ratio") if stacked_df is not None
              else pd.DataFrame(columns=["shift_stack", "shift_p16", "shift_p84", "limit"]))
     rows = []
