@@ -485,7 +485,7 @@ def galaxy_transfer(gid: str, masks: dict, sb, background, sides, positions, lin
                              "halo_h_kpc": h * kpc_per_arcsec, "fit_line": fit_line})
         return pd.DataFrame(rows, columns=list(TRANSFER_COLUMNS))
 
-    nominal = table(h, render(h))
+    nominal = table(h, cost.evals[h][1] if h in cost.evals else render(h))  # the fit rendered its best h
     if not posterior:
         return nominal
     hs, weights = halo_posterior(cost, bounds)

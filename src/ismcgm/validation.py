@@ -229,6 +229,15 @@ def family_pulls(pull_rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["family", "n", "median_pull", "std_pull"])
 
 
+def intrinsic_sigma(sigma_med, p16, p84):
+    """The intrinsic shift's sigma of :func:`intrinsic_check`: the larger of ``sigma_med`` and half the
+    ``p16``-``p84`` range (``sigma_med`` where the range is NaN); scalars or arrays."""
+    half = 0.5 * (np.asarray(p84, float) - np.asarray(p16, float))
+    sigma_med = np.asarray(sigma_med, float)
+    out = np.where(np.isfinite(half) & np.isfinite(sigma_med), np.fmax(sigma_med, half), sigma_med)
+    return float(out) if out.ndim == 0 else out
+
+
 def intrinsic_check(r) -> tuple[str, bool] | None:
     """The decomposition's check of one ``recovery.csv`` row: ``(name, passed)``, or None without a value.
 
@@ -246,8 +255,8 @@ def intrinsic_check(r) -> tuple[str, bool] | None:
     if not np.isfinite(injected):
         return None
     if np.isfinite(r["intrinsic_shift"]) and np.isfinite(r["intrinsic_sigma_med"]):
-        mc_sigma = 0.5 * (r.get("intrinsic_p84", np.nan) - r.get("intrinsic_p16", np.nan))
-        sigma = max(r["intrinsic_sigma_med"], mc_sigma) if np.isfinite(mc_sigma) else r["intrinsic_sigma_med"]
+        sigma = intrinsic_sigma(r["intrinsic_sigma_med"], r.get("intrinsic_p16", np.nan),
+                                r.get("intrinsic_p84", np.nan))
         return (f"intrinsic_{ratio}_within_2sigma+0.02_of_injected",
                 bool(abs(r["intrinsic_shift"] - injected) <= 2 * sigma + 0.02))
     value, limit = r["intrinsic_stack_shift"], r["intrinsic_stack_limit"]

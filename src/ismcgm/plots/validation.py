@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 
 from ismcgm.plots.fig3_ratios import RATIO_LABELS, save_figure
 from ismcgm.ratios import RATIOS
+from ismcgm.validation import intrinsic_sigma
 
 #: Columns expected in the recovery table.
 RECOVERY_COLUMNS = (
@@ -82,10 +83,9 @@ def plot_recovery(recovery_df: pd.DataFrame, pdf, png, synthetic: bool = True) -
     if "intrinsic_shift" in df.columns and np.isfinite(df["intrinsic_shift"].to_numpy(float)).any():
         # the decomposition's ISM and halo terms (issue 19), beside the aperture values; sigma as summary.json's
         # check takes it: the larger of sigma_med and half the Monte Carlo 16-84 % range of the median
-        sig_i = df["intrinsic_sigma_med"].to_numpy(float)
-        if {"intrinsic_p16", "intrinsic_p84"} <= set(df.columns):
-            half = 0.5 * (df["intrinsic_p84"].to_numpy(float) - df["intrinsic_p16"].to_numpy(float))
-            sig_i = np.where(np.isfinite(half) & np.isfinite(sig_i), np.fmax(sig_i, half), sig_i)
+        nan = np.full(len(df), np.nan)
+        sig_i = intrinsic_sigma(df["intrinsic_sigma_med"].to_numpy(float), df.get("intrinsic_p16", nan),
+                                df.get("intrinsic_p84", nan))
         ax.errorbar(x + 0.22, df["intrinsic_shift"].to_numpy(float), yerr=sig_i, fmt="D", color="tab:green", ms=4,
                     elinewidth=1.2, zorder=3)
         handles.append(Line2D([], [], ls="-", marker="D", color="tab:green", ms=4,
