@@ -272,41 +272,76 @@ def intrinsic_check(r) -> tuple[str, bool] | None:
     return None
 
 
+#: Fixed pull bands of :func:`summary_checks` (those of the three-seed pooled test,
+#: ``tests/test_validation_default.py``), widened where the family's sample is too small to resolve them.
+PULL_MEDIAN_TOL, PULL_STD_TOL = 0.2, 0.15
+#: Standard errors of the sample's statistic that a pull check allows: with ~12 family checks per run a
+#: perfect pipeline fails one in ~30 runs at 3, in ~2 at 2.
+PULL_N_SE = 3.0
+
+
+def pull_tolerances(n: int) -> tuple[float, float]:
+    """``(median_tol, std_tol)`` of a pull family of ``n`` lines: |median| and |std - 1| allowed.
+
+    The larger of the fixed bands (:data:`PULL_MEDIAN_TOL`, :data:`PULL_STD_TOL`) and
+    :data:`PULL_N_SE` standard errors of the statistic for ``n`` unit-normal pulls (the median's
+    sqrt(pi/2)/sqrt(n), the standard deviation's 1/sqrt(2(n-1))).  One noise realisation of the 18-galaxy
+    mock gives 25-45 lines per family: there the median's standard error alone is ~0.2-0.25, and on the
+    ``paper`` geometry the [N II] median pull of seeds 1, 2, 3 is +0.32, +0.34, -0.48 (pooled +0.05),
+    the [O II] std 0.68, 0.80, 1.03 (pooled 0.84); the fixed bands alone fail a perfect pipeline in about
+    every other run.
+    """
+    n = int(n)
+    med = np.sqrt(np.pi / 2.0) / np.sqrt(n) if n > 0 else np.inf
+    std = 1.0 / np.sqrt(2.0 * (n - 1)) if n > 1 else np.inf
+    return max(PULL_MEDIAN_TOL, PULL_N_SE * med), max(PULL_STD_TOL, PULL_N_SE * std)
+
+
 def summary_checks(recovery: pd.DataFrame, families: pd.DataFrame) -> dict:
     """Pass/fail per check, as written to ``summary.json``.
 
-    Shifts: within 2 sigma_med of the true shift and within 2 sigma_med +
-    0.02 dex of the injected one; the intrinsic (decomposed) shift within
-    2 sigma + 0.02 dex of the injected one (:func:`intrinsic_check`, where
-    ``recovery`` has the intrinsic columns).  On the ``paper`` mock geometry
-    the aperture shift is diluted by design (README, "Intrinsic component
-    ratios"): there its check against the injected shift fails and the
-    intrinsic one is the comparison that means something.  Fluxes: per line
-    family with at least 5 lines detectable at the truth (:func:`flux_pulls`),
-    pull std in 0.85-1.15 and |median| < 0.2.  A ratio with neither a true
-    nor a measured shift (CII_HA of a survey without [C II] cubes) is listed
-    under ``not_measured`` instead of failing.
+    Shifts: the aperture shift within 2 sigma_med of the true aperture shift
+    (``shift_<ratio>_within_2sigma_of_true``: the pipeline measures what its
+    masks hold); the intrinsic (decomposed) shift within 2 sigma + 0.02 dex of
+    the injected one (:func:`intrinsic_check`, where ``recovery`` has the
+    intrinsic columns).  The aperture shift against the *injected* one is not
+    a check: the masks dilute it by design (README, "Intrinsic component
+    ratios"; ~30 % of the injected O2 on the ``paper`` geometry); it is listed
+    under ``diagnostics`` (``aperture_<ratio>_within_2sigma+0.02_of_injected``).
+    Fluxes: per line family with at least 5 lines detectable at the truth
+    (:func:`flux_pulls`), |median pull| and |pull std - 1| within
+    :func:`pull_tolerances` of the family's size (``pulls_<family>_median_near_0``,
+    ``pulls_<family>_std_near_1``; the tolerances are written next to the
+    statistics).  A ratio with neither a true nor a measured shift (CII_HA of a
+    survey without [C II] cubes) is listed under ``not_measured`` instead of
+    failing.
     """
-    checks, unmeasured = {}, []
+    checks, diagnostics, unmeasured = {}, {}, []
     for _, r in recovery.iterrows():
         if pd.isna(r["true_shift"]) and pd.isna(r["measured_shift"]):
             unmeasured.append(r["ratio"])  # not observable in this survey (e.g. CII_HA without ALMA cubes)
             continue
         checks[f"shift_{r['ratio']}_within_2sigma_of_true"] = bool(r["within_2sigma"])
         tol = 2 * r["sigma_med"] + 0.02
-        checks[f"shift_{r['ratio']}_within_2sigma+0.02_of_injected"] = bool(
+        diagnostics[f"aperture_{r['ratio']}_within_2sigma+0.02_of_injected"] = bool(
             abs(r["measured_shift"] - r["injected_shift"]) <= tol)
     if "intrinsic_shift" in recovery.columns:
         for _, r in recovery.iterrows():
             check = intrinsic_check(r)
             if check is not None:
                 checks[check[0]] = check[1]
-    for _, p in families.iterrows():
+    fams = families.to_dict(orient="records")
+    for p in fams:
+        med_tol, std_tol = pull_tolerances(p["n"])
+        p.update(median_tol=med_tol, std_tol=std_tol)
         if p["n"] >= 5:
-            checks[f"pulls_{p['family']}_std_in_0.85-1.15"] = bool(0.85 <= p["std_pull"] <= 1.15)
-            checks[f"pulls_{p['family']}_abs_median_below_0.2"] = bool(abs(p["median_pull"]) < 0.2)
+            checks[f"pulls_{p['family']}_median_near_0"] = bool(abs(p["median_pull"]) <= med_tol)
+            checks[f"pulls_{p['family']}_std_near_1"] = bool(abs(p["std_pull"] - 1.0) <= std_tol)
     out = {"label": "validation against the SYNTHETIC mock truth", "all_passed": all(checks.values()),
-           "checks": checks, "pulls_by_family": families.to_dict(orient="records")}
+           "checks": checks, "pulls_by_family": fams,
+           "diagnostics": diagnostics,
+           "diagnostics_note": "not checks: the aperture shift against the injected one, which the masks dilute "
+                               "by design (the intrinsic_* checks compare the decomposition with it)"}
     if unmeasured:
         out["not_measured"] = unmeasured  # neither truth nor measurement: no check
     return out
