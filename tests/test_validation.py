@@ -107,6 +107,13 @@ def test_intrinsic_check_prefers_the_components_then_the_stack():
     assert check(_recovery_row(intrinsic_stack_shift=-0.19, intrinsic_stack_limit="upper"))[1] is True
     assert check(_recovery_row(intrinsic_stack_shift=-0.25, intrinsic_stack_limit="lower"))[1] is True
     assert check(_recovery_row()) is None
+    # a per-component statistic of 2 of the stack's 22 components (the rest limits) is a selected few: the
+    # stack is judged; with 11 of 22 the components are
+    few = stacked | {"intrinsic_sigma_med": 0.1, "intrinsic_n": 2.0, "intrinsic_stack_n": 22.0}
+    assert check(_recovery_row(**few)) == ("intrinsic_stack_N2_within_2sigma+0.02_of_injected", True)
+    assert check(_recovery_row(**few | {"intrinsic_n": 11.0})) == (
+        "intrinsic_N2_within_2sigma+0.02_of_injected", False)  # +0.4 against -0.2
+    assert check(_recovery_row(**few | {"intrinsic_stack_limit": "undefined"}))[0].startswith("intrinsic_N2")
     out = validation.summary_checks(pd.DataFrame([_recovery_row(intrinsic_shift=-0.3, intrinsic_sigma_med=0.02)]),
                                     pd.DataFrame(columns=["family", "n", "median_pull", "std_pull"]))
     assert out["checks"]["intrinsic_N2_within_2sigma+0.02_of_injected"] is False and out["all_passed"] is False

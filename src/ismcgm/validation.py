@@ -145,7 +145,8 @@ def injected_shifts(truth: dict, ratios) -> dict:
 #: Columns of ``recovery.csv``.
 RECOVERY_COLUMNS = ["ratio", "injected_shift", "true_shift", "measured_shift", "sigma_med", "pull", "within_2sigma",
                     "intrinsic_shift", "intrinsic_sigma_med", "intrinsic_p16", "intrinsic_p84", "intrinsic_stack_shift",
-                    "intrinsic_stack_p16", "intrinsic_stack_p84", "intrinsic_stack_limit"]
+                    "intrinsic_stack_p16", "intrinsic_stack_p84", "intrinsic_stack_limit", "intrinsic_n",
+                    "intrinsic_stack_n"]
 
 
 def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected: dict,
@@ -154,7 +155,8 @@ def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected
     intrinsic_sigma_med, intrinsic_p16, intrinsic_p84`` (from the decomposition's statistics, ``intrinsic_df``:
     its ``shift_median``, ``sigma_med``, ``shift_p16``, ``shift_p84``; NaN without) and
     ``intrinsic_stack_shift, intrinsic_stack_p16, intrinsic_stack_p84, intrinsic_stack_limit`` (its stacked
-    shifts, ``stacked_df``, :func:`ismcgm.stacking.stacked_shifts`; NaN and 'undefined' without)."""
+    shifts, ``stacked_df``, :func:`ismcgm.stacking.stacked_shifts`; NaN and 'undefined' without), then
+    ``intrinsic_n, intrinsic_stack_n``: the components in the per-component statistic and in the stack."""
     t = true_stats_df.set_index("ratio")["shift_median"]
     intr = (intrinsic_df.set_index("ratio") if intrinsic_df is not None else pd.DataFrame())
     intr = intr.reindex(columns=list(dict.fromkeys([*intr.columns, "shift_median", "sigma_med", "shift_p16",
@@ -178,7 +180,9 @@ def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected
                      "intrinsic_stack_shift": float(stack["shift_stack"].get(r, np.nan)),
                      "intrinsic_stack_p16": float(stack["shift_p16"].get(r, np.nan)),
                      "intrinsic_stack_p84": float(stack["shift_p84"].get(r, np.nan)),
-                     "intrinsic_stack_limit": str(stack["limit"].get(r, "undefined"))})
+                     "intrinsic_stack_limit": str(stack["limit"].get(r, "undefined")),
+                     "intrinsic_n": float(intr["n"].get(r, np.nan)) if "n" in intr.columns else np.nan,
+                     "intrinsic_stack_n": float(stack["n"].get(r, np.nan)) if "n" in stack.columns else np.nan})
     return pd.DataFrame(rows, columns=RECOVERY_COLUMNS)
 
 
@@ -238,38 +242,52 @@ def intrinsic_sigma(sigma_med, p16, p84):
     return float(out) if out.ndim == 0 else out
 
 
+#: Smallest share of the stack's components that the per-component intrinsic statistic must hold for
+#: :func:`intrinsic_check` to judge it (below it judges the stack).
+INTRINSIC_MIN_COVERAGE = 0.5
+
+
 def intrinsic_check(r) -> tuple[str, bool] | None:
     """The decomposition's check of one ``recovery.csv`` row: ``(name, passed)``, or None without a value.
 
-    The per-component statistic where it has a ``sigma_med`` (at least two components):
+    The per-component statistic where it has a ``sigma_med`` (at least two components) and holds at least
+    :data:`INTRINSIC_MIN_COVERAGE` of the stack's components (``intrinsic_n`` against ``intrinsic_stack_n``):
     ``intrinsic_<ratio>_within_2sigma+0.02_of_injected``, sigma the larger of ``sigma_med`` (the paper's
     1.235 std / sqrt(N), the components' scatter) and half the 16-84 % range of the Monte Carlo medians
     (``intrinsic_p16/p84``, the measurement errors): with two or three components the scatter alone can be
     far below the errors (two halo N2 of 0.10 and 0.07 dex errors that happen to agree give sigma_med
-    0.005); otherwise the stack
-    (``intrinsic_stacked.csv``): a value within 2 sigma + 0.02 dex of the injected shift, sigma its half
-    16-84 % width (``intrinsic_stack_<ratio>_within_2sigma+0.02_of_injected``), or a bound that does not
-    exclude it by more than 0.02 dex (``intrinsic_stack_<ratio>_<upper|lower>_limit_consistent``).
+    0.005). Otherwise the stack (``intrinsic_stacked.csv``): a value within 2 sigma + 0.02 dex of the
+    injected shift, sigma its half 16-84 % width (``intrinsic_stack_<ratio>_within_2sigma+0.02_of_injected``),
+    or a bound that does not exclude it by more than 0.02 dex
+    (``intrinsic_stack_<ratio>_<upper|lower>_limit_consistent``).
+
+    Why the coverage: the statistics leave out every component with a limit (SPEC 8), so where a term is
+    faint the components left are those whose noise pushed it up, and their median is not the sample's. On
+    the default paper-geometry mock 1-3 of 22 components keep an N2 or CII_HA value and their median reads
+    +0.12 to +0.65 dex above the injected shift on every one of seeds 1-3, while the stack, which sums all 22
+    whatever their S/N, recovers N2 within its errors (README, "Selection").
     """
     ratio, injected = r["ratio"], r["injected_shift"]
     if not np.isfinite(injected):
         return None
-    if np.isfinite(r["intrinsic_shift"]) and np.isfinite(r["intrinsic_sigma_med"]):
+    value, limit = r["intrinsic_stack_shift"], r["intrinsic_stack_limit"]
+    stack_ok = np.isfinite(value) and limit in ("none", "upper", "lower")
+    n, n_stack = r.get("intrinsic_n", np.nan), r.get("intrinsic_stack_n", np.nan)
+    representative = not (stack_ok and np.isfinite(n) and np.isfinite(n_stack)
+                          and n < INTRINSIC_MIN_COVERAGE * n_stack)
+    if np.isfinite(r["intrinsic_shift"]) and np.isfinite(r["intrinsic_sigma_med"]) and representative:
         sigma = intrinsic_sigma(r["intrinsic_sigma_med"], r.get("intrinsic_p16", np.nan),
                                 r.get("intrinsic_p84", np.nan))
         return (f"intrinsic_{ratio}_within_2sigma+0.02_of_injected",
                 bool(abs(r["intrinsic_shift"] - injected) <= 2 * sigma + 0.02))
-    value, limit = r["intrinsic_stack_shift"], r["intrinsic_stack_limit"]
-    if not np.isfinite(value):
+    if not stack_ok:
         return None
     if limit == "none":
         sigma = 0.5 * (r["intrinsic_stack_p84"] - r["intrinsic_stack_p16"])
         return (f"intrinsic_stack_{ratio}_within_2sigma+0.02_of_injected",
                 bool(abs(value - injected) <= 2 * sigma + 0.02))
-    if limit in ("upper", "lower"):
-        ok = injected <= value + 0.02 if limit == "upper" else injected >= value - 0.02
-        return f"intrinsic_stack_{ratio}_{limit}_limit_consistent", bool(ok)
-    return None
+    ok = injected <= value + 0.02 if limit == "upper" else injected >= value - 0.02
+    return f"intrinsic_stack_{ratio}_{limit}_limit_consistent", bool(ok)
 
 
 #: Fixed pull bands of :func:`summary_checks` (those of the three-seed pooled test,

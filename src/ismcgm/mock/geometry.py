@@ -6,9 +6,9 @@ Two presets (``mock.geometry``):
     The survey's original geometry: an ISM of 1-3 Gaussian clumps (sigma
     0.03-0.07") and a Gaussian halo (sigma 0.22-0.32"); circularised ISM radii
     ~1.7 kpc, CGM outer radii ~3.6 kpc, [C II] half-light radius ~0.9 kpc
-    (median, default mock, README "Mock geometry").  The plan draws of this
+    (median, 18-galaxy mock, README "Mock geometry").  The plan draws of this
     preset are those of the original survey, so its products are unchanged.
-``paper``
+``paper`` (default)
     The sizes of Wang et al. (their Sect. 3.1): an ISM following a Sérsic
     n = 1 (exponential) profile of effective radius R_e (their median
     R_e,F444W = 0.21" ~ 1.4 kpc, an ISM extent of ~3 kpc = 2 R_e, which
