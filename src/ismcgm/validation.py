@@ -160,9 +160,9 @@ def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected
     t = true_stats_df.set_index("ratio")["shift_median"]
     intr = (intrinsic_df.set_index("ratio") if intrinsic_df is not None else pd.DataFrame())
     intr = intr.reindex(columns=list(dict.fromkeys([*intr.columns, "shift_median", "sigma_med", "shift_p16",
-                                                    "shift_p84"])))  # absent columns: NaN
+                                                    "shift_p84", "n"])))  # absent columns: NaN
     stack = (stacked_df.set_index("ratio") if stacked_df is not None
-             else pd.DataFrame(columns=["shift_stack", "shift_p16", "shift_p84", "limit"]))
+             else pd.DataFrame(columns=["shift_stack", "shift_p16", "shift_p84", "limit", "n"]))
     rows = []
     for _, s in stats_df.iterrows():
         r = s["ratio"]
@@ -181,8 +181,8 @@ def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected
                      "intrinsic_stack_p16": float(stack["shift_p16"].get(r, np.nan)),
                      "intrinsic_stack_p84": float(stack["shift_p84"].get(r, np.nan)),
                      "intrinsic_stack_limit": str(stack["limit"].get(r, "undefined")),
-                     "intrinsic_n": float(intr["n"].get(r, np.nan)) if "n" in intr.columns else np.nan,
-                     "intrinsic_stack_n": float(stack["n"].get(r, np.nan)) if "n" in stack.columns else np.nan})
+                     "intrinsic_n": float(intr["n"].get(r, np.nan)),
+                     "intrinsic_stack_n": float(stack["n"].get(r, np.nan))})
     return pd.DataFrame(rows, columns=RECOVERY_COLUMNS)
 
 
