@@ -11,6 +11,9 @@ n, median, std and the robust std (1.4826 MAD); and, pooled, the same split by t
 (``ebv_gas``, ``ebv_method`` of ``radial_line_fluxes.csv``): annuli whose median Balmer decrement is below the
 intrinsic one (E(B-V) = 0 at the value, the realisations keeping their dust noise) and annuli whose dust is
 unknown (Ha or Hb undetected: the dust-sensitive ratios are limits there, README "Error model").
+Then, pooled, the split of the dust-corrected O32 and N2O2 pulls into the uncorrected ratio and the Balmer
+decrement (``profile_dust_split.csv``, :func:`ismcgm.resolved.dust_pull_summary`): their pull stds and the
+correlation of their deviations, which narrows (c < 0, positive correlation) or widens the corrected pulls.
 ``--variant`` picks the mask variant (default ``default``).
 """
 
@@ -21,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ismcgm.resolved import dust_pull_summary
 
 RATIOS = ("O3", "O2", "O32", "R23", "N2", "N2O2", "BALMER", "CII_HA")
 
@@ -61,6 +66,14 @@ def main() -> int:
         print(f"  {'  E(B-V) > 0':40s} {summary(p.loc[(p['ebv_method'] == 'balmer') & ~floor, 'pull'])}")
         print(f"  {'  E(B-V) = 0 (decrement below 2.86)':40s} {summary(p.loc[floor, 'pull'])}")
         print(f"  {'  dust unknown (Ha or Hb undetected)':40s} {summary(p.loc[p['ebv_method'] == 'none', 'pull'])}")
+    splits = [r / "results" / f"validation/{a.variant}/profile_dust_split.csv" for r in a.runs]
+    if all(f.exists() for f in splits):
+        terms = pd.concat([pd.read_csv(f, comment="#").assign(run=str(f)) for f in splits], ignore_index=True)
+        terms["component"] = terms["run"] + ":" + terms["component"]  # components of different runs differ
+        print("dust split of the pulls (per run, then pooled):")
+        for f, g in terms.groupby("run", sort=False):
+            print(dust_pull_summary(g).to_string(index=False, float_format="%.2f"))
+        print(dust_pull_summary(terms).to_string(index=False, float_format="%.2f"))
     return 0
 
 

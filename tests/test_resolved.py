@@ -196,6 +196,49 @@ def test_cgm_consistency_picks_outermost_cgm_annulus():
     assert list(c["region"]) == ["ann01"] and bool(c["agree"].iloc[0])
 
 
+def test_dust_coefficient_matches_the_dust_correction():
+    """c of log R_corr = log R_obs + c log(dec / 2.86), against dust.correct at the decrement's E(B-V)."""
+    from ismcgm import dust
+
+    dec = 4.3
+    ebv = float(dust.ebv_from_balmer(dec, 1.0, intrinsic=2.86))
+    for ratio in ("O32", "N2O2"):
+        d = resolved.RATIO_DEFINITIONS[ratio]
+        num_w, den_w = (instrument.LINE_WAVELENGTHS[ln] for ln in (d.numerator[0], d.denominator[0]))
+        change = np.log10(dust.correct(1.0, num_w, ebv) / dust.correct(1.0, den_w, ebv))
+        assert resolved.dust_coefficient(ratio) * np.log10(dec / 2.86) == pytest.approx(change, rel=1e-12)
+    assert resolved.dust_coefficient("O32") == pytest.approx(-1.0955, abs=1e-3)
+    with pytest.raises(ValueError, match="R23"):
+        resolved.dust_coefficient("R23")  # two lines over one
+
+
+def test_dust_pull_split_shows_a_correlation_that_narrows_the_pulls():
+    """[O II] and Hb deviations that move together: both parts keep unit pulls, the corrected O32 narrows."""
+    rng = np.random.default_rng(3)
+    n, sig = 400, 0.05  # dex per line
+    common = rng.normal(0, sig, n)
+    dev = {"OIII5007": rng.normal(0, sig, n), "OII3728": common, "HB": common, "HA": rng.normal(0, sig, n)}
+    rows, true_rows = [], []
+    for i in range(n):
+        for line, d in dev.items():
+            rows.append({"component": f"c{i}", "region": "ann00", "grating": "g395m", "line": line,
+                         "flux": 10 ** d[i], "flux_err": sig * np.log(10) * 10 ** d[i]})
+            true_rows.append({"component": f"c{i}", "region": "ann00", "grating": "g395m", "line": line,
+                              "true_flux": 1.0})
+    pulls = pd.DataFrame({"id": [f"c{i}" for i in range(n)], "component": [f"c{i}" for i in range(n)],
+                          "region": "ann00", "ratio": "O32"})
+    terms = resolved.dust_pull_terms(pulls, pd.DataFrame(rows), pd.DataFrame(true_rows))
+    np.testing.assert_allclose(terms["dev_raw"], dev["OIII5007"] - common, atol=1e-12)
+    np.testing.assert_allclose(terms["dev_balmer"], dev["HA"] - common, atol=1e-12)
+    np.testing.assert_allclose(terms["sigma_raw"], np.sqrt(2) * sig, rtol=1e-12)
+    s = resolved.dust_pull_summary(terms).iloc[0]
+    assert s["n"] == n and s["n_components"] == n
+    assert s["std_pull_raw"] == pytest.approx(1.0, abs=0.1) and s["std_pull_balmer"] == pytest.approx(1.0, abs=0.1)
+    assert s["corr_raw_balmer"] == pytest.approx(0.5, abs=0.1)  # the shared -d[O II] = -d(Hb) term
+    c = resolved.dust_coefficient("O32")  # -1.10: var = (1 + c^2 + 2c * 0.5) / (1 + c^2) of unit pulls
+    assert s["std_pull_linear"] == pytest.approx(np.sqrt((1 + c * c + c) / (1 + c * c)), abs=0.06)
+    assert s["std_pull_linear"] < 0.8
+
 # ---------------------------------------------------------------------------
 # end to end on the test config (the shared run of tests/conftest.py)
 # ---------------------------------------------------------------------------

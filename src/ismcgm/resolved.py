@@ -52,6 +52,7 @@ import pandas as pd
 
 from . import cii, extract, masks
 from .constants import proper_kpc_per_arcsec
+from .dust import k_line
 from .instrument import TIED_RATIOS
 from .linefluxes import fit_chunk, gather
 from .mc import percentiles
@@ -461,6 +462,89 @@ def pull_summary(pulls: pd.DataFrame) -> pd.DataFrame:
     out = p.groupby("ratio", sort=False)["pull"].agg(n="size", median_pull="median", std_pull="std").reset_index()
     order = {r: i for i, r in enumerate(RATIOS)}
     return out.sort_values("ratio", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+#: Dust-corrected ratios of one line over one line, neither a Balmer line, whose pulls :func:`dust_pull_terms`
+#: splits (O2 = [O II]/Hb shares Hb with the decrement: its two parts are correlated by construction).
+DUST_SPLIT_RATIOS = ("O32", "N2O2")
+
+
+def dust_coefficient(ratio: str) -> float:
+    """``c`` of ``log R_corr = log R_obs + c log10((Ha/Hb) / intrinsic)`` for a dust-corrected ratio of one line
+    over one line (Calzetti: ``c = (k_num - k_den) / (k_Hb - k_Ha)``, e.g. -1.10 for O32, -2.00 for N2O2)."""
+    d = RATIO_DEFINITIONS[ratio]
+    if not (d.dust_corrected and len(d.numerator) == len(d.denominator) == 1):
+        raise ValueError(f"{ratio}: not a dust-corrected ratio of one line over one line")
+    (num,), (den,) = d.numerator, d.denominator
+    return float((k_line(num) - k_line(den)) / (k_line("HB") - k_line("HA")))
+
+
+def dust_pull_terms(pulls: pd.DataFrame, line_fluxes: pd.DataFrame, true_fluxes: pd.DataFrame,
+                    ratios=DUST_SPLIT_RATIOS) -> pd.DataFrame:
+    """The two parts of a dust-corrected ratio's profile pull, per annulus (a diagnostic of issue 18).
+
+    ``log R_corr = log R_obs + c log(Ha/Hb / intrinsic)`` (:func:`dust_coefficient`): the deviation from the
+    truth is ``dev_raw + c dev_balmer``, the deviations (measured - true, dex) of the uncorrected ratio and of
+    the Balmer decrement, with errors ``sigma_raw``, ``sigma_balmer`` from the lines' ``flux_err`` in quadrature
+    (for ratios whose lines are not Ha or Hb, :data:`DUST_SPLIT_RATIOS`: the two parts share no line).  Both
+    parts can have unit pulls while the corrected ratio's pulls are narrower or wider, when the two deviations
+    are correlated in the data (:func:`dust_pull_summary`).
+
+    Parameters
+    ----------
+    pulls : pandas.DataFrame
+        :func:`profile_pulls` (the annuli judged).
+    line_fluxes : pandas.DataFrame
+        The annuli's line fluxes (``component, region, grating, line, flux, flux_err``).
+    true_fluxes : pandas.DataFrame
+        The truth through the same annuli (``component, region, grating, line, true_flux``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, component, region, ratio, coef, dev_raw, sigma_raw, dev_balmer, sigma_balmer``.
+    """
+    keys = ["component", "region", "line"]
+    m = preferred_grating(line_fluxes)[keys + ["grating", "flux", "flux_err"]]
+    t = true_fluxes[keys + ["grating", "true_flux"]]
+    f = m.merge(t, on=keys + ["grating"], how="inner").set_index(keys)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev = np.log10(f["flux"] / f["true_flux"])
+        sig = f["flux_err"] / (f["flux"] * np.log(10.0))
+    out = []
+    for ratio in ratios:
+        (num,), (den,) = RATIO_DEFINITIONS[ratio].numerator, RATIO_DEFINITIONS[ratio].denominator
+        for r in pulls.loc[pulls["ratio"] == ratio, ["id", "component", "region"]].itertuples(index=False):
+            def at(line, s, r=r):
+                return float(s.get((r.component, r.region, line), np.nan))
+            out.append({"id": r.id, "component": r.component, "region": r.region, "ratio": ratio,
+                        "coef": dust_coefficient(ratio),
+                        "dev_raw": at(num, dev) - at(den, dev), "sigma_raw": np.hypot(at(num, sig), at(den, sig)),
+                        "dev_balmer": at("HA", dev) - at("HB", dev),
+                        "sigma_balmer": np.hypot(at("HA", sig), at("HB", sig))})
+    cols = ["id", "component", "region", "ratio", "coef", "dev_raw", "sigma_raw", "dev_balmer", "sigma_balmer"]
+    return pd.DataFrame(out, columns=cols)
+
+
+def dust_pull_summary(terms: pd.DataFrame) -> pd.DataFrame:
+    """Per ratio of :func:`dust_pull_terms`: ``n, n_components``, the pull std of the uncorrected ratio
+    (``std_pull_raw``), of the Balmer decrement (``std_pull_balmer``), of their linear sum ``dev_raw + c
+    dev_balmer`` over its quadrature error (``std_pull_linear``, close to the profile pull's std) and the
+    correlation of the two deviations (``corr_raw_balmer``; with ``c < 0`` a positive one narrows the pulls)."""
+    rows = []
+    for ratio, g in terms.groupby("ratio", sort=False):
+        g = g[np.isfinite(g[["dev_raw", "sigma_raw", "dev_balmer", "sigma_balmer"]]).all(axis=1)]
+        c = g["coef"].to_numpy(float)
+        lin = (g["dev_raw"] + c * g["dev_balmer"]) / np.sqrt(g["sigma_raw"] ** 2 + (c * g["sigma_balmer"]) ** 2)
+        n = len(g)
+        rows.append({"ratio": ratio, "n": n, "n_components": g["component"].nunique(),
+                     "coef": float(c[0]) if n else np.nan,
+                     "std_pull_raw": float((g["dev_raw"] / g["sigma_raw"]).std()) if n > 1 else np.nan,
+                     "std_pull_balmer": float((g["dev_balmer"] / g["sigma_balmer"]).std()) if n > 1 else np.nan,
+                     "std_pull_linear": float(lin.std()) if n > 1 else np.nan,
+                     "corr_raw_balmer": float(np.corrcoef(g["dev_raw"], g["dev_balmer"])[0, 1]) if n > 2 else np.nan})
+    return pd.DataFrame(rows, columns=["ratio", "n", "n_components", "coef", "std_pull_raw", "std_pull_balmer",
+                                       "std_pull_linear", "corr_raw_balmer"])
 
 
 def outermost_cgm_annulus(geometry: pd.DataFrame, min_frac: float = 0.5) -> pd.DataFrame:

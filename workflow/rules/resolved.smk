@@ -123,6 +123,7 @@ rule profile_validation:
         line_pulls=f"{RESULTS}/validation/{{variant}}/profile_flux_pulls.csv",
         consistency=f"{RESULTS}/validation/{{variant}}/profile_cgm_consistency.csv",
         median_check=f"{RESULTS}/validation/{{variant}}/profile_median_check.csv",
+        dust_split=f"{RESULTS}/validation/{{variant}}/profile_dust_split.csv",
         json=f"{RESULTS}/validation/{{variant}}/profile_summary.json",
     log:
         f"{RESULTS}/logs/profile_validation/{{variant}}.log",
