@@ -229,3 +229,26 @@ def test_recovery_figure_writes_files(tmp_path):
     pdf, png = tmp_path / "rec_intrinsic.pdf", tmp_path / "rec_intrinsic.png"
     plot_recovery(rec, pdf, png)
     _check_outputs(pdf, png)
+
+
+def test_recovery_figure_rings_the_estimator_summary_json_judges():
+    """The ring sits on the per-component value where it holds half the stack's components, on the stack
+    otherwise, black where the check passes and red where it fails (validation.intrinsic_check)."""
+    import matplotlib.pyplot as plt
+
+    from ismcgm.plots.validation import _mark_judged
+
+    rec = pd.DataFrame({"ratio": ["O2", "O32"], "injected_shift": [0.25, -0.50],
+                        "intrinsic_shift": [0.27, -0.51], "intrinsic_sigma_med": [0.1, 0.08],
+                        "intrinsic_p16": [0.2, -0.55], "intrinsic_p84": [0.35, -0.45],
+                        "intrinsic_n": [20, 8], "intrinsic_stack_n": [30, 30],
+                        "intrinsic_stack_shift": [0.30, -0.61], "intrinsic_stack_p16": [0.25, -0.64],
+                        "intrinsic_stack_p84": [0.35, -0.58], "intrinsic_stack_limit": ["none", "none"]})
+    fig, ax = plt.subplots()
+    assert _mark_judged(ax, rec, np.array([0.0, 1.0]))
+    rings = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    got = [(float(ln.get_xdata()[0]), float(ln.get_ydata()[0]), ln.get_markeredgecolor()) for ln in rings]
+    plt.close(fig)
+    # O2: 20 of 30 components -> the per-component value, within 2 sigma + 0.02 of +0.25; O32: 8 of 30 -> the
+    # stack, 0.11 from -0.50 with a 0.03 half-width -> fails
+    assert [(pytest.approx(x), y, c) for x, y, c in got] == [(0.22, 0.27, "k"), (1.36, -0.61, "tab:red")]

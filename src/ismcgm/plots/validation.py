@@ -9,7 +9,9 @@ With the decomposition's columns (issue 19) also the intrinsic shift
 (filled diamond, +-1 sigma as ``summary.json`` checks it: the larger of
 ``intrinsic_sigma_med`` and half the ``intrinsic_p16``-``intrinsic_p84``
 range) and the stacked one (open diamond with its 16-84 % range; a triangle
-for a bound).  Right panel: the pull, (measured - true) / sigma_med, with
+for a bound); a ring marks the estimator that ``summary.json`` judges
+(:func:`ismcgm.validation.intrinsic_check`: black where it passes, red where
+it fails).  Right panel: the pull, (measured - true) / sigma_med, with
 the +-2 band; points outside 2 sigma are red.
 """
 
@@ -22,7 +24,7 @@ from matplotlib.lines import Line2D
 
 from ismcgm.plots.fig3_ratios import RATIO_LABELS, save_figure
 from ismcgm.ratios import RATIOS
-from ismcgm.validation import intrinsic_sigma
+from ismcgm.validation import intrinsic_check, intrinsic_sigma
 
 #: Columns expected in the recovery table.
 RECOVERY_COLUMNS = (
@@ -45,6 +47,23 @@ def _positions(recovery_df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     count = recovery_df.groupby("ratio")["ratio"].transform("size").to_numpy(float)
     offset = np.where(count > 1, (repeat - (count - 1) / 2) * 0.5 / np.maximum(count, 1), 0.0)
     return index + offset, order
+
+
+def _mark_judged(ax, df: pd.DataFrame, x: np.ndarray) -> bool:
+    """Ring the intrinsic estimator that :func:`ismcgm.validation.intrinsic_check` judges in every row
+    (per-component at ``x + 0.22``, stack at ``x + 0.36``); True if any row is judged."""
+    judged = False
+    for i, row in df.iterrows():
+        check = intrinsic_check(row)
+        if check is None:
+            continue
+        name, ok = check
+        stack = name.startswith("intrinsic_stack_")
+        y = row["intrinsic_stack_shift"] if stack else row["intrinsic_shift"]
+        ax.plot(x[i] + (0.36 if stack else 0.22), y, "o", mfc="none", mec="k" if ok else "tab:red", ms=11, mew=1.2,
+                zorder=6)
+        judged = True
+    return judged
 
 
 def plot_recovery(recovery_df: pd.DataFrame, pdf, png, synthetic: bool = True) -> None:
@@ -104,6 +123,9 @@ def plot_recovery(recovery_df: pd.DataFrame, pdf, png, synthetic: bool = True) -
             ax.plot(x[sel] + 0.36, stack[sel], marker, mfc="none", mec="tab:green", ms=6, ls="", zorder=3)
         handles.append(Line2D([], [], ls="-", marker="D", mfc="none", mec="tab:green", color="tab:green", ms=4,
                               label="intrinsic stack 16–84 % (▽△ bounds)"))
+        if "intrinsic_shift" in df.columns and _mark_judged(ax, df, x):
+            handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="k", ms=9,
+                                  label="judged by summary.json (red: fails)"))
     ax.set_xticks(range(len(order)), [RATIO_LABELS.get(r, r) for r in order], rotation=30)
     ax.set_ylabel(r"$\Delta$ log ratio (CGM $-$ ISM) [dex]")
     # below the axes: inside, it hides the points of large shifts (the 24-galaxy shift mock's O2)
