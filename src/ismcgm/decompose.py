@@ -551,8 +551,15 @@ def halo_draws(weights, seed: int, galaxy: str, realisations) -> np.ndarray:
     return np.minimum(np.searchsorted(cdf, u * cdf[-1], side="right"), cdf.size - 1)
 
 
+def posterior_operators(posteriors: dict) -> dict:
+    """``{id: ([T^-1 per h], weights) or None}`` of posterior tables (:func:`_posterior_operators`), built once
+    for the calls of :func:`decompose_realisations` that share them (the lines and the [C II])."""
+    return {gid: _posterior_operators(table) for gid, table in posteriors.items()}
+
+
 def decompose_realisations(real: pd.DataFrame, transfers: dict, value_columns=("flux", "flux3"),
-                           posteriors: dict | None = None, seed: int | None = None) -> pd.DataFrame:
+                           posteriors: dict | None = None, seed: int | None = None,
+                           operators: dict | None = None) -> pd.DataFrame:
     """Term fluxes of every realisation: ``T^-1`` applied to the region fluxes of each galaxy, grating, line.
 
     Parameters
@@ -572,6 +579,8 @@ def decompose_realisations(real: pd.DataFrame, transfers: dict, value_columns=("
         solvable matrix in it) uses its best-fit matrix throughout.
     seed : int, optional
         The workflow seed (needed with ``posteriors``).
+    operators : dict, optional
+        :func:`posterior_operators` of ``posteriors``, where the caller built them already.
 
     Returns
     -------
@@ -590,7 +599,9 @@ def decompose_realisations(real: pd.DataFrame, transfers: dict, value_columns=("
         if op is None:
             skipped.append(gid)
             continue
-        post = _posterior_operators(posteriors[gid]) if posteriors and gid in posteriors else None
+        post = None
+        if posteriors and gid in posteriors:
+            post = operators[gid] if operators is not None else _posterior_operators(posteriors[gid])
         keys = [c for c in ("grating", "line", "realisation") if c in g.columns]
         wide = g.set_index(keys + ["component", "region"])[list(value_columns)].unstack(["component", "region"])
         if post is not None:
@@ -627,17 +638,18 @@ def decompose_realisations(real: pd.DataFrame, transfers: dict, value_columns=("
 
 
 def decompose_cii(cii_rows: pd.DataFrame, cii_real: pd.DataFrame, transfers: dict, detect_snr: float,
-                  posteriors: dict | None = None, seed: int | None = None):
+                  posteriors: dict | None = None, seed: int | None = None, operators: dict | None = None):
     """[C II] of each term at the IFU resolution: ``T^-1`` on the spill-corrected (native) region fluxes.
 
     Returns the [C II] rows (line-fluxes format, ``flux_native`` etc. replaced by the term values;
     median, standard deviation and detection from the decomposed realisations, as
     :func:`ismcgm.mc.summarise`) and the decomposed realisations (``cii.realisation_table`` columns).
-    ``posteriors``, ``seed``: as for :func:`decompose_realisations` (realisation ``i`` of [C II] uses the h
-    that realisation ``i`` of the IFU lines uses).
+    ``posteriors``, ``seed``, ``operators``: as for :func:`decompose_realisations` (realisation ``i`` of [C II]
+    uses the h that realisation ``i`` of the IFU lines uses).
     """
     real = decompose_realisations(cii_real.assign(grating="alma", line="CII"), transfers,
-                                  value_columns=("flux", "flux_native"), posteriors=posteriors, seed=seed)
+                                  value_columns=("flux", "flux_native"), posteriors=posteriors, seed=seed,
+                                  operators=operators)
     rows = []
     for (gid, comp, region), g in real.groupby(["id", "component", "region"], sort=False):
         s = mc.summarise(g["flux_native"].to_numpy(float), detect_snr)
@@ -737,11 +749,12 @@ def intrinsic_ratios(realisations, transfers: dict, samples, detect_snr: float, 
         The sample-level stacked shifts of the terms (:func:`ismcgm.stacking.stacked_shifts`).
     """
     chunks = realisations.drop(columns=["ebv", "flux_dustcorr"], errors="ignore")
-    terms = decompose_realisations(chunks, transfers, posteriors=posteriors, seed=seed)
+    operators = posterior_operators(posteriors) if posteriors else None
+    terms = decompose_realisations(chunks, transfers, posteriors=posteriors, seed=seed, operators=operators)
     table, real, _ = linefluxes.gather(terms, detect_snr, intrinsic_ha_hb, overlap_mode)
     tables, cii_terms = [table], None
     if cii_rows is not None and len(cii_rows):
-        cii_table, cii_terms = decompose_cii(cii_rows, cii_real, transfers, detect_snr, posteriors, seed)
+        cii_table, cii_terms = decompose_cii(cii_rows, cii_real, transfers, detect_snr, posteriors, seed, operators)
         tables.append(cii_mod.native_resolution(cii_table))
     fluxes = rat.preferred_grating(pd.concat(tables, ignore_index=True))
     real = rat.realisation_fluxes(real, cii_terms)
