@@ -105,6 +105,15 @@ def test_intrinsic_check_prefers_the_components_then_the_stack():
     assert check(_recovery_row(intrinsic_stack_shift=-0.29, intrinsic_stack_limit="upper")) == (
         "intrinsic_stack_N2_upper_limit_consistent", False)  # < -0.29 excludes the injected -0.20
     assert check(_recovery_row(intrinsic_stack_shift=-0.19, intrinsic_stack_limit="upper"))[1] is True
+    # a bound below the truth with the measurement behind it 1.7 sigma away (side facing it) is consistent;
+    # 4 sigma away it is not
+    behind = dict(intrinsic_stack_shift=-0.29, intrinsic_stack_limit="upper", intrinsic_stack_mc_p16=-0.42,
+                  intrinsic_stack_mc_p50=-0.36, intrinsic_stack_mc_p84=-0.26)
+    assert check(_recovery_row(**behind)) == ("intrinsic_stack_N2_upper_limit_consistent", True)
+    assert check(_recovery_row(**behind | {"intrinsic_stack_mc_p84": -0.32}))[1] is False
+    above = dict(intrinsic_stack_shift=-0.1, intrinsic_stack_limit="lower", intrinsic_stack_mc_p16=-0.05,
+                 intrinsic_stack_mc_p50=0.0, intrinsic_stack_mc_p84=0.06)  # > -0.1, 3.6 sigma above -0.2
+    assert check(_recovery_row(**above)) == ("intrinsic_stack_N2_lower_limit_consistent", False)
     assert check(_recovery_row(intrinsic_stack_shift=-0.25, intrinsic_stack_limit="lower"))[1] is True
     assert check(_recovery_row()) is None
     # a per-component statistic of 2 of the stack's 22 components (the rest limits) is a selected few: the

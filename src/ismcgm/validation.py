@@ -146,7 +146,7 @@ def injected_shifts(truth: dict, ratios) -> dict:
 RECOVERY_COLUMNS = ["ratio", "injected_shift", "true_shift", "measured_shift", "sigma_med", "pull", "within_2sigma",
                     "intrinsic_shift", "intrinsic_sigma_med", "intrinsic_p16", "intrinsic_p84", "intrinsic_stack_shift",
                     "intrinsic_stack_p16", "intrinsic_stack_p84", "intrinsic_stack_limit", "intrinsic_n",
-                    "intrinsic_stack_n"]
+                    "intrinsic_stack_n", "intrinsic_stack_mc_p16", "intrinsic_stack_mc_p50", "intrinsic_stack_mc_p84"]
 
 
 def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected: dict,
@@ -156,13 +156,16 @@ def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected
     its ``shift_median``, ``sigma_med``, ``shift_p16``, ``shift_p84``; NaN without) and
     ``intrinsic_stack_shift, intrinsic_stack_p16, intrinsic_stack_p84, intrinsic_stack_limit`` (its stacked
     shifts, ``stacked_df``, :func:`ismcgm.stacking.stacked_shifts`; NaN and 'undefined' without), then
-    ``intrinsic_n, intrinsic_stack_n``: the components in the per-component statistic and in the stack."""
+    ``intrinsic_n, intrinsic_stack_n``: the components in the per-component statistic and in the stack, and
+    ``intrinsic_stack_mc_p16, _p50, _p84``: the stack's realisation percentiles whatever its limit state
+    (``mc_p16/p50/p84``)."""
     t = true_stats_df.set_index("ratio")["shift_median"]
     intr = (intrinsic_df.set_index("ratio") if intrinsic_df is not None else pd.DataFrame())
     intr = intr.reindex(columns=list(dict.fromkeys([*intr.columns, "shift_median", "sigma_med", "shift_p16",
                                                     "shift_p84", "n"])))  # absent columns: NaN
     stack = (stacked_df.set_index("ratio") if stacked_df is not None
              else pd.DataFrame(columns=["shift_stack", "shift_p16", "shift_p84", "limit", "n"]))
+    stack = stack.reindex(columns=list(dict.fromkeys([*stack.columns, "mc_p16", "mc_p50", "mc_p84"])))
     rows = []
     for _, s in stats_df.iterrows():
         r = s["ratio"]
@@ -182,7 +185,9 @@ def recovery_table(stats_df: pd.DataFrame, true_stats_df: pd.DataFrame, injected
                      "intrinsic_stack_p84": float(stack["shift_p84"].get(r, np.nan)),
                      "intrinsic_stack_limit": str(stack["limit"].get(r, "undefined")),
                      "intrinsic_n": float(intr["n"].get(r, np.nan)),
-                     "intrinsic_stack_n": float(stack["n"].get(r, np.nan))})
+                     "intrinsic_stack_n": float(stack["n"].get(r, np.nan)),
+                     **{f"intrinsic_stack_mc_{q}": float(stack[f"mc_{q}"].get(r, np.nan))
+                        for q in ("p16", "p50", "p84")}})
     return pd.DataFrame(rows, columns=RECOVERY_COLUMNS)
 
 
@@ -258,8 +263,12 @@ def intrinsic_check(r) -> tuple[str, bool] | None:
     far below the errors (two halo N2 of 0.10 and 0.07 dex errors that happen to agree give sigma_med
     0.005). Otherwise the stack (``intrinsic_stacked.csv``): a value within 2 sigma + 0.02 dex of the
     injected shift, sigma its half 16-84 % width (``intrinsic_stack_<ratio>_within_2sigma+0.02_of_injected``),
-    or a bound that does not exclude it by more than 0.02 dex
-    (``intrinsic_stack_<ratio>_<upper|lower>_limit_consistent``).
+    or a bound consistent with it (``intrinsic_stack_<ratio>_<upper|lower>_limit_consistent``): the bound
+    does not exclude it by more than 0.02 dex, or, where it does, the realisations behind the bound
+    (``intrinsic_stack_mc_p16/p50/p84``) put it within 2 sigma + 0.02 dex of their median, sigma the 16-84 %
+    side facing it.  SPEC 7's bound is the detection threshold over the noise (3 sigma of the sum over the
+    denominator), not a confidence bound on the truth: a summed [N II] of true S/N 3.9 measured at 2.5 is a
+    limit whose bound lies below its truth, 1.4 sigma from the measurement.
 
     Why the coverage: the statistics leave out every component with a limit (SPEC 8), so where a term is
     faint the components left are those whose noise pushed it up, and their median is not the sample's. On
@@ -287,6 +296,10 @@ def intrinsic_check(r) -> tuple[str, bool] | None:
         return (f"intrinsic_stack_{ratio}_within_2sigma+0.02_of_injected",
                 bool(abs(value - injected) <= 2 * sigma + 0.02))
     ok = injected <= value + 0.02 if limit == "upper" else injected >= value - 0.02
+    p16, p50, p84 = (r.get(f"intrinsic_stack_mc_{q}", np.nan) for q in ("p16", "p50", "p84"))
+    if not ok and np.isfinite(p50):  # the measurement behind the bound
+        ok = (injected <= p50 + 2 * (p84 - p50) + 0.02 if limit == "upper"
+              else injected >= p50 - 2 * (p50 - p16) - 0.02)
     return f"intrinsic_stack_{ratio}_{limit}_limit_consistent", bool(ok)
 
 
