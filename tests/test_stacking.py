@@ -43,6 +43,18 @@ def _survey(n=8, shift=-0.2, nii_err=0.02, seed=3):
     return fluxes, errors
 
 
+def _observed(fluxes: dict, errors: dict, seed: int):
+    """One noise draw of a survey: the observation (truth + noise, its line-flux table) and its realisations
+    (the observation + noise, as the pipeline's Monte Carlo)."""
+    lf_obs, real_obs = _table(fluxes, errors, seed=100 + seed)
+    one = real_obs[real_obs["realisation"] == 0][["id", "component", "region", "line", "flux"]]
+    obs = {(c, r): {} for c, r in fluxes}
+    for c, r, ln, f in zip(one["component"], one["region"], one["line"], one["flux"]):
+        obs[(c, r)][ln] = f
+    _, real = _table(obs, errors, seed=500 + seed)
+    return lf_obs, real
+
+
 def test_noiseless_stack_is_the_common_shift_whatever_the_weights():
     fluxes, errors = _survey()
     tiny = {k: {ln: 1e-9 for ln in v} for k, v in errors.items()}
@@ -62,14 +74,7 @@ def test_faint_lines_stack_into_a_detection_with_calibrated_errors():
     assert (lf.loc[(lf["region"] == "CGM") & (lf["line"] == "NII6583"), "detected"]).sum() <= 2
     shifts, widths = [], []
     for seed in range(40):
-        # the observation: truth + noise; its realisations: the observation + noise (as the pipeline's MC)
-        lf_obs, real_obs = _table(fluxes, errors, seed=100 + seed)
-        one = real_obs[real_obs["realisation"] == 0][["id", "component", "region", "line", "flux"]]
-        obs = {(c, r): {} for c, r in fluxes}
-        for c, r, ln, f in zip(one["component"], one["region"], one["line"], one["flux"]):
-            obs[(c, r)][ln] = f
-        _, real = _table(obs, errors, seed=500 + seed)
-        row = stacking.stacked_ratio(lf_obs, real, "N2")
+        row = stacking.stacked_ratio(*_observed(fluxes, errors, seed), "N2")
         if row["limit"] == "none":
             shifts.append(row["shift_stack"])
             widths.append(0.5 * (row["shift_p84"] - row["shift_p16"]))
@@ -175,13 +180,7 @@ def test_a_limit_is_judged_by_the_measurement_behind_it():
     fluxes, errors = _survey(n=12, nii_err=0.06)
     limits = bound_excludes = check_fails = 0
     for seed in range(40):
-        lf_obs, real_obs = _table(fluxes, errors, seed=100 + seed)
-        one = real_obs[real_obs["realisation"] == 0][["id", "component", "region", "line", "flux"]]
-        obs = {(c, r): {} for c, r in fluxes}
-        for c, r, ln, f in zip(one["component"], one["region"], one["line"], one["flux"]):
-            obs[(c, r)][ln] = f
-        _, real = _table(obs, errors, seed=500 + seed)
-        row = stacking.stacked_ratio(lf_obs, real, "N2")
+        row = stacking.stacked_ratio(*_observed(fluxes, errors, seed), "N2")
         if row["limit"] == "none":
             assert (row["mc_p16"], row["mc_p50"], row["mc_p84"]) == (row["shift_p16"], row["shift_stack"],
                                                                      row["shift_p84"])
