@@ -511,19 +511,22 @@ def dust_pull_terms(pulls: pd.DataFrame, line_fluxes: pd.DataFrame, true_fluxes:
     with np.errstate(divide="ignore", invalid="ignore"):
         dev = np.log10(f["flux"] / f["true_flux"])
         sig = f["flux_err"] / (f["flux"] * np.log(10.0))
-    out = []
+    parts = []
     for ratio in ratios:
         (num,), (den,) = RATIO_DEFINITIONS[ratio].numerator, RATIO_DEFINITIONS[ratio].denominator
-        for r in pulls.loc[pulls["ratio"] == ratio, ["id", "component", "region"]].itertuples(index=False):
-            def at(line, s, r=r):
-                return float(s.get((r.component, r.region, line), np.nan))
-            out.append({"id": r.id, "component": r.component, "region": r.region, "ratio": ratio,
-                        "coef": dust_coefficient(ratio),
-                        "dev_raw": at(num, dev) - at(den, dev), "sigma_raw": np.hypot(at(num, sig), at(den, sig)),
-                        "dev_balmer": at("HA", dev) - at("HB", dev),
-                        "sigma_balmer": np.hypot(at("HA", sig), at("HB", sig))})
+        rows = pulls.loc[pulls["ratio"] == ratio, ["id", "component", "region"]].reset_index(drop=True)
+
+        def at(line, s, rows=rows):  # s at (component, region, line) of every row (NaN where absent)
+            idx = pd.MultiIndex.from_arrays([rows["component"], rows["region"], [line] * len(rows)])
+            return s.reindex(idx).to_numpy(float)
+
+        parts.append(rows.assign(ratio=ratio, coef=dust_coefficient(ratio),
+                                 dev_raw=at(num, dev) - at(den, dev), sigma_raw=np.hypot(at(num, sig), at(den, sig)),
+                                 dev_balmer=at("HA", dev) - at("HB", dev),
+                                 sigma_balmer=np.hypot(at("HA", sig), at("HB", sig))))
     cols = ["id", "component", "region", "ratio", "coef", "dev_raw", "sigma_raw", "dev_balmer", "sigma_balmer"]
-    return pd.DataFrame(out, columns=cols)
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    return out[cols]
 
 
 def dust_pull_summary(terms: pd.DataFrame) -> pd.DataFrame:
