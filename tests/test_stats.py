@@ -252,3 +252,27 @@ def test_recovery_figure_rings_the_estimator_summary_json_judges():
     # O2: 20 of 30 components -> the per-component value, within 2 sigma + 0.02 of +0.25; O32: 8 of 30 -> the
     # stack, 0.11 from -0.50 with a 0.03 half-width -> fails
     assert [(pytest.approx(x), y, c) for x, y, c in got] == [(0.22, 0.27, "k"), (1.36, -0.61, "tab:red")]
+
+
+def test_recovery_figure_draws_the_measurement_behind_a_bound(tmp_path, monkeypatch):
+    """A stacked upper limit gets its realisations' median and 16-84 % range beside the triangle."""
+    import matplotlib.axes
+
+    from ismcgm.plots.validation import plot_recovery
+
+    rec = pd.DataFrame({"ratio": ["O3", "N2"], "injected_shift": [-0.25, -0.20], "true_shift": [-0.07, -0.05],
+                        "measured_shift": [-0.08, 0.04], "sigma_med": [0.01, 0.07], "pull": [-0.4, 1.3],
+                        "within_2sigma": [True, True], "intrinsic_shift": [-0.26, np.nan],
+                        "intrinsic_sigma_med": [0.08, np.nan], "intrinsic_stack_shift": [-0.23, -0.28],
+                        "intrinsic_stack_p16": [-0.26, np.nan], "intrinsic_stack_p84": [-0.20, np.nan],
+                        "intrinsic_stack_limit": ["none", "upper"], "intrinsic_stack_mc_p16": [-0.26, -1.13],
+                        "intrinsic_stack_mc_p50": [-0.23, -0.64], "intrinsic_stack_mc_p84": [-0.20, -0.40]})
+    drawn = []
+    real = matplotlib.axes.Axes.errorbar
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar",
+                        lambda self, x, y, *a, **k: drawn.append((k.get("fmt"), list(np.atleast_1d(y))))
+                        or real(self, x, y, *a, **k))
+    pdf, png = tmp_path / "rec.pdf", tmp_path / "rec.png"
+    plot_recovery(rec, pdf, png)
+    _check_outputs(pdf, png)
+    assert ("x", [-0.64]) in drawn  # only the bound's row, at its realisations' median

@@ -9,7 +9,8 @@ With the decomposition's columns (issue 19) also the intrinsic shift
 (filled diamond, +-1 sigma as ``summary.json`` checks it: the larger of
 ``intrinsic_sigma_med`` and half the ``intrinsic_p16``-``intrinsic_p84``
 range) and the stacked one (open diamond with its 16-84 % range; a triangle
-for a bound); a ring marks the estimator that ``summary.json`` judges
+for a bound, with the realisations' median and 16-84 % range behind it as a
+faint cross); a ring marks the estimator that ``summary.json`` judges
 (:func:`ismcgm.validation.intrinsic_check`: black where it passes, red where
 it fails).  Right panel: the pull, (measured - true) / sigma_med, with
 the +-2 band; points outside 2 sigma are red.
@@ -123,6 +124,16 @@ def plot_recovery(recovery_df: pd.DataFrame, pdf, png, synthetic: bool = True) -
             ax.plot(x[sel] + 0.36, stack[sel], marker, mfc="none", mec="tab:green", ms=6, ls="", zorder=3)
         handles.append(Line2D([], [], ls="-", marker="D", mfc="none", mec="tab:green", color="tab:green", ms=4,
                               label="intrinsic stack 16–84 % (▽△ bounds)"))
+        if {"intrinsic_stack_mc_p16", "intrinsic_stack_mc_p50", "intrinsic_stack_mc_p84"} <= set(df.columns):
+            # behind a bound, the realisations' median and 16-84 % range, which the check reads where the bound
+            # excludes the injected shift (validation.intrinsic_check)
+            p16, p50, p84 = (df[f"intrinsic_stack_mc_{q}"].to_numpy(float) for q in ("p16", "p50", "p84"))
+            sel = (limit != "none") & np.isfinite(p16) & np.isfinite(p50) & np.isfinite(p84)
+            if sel.any():
+                ax.errorbar(x[sel] + 0.36, p50[sel], yerr=np.vstack([p50 - p16, p84 - p50])[:, sel], fmt="x",
+                            color="tab:green", ms=4, elinewidth=0.8, ls="none", alpha=0.6, zorder=2)
+                handles.append(Line2D([], [], ls="-", marker="x", color="tab:green", alpha=0.6, ms=4,
+                                      label="behind a bound: realisations 16–84 %"))
         if "intrinsic_shift" in df.columns and _mark_judged(ax, df, x):
             handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="k", ms=9,
                                   label="judged by summary.json (red: fails)"))
@@ -138,6 +149,7 @@ def plot_recovery(recovery_df: pd.DataFrame, pdf, png, synthetic: bool = True) -
     axp.scatter(x[~ok], df["pull"].to_numpy(float)[~ok], color="tab:red", zorder=3, label="outside 2$\\sigma$")
     axp.set_xticks(range(len(order)), [RATIO_LABELS.get(r, r) for r in order], rotation=30)
     axp.set_ylabel(r"pull = (measured $-$ true) / $\sigma_{\rm med}$")
-    axp.legend(fontsize=8, loc="best")
+    # below the axes as on the left: inside, it can sit on a point near +2
+    axp.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
     save_figure(fig, pdf, png, synthetic)
