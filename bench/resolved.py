@@ -9,8 +9,9 @@ each run.
 
     python bench/resolved.py [--cores 2] [--configfile tests/config/test.yaml] [--workdir DIR]
 
-``--workdir`` reuses a directory that already holds a finished baseline run
-(then only the second run is timed).
+``--workdir`` runs in that directory (created if missing); when it already
+holds a finished baseline run (a ``results/`` folder), only the second run is
+timed.
 """
 
 from __future__ import annotations
@@ -47,13 +48,15 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cores", default="2")
     ap.add_argument("--configfile", default=None, help="extra config on top of config.yaml")
-    ap.add_argument("--workdir", default=None, help="directory with a finished baseline run")
+    ap.add_argument("--workdir", default=None,
+                    help="run directory; one holding a finished baseline run times only the second run")
     args = ap.parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ismcgm_resolved_"))
+    workdir.mkdir(parents=True, exist_ok=True)
     off = workdir / "resolved_off.yaml"
     off.write_text("resolved:\n  enabled: false\n")
     base = [args.configfile] if args.configfile else []
-    if not args.workdir:
+    if not (workdir / "results").is_dir():
         print(f"load {os.getloadavg()[0]:.1f}; baseline (resolved off) in {workdir} ...", flush=True)
         wall, cpu = _run(workdir, args.cores, base + [str(off)])
         print(f"baseline: wall {wall:.1f} s, cpu {cpu:.1f} s")
