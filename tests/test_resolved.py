@@ -277,6 +277,36 @@ def test_e2e_cii_ha_profile_on_the_alma_grid(e2e):
     assert len(x) >= 8 and abs(np.median(x)) < 0.5 and 1.4826 * np.median(np.abs(x - np.median(x))) < 1.5
 
 
+
+@pytest.mark.e2e
+def test_e2e_true_profiles_of_the_sample_are_each_galaxys(e2e):
+    """The truth profiles formed in one call for several galaxies are each galaxy's own (rows are keyed by id,
+    component and region), in the order given, and they are what profile_validation compared with."""
+    from ismcgm import samples, validation
+
+    s = samples.read_sample_table(e2e / "results/mock/samples.tsv")
+    fluxes = read_table(e2e / "results/tables/default/radial_line_fluxes.csv")
+    geometry = read_table(e2e / "results/tables/default/radial_annuli.csv")
+    galaxies = []
+    for gid in list(s.index)[::-1][:3]:  # not in id order, with and without an ALMA cube
+        row, geo = s.loc[gid], geometry[geometry["id"] == gid]
+        regions = list(geo[["component", "region", "extension"]].itertuples(index=False, name=None))
+        cubes = {g: e2e / row[f"cube_{g}"] for g in samples.galaxy_gratings(row)}
+        alma = e2e / row["alma_cube"] if str(row.get("alma_cube", "") or "") else None
+        true_df = validation.galaxy_true_fluxes(row, e2e / f"results/mock/{gid}/{gid}_truth.fits",
+                                                e2e / f"results/resolved/default/annuli/{gid}.fits",
+                                                read_table(e2e / f"results/alignment/{gid}.csv"), cubes, regions,
+                                                alma_path=alma)
+        galaxies.append((true_df, fluxes[fluxes["id"] == gid], {**row.to_dict(), "id": gid}, geo))
+    together = resolved.true_profiles(galaxies, 2.86)
+    one_by_one = pd.concat([resolved.true_profiles([g], 2.86) for g in galaxies], ignore_index=True)
+    pd.testing.assert_frame_equal(together, one_by_one)
+    assert list(dict.fromkeys(together["id"])) == [g[2]["id"] for g in galaxies]
+    pulls = read_table(e2e / "results/validation/default/profile_pulls.csv")
+    both = pulls.merge(together, on=["component", "region", "ratio"], suffixes=("", "_t"))
+    assert len(both) > 10
+    np.testing.assert_allclose(both["true_log_value"], both["log_value_t"], rtol=0, atol=1e-9)
+
 def test_voronoi_bins_reach_target_and_respect_components():
     from ismcgm import voronoi
 

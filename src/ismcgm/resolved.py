@@ -394,26 +394,45 @@ PULL_RATIOS = ("O3", "O2", "O32", "N2")
 _RKEYS = ["component", "region", "ratio"]
 
 
-def true_profile(true_fluxes: pd.DataFrame, line_fluxes: pd.DataFrame, sample, geometry: pd.DataFrame,
-                 intrinsic_ha_hb: float) -> pd.DataFrame:
-    """Noiseless profile of one galaxy: the truth maps through the same annuli.
+def true_profiles(galaxies, intrinsic_ha_hb: float) -> pd.DataFrame:
+    """Noiseless profiles of several galaxies: the truth maps through the same annuli.
 
-    ``true_fluxes`` is :func:`ismcgm.validation.galaxy_true_fluxes` with the
-    annulus masks; the truth is dust-corrected with its own Balmer decrement
-    and keeps the measured detection flags
-    (:func:`ismcgm.validation.true_fluxes_as_measured`).
+    Parameters
+    ----------
+    galaxies : iterable of (true_fluxes, line_fluxes, sample, geometry)
+        Per galaxy: :func:`ismcgm.validation.galaxy_true_fluxes` with the
+        annulus masks, the measured annulus line fluxes, the sample row and
+        the annulus geometry (:func:`annulus_table`).
+    intrinsic_ha_hb : float
+
+    Returns
+    -------
+    DataFrame
+        The :func:`ismcgm.ratios.compute_ratios` columns of every galaxy (in the order given) with
+        ``true_min_snr`` (the least true flux / measured error of the ratio's lines, and of Ha, Hb for
+        the dust-corrected ones) and the annulus radii.  The truth is dust-corrected with its own
+        Balmer decrement and keeps the measured detection flags
+        (:func:`ismcgm.validation.true_fluxes_as_measured`).  The ratios of all galaxies are formed in
+        one call (rows are keyed by id, component and region, so this is each galaxy's table).
     """
-    # one grating per line *before* the truth's dust correction: its Balmer decrement must use the Hb of the
-    # grating the measurement uses (small annuli carried onto the two grids hold different spaxels)
-    tf = true_fluxes_as_measured(true_fluxes, preferred_grating(line_fluxes), intrinsic_ha_hb)
+    tfs, samples, geometries, order = [], [], [], []
+    for true_fluxes, line_fluxes, sample, geometry in galaxies:
+        # one grating per line *before* the truth's dust correction: its Balmer decrement must use the Hb of the
+        # grating the measurement uses (small annuli carried onto the two grids hold different spaxels)
+        tfs.append(true_fluxes_as_measured(true_fluxes, preferred_grating(line_fluxes), intrinsic_ha_hb))
+        samples.append({k: sample[k] for k in ("id", "logmstar", "merger")})
+        geometries.append(geometry[["component", "region", "r_in_kpc", "r_out_kpc", "r_mid_kpc"]])
+        order.append(sample["id"])
+    tf = pd.concat(tfs, ignore_index=True)
     names = PROFILE_RATIOS
     if (tf["line"] == "CII").any():  # [C II] at the IFU resolution, as measured (profile_ratios)
         tf = cii.native_resolution(tf)
         names = PROFILE_RATIOS + ("CII_HA",)
-    samples = pd.DataFrame([{k: sample[k] for k in ("id", "logmstar", "merger")}])
-    table = compute_ratios(tf, samples, names)
-    if "CII_HA" in names:
+    table = compute_ratios(tf, pd.DataFrame(samples), names)
+    if "CII_HA" in names:  # components are named after their galaxy: the [C II] rows of those that have one
         table = _cii_ha_where_measured(table, tf.loc[tf["line"] == "CII", "component"])
+    rank = {gid: i for i, gid in enumerate(order)}
+    table = table.sort_values("id", key=lambda s: s.map(rank), kind="stable").reset_index(drop=True)
     # S/N at the truth of the ratio's lines (and of Ha, Hb for the dust-corrected ones): true flux / measured error
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = (tf["flux"] / tf["flux_err"]).to_numpy(float)
@@ -425,8 +444,7 @@ def true_profile(true_fluxes: pd.DataFrame, line_fluxes: pd.DataFrame, sample, g
         lines = {ln for ln in lines if ln not in TIED_RATIOS}  # tied lines repeat their partner's S/N
         out.append(min(float(snr.get((comp, region, ln), np.nan)) for ln in lines))
     table["true_min_snr"] = out
-    geo = geometry[["component", "region", "r_in_kpc", "r_out_kpc", "r_mid_kpc"]]
-    return table.merge(geo, on=["component", "region"], how="left")
+    return table.merge(pd.concat(geometries, ignore_index=True), on=["component", "region"], how="left")
 
 
 def asymmetric_pull(value, p16, p84, truth) -> np.ndarray:
@@ -443,7 +461,7 @@ def profile_pulls(measured: pd.DataFrame, truth: pd.DataFrame, min_true_snr: flo
 
     Taken over the annuli whose ratio lines (and Hα, Hβ of the dust
     correction) all reach ``min_true_snr`` at the truth (true flux / measured
-    error, ``true_min_snr`` of :func:`true_profile`) and have a measured
+    error, ``true_min_snr`` of :func:`true_profiles`) and have a measured
     value: selecting on the *measured* detections instead would favour the
     realisations whose noise pushed a near-threshold line up (as for the
     flux pulls, :func:`ismcgm.validation.flux_pulls`).

@@ -19,7 +19,7 @@ def main():
     inp, out, par = snakemake.input, snakemake.output, snakemake.params
     cubes = iter(inp.cubes)
     all_fluxes, all_geometry = read_table(inp.fluxes), read_table(inp.annuli)
-    truths, true_lines = [], []
+    per_galaxy, true_lines = [], []
     alma = dict(zip(par.alma_galaxies, inp.alma))
     for gid, ann, truth, align in zip(par.galaxies, inp.annuli_masks, inp.truth, inp.alignment):
         geometry, fluxes = all_geometry[all_geometry["id"] == gid], all_fluxes[all_fluxes["id"] == gid]
@@ -27,9 +27,10 @@ def main():
         true_df = validation.galaxy_true_fluxes(par.rows[gid], truth, ann, read_table(align),
                                                 {g: next(cubes) for g in par.gratings[gid]}, regions,
                                                 alma_path=alma.get(gid))
-        truths.append(resolved.true_profile(true_df, fluxes, par.rows[gid], geometry, par.intrinsic_ha_hb))
+        per_galaxy.append((true_df, fluxes, par.rows[gid], geometry))
         true_lines.append(true_df)
-    measured, truth, geometry = read_table(inp.profiles), pd.concat(truths, ignore_index=True), all_geometry
+    measured, truth = read_table(inp.profiles), resolved.true_profiles(per_galaxy, par.intrinsic_ha_hb)
+    geometry = all_geometry
     true_lines = pd.concat(true_lines, ignore_index=True)[validation.TRUE_COLUMNS]
     _, line_pulls = validation.flux_pulls(all_fluxes, true_lines, par.detect_snr)
     pulls = resolved.profile_pulls(measured, truth, par.detect_snr)

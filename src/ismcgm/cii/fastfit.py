@@ -119,9 +119,17 @@ def leastsq_gaussian(v, y, w, start, bounds) -> DirectFit:
         a = float(u[0])
         c = _bounded(u[1], c_lo, c_hi)
         s = _bounded(u[2], s_lo, s_hi)
-        out = np.full(v.shape, 0.0)
-        out = out + a / (norm * s) * np.exp(-0.5 * ((v - c) / s) ** 2)
-        r = (out - y) * w
+        # lmfit's model, 0 + a / (norm s) exp(-0.5 ((v - c) / s)^2), and (model - y) w, with the same operations
+        # in the same order, in place (~25 % of a fit's time is spent here; issue 17); only the sign of a zero
+        # can differ from lmfit's '0 +', which neither the squares nor the differences of MINPACK see
+        r = v - c
+        r /= s
+        r *= r
+        r *= -0.5
+        np.exp(r, out=r)
+        r *= a / (norm * s)
+        r -= y
+        r *= w
         if not np.isfinite(r).all():  # lmfit's nan_policy='raise' (infinities included)
             raise ValueError("non-finite residuals in the [C II] fit")
         return r
