@@ -124,3 +124,43 @@ def test_decompose_realisations_uses_each_realisations_draw_of_h():
                                   out.sort_values(key).reset_index(drop=True))
     with pytest.raises(ValueError, match="seed"):
         decompose.decompose_realisations(real, {"g1": nominal}, posteriors={"g1": post})
+
+
+class _QuadraticCost:
+    """A stand-in for the halo fit's memoised cost: chi^2 = dof + ((ln h - ln h0) / s)^2 (x (1 + eps))."""
+
+    def __init__(self, h0=0.4, s=0.08, eps=0.0, dof=200):
+        self.h0, self.s, self.eps, self.dof, self.evals = h0, s, eps, dof, {}
+
+    def __call__(self, log_h):
+        h = float(np.exp(log_h))
+        if h not in self.evals:
+            self.evals[h] = (self.dof + ((log_h - np.log(self.h0)) / self.s) ** 2 * (1.0 + self.eps), None)
+        return self.evals[h][0]
+
+
+@pytest.mark.parametrize("width", [0.01, 0.08, 1.5])
+def test_posterior_does_not_depend_on_the_points_the_fit_tried(width):
+    """The posterior's h and weights are a function of the best fit and the cost alone: other evaluations in
+    the memo (another optimiser path, e.g. after a rounding-level change upstream) leave them unchanged, and a
+    1e-15 relative change of the cost moves the weights at rounding level only (they used to move by ~0.04:
+    the fit's trial points were the posterior's nodes)."""
+    bounds, best = (0.02, 5.0), 0.4
+    hs, w = decompose.halo_posterior(_QuadraticCost(s=width), bounds, best)
+    other = _QuadraticCost(s=width)
+    for log_h in np.random.default_rng(3).uniform(np.log(0.05), np.log(3.0), 9):
+        other(log_h)
+    hs2, w2 = decompose.halo_posterior(other, bounds, best)
+    np.testing.assert_array_equal(hs2, hs)
+    np.testing.assert_array_equal(w2, w)
+    hs3, w3 = decompose.halo_posterior(_QuadraticCost(s=width, eps=1e-15), bounds, best)
+    np.testing.assert_array_equal(hs3, hs)
+    np.testing.assert_allclose(w3, w, rtol=1e-12, atol=0)
+    # the grid resolves the posterior: at least H_POSTERIOR_CELLS cells inside Delta < 25 unless it is
+    # narrower than the first step, and the weights' 16-84 % range in ln h is about +-width
+    assert hs.size >= 5 and w.sum() == pytest.approx(1.0)
+    if width >= 0.08:
+        cdf = np.cumsum(w)
+        lh = np.log(hs)
+        p16, p84 = lh[np.searchsorted(cdf, 0.16)], lh[np.searchsorted(cdf, 0.84)]
+        assert 0.6 * width < 0.5 * (p84 - p16) < 1.6 * width

@@ -363,52 +363,74 @@ def fit_halo_scale(line_map, valid, ism, render, h_bounds, noise=None, nonneg: b
 
     cost = _HaloCost(line_map, valid, ism, render, noise, nonneg)
     res = minimize_scalar(cost, bounds=(np.log(h_bounds[0]), np.log(h_bounds[1])), method="bounded",
-                          options={"xatol": 1e-7})
+                          options={"xatol": H_FIT_XATOL})
     h = float(np.exp(res.x))
     return (h, cost) if return_cost else h
 
 
 #: The posterior of h (:func:`halo_posterior`) covers the scale lengths whose scaled Delta chi^2 is below this
 #: (5 sigma), and a grid of at least :data:`H_POSTERIOR_CELLS` cells across that range, with at most
-#: :data:`H_POSTERIOR_MAX_EXTRA` evaluations besides those of the fit.
+#: :data:`H_POSTERIOR_MAX_EXTRA` evaluations besides those of the walk out from the best fit, whose first
+#: step is :data:`H_POSTERIOR_STEP` in ln h (doubled at each step).
 H_POSTERIOR_DCHI2 = 25.0
 H_POSTERIOR_CELLS = 12
 H_POSTERIOR_MAX_EXTRA = 10
+H_POSTERIOR_STEP = 0.05
+
+#: Tolerance of the halo fit in ln h: 1e-5 relative in h, far inside any posterior's width; a tighter one
+#: only adds evaluations whose costs differ by less than their rounding.
+H_FIT_XATOL = 1e-5
 
 
-def halo_posterior(cost: _HaloCost, h_bounds) -> tuple[np.ndarray, np.ndarray]:
+def halo_posterior(cost: _HaloCost, h_bounds, h_best: float) -> tuple[np.ndarray, np.ndarray]:
     """The scale lengths h and their posterior weights, from the halo fit's cost curve.
 
     The cost is a chi^2 (``sersic``) or a sum of squares (``image``); both are scaled by their minimum per
     degree of freedom (a reduced chi^2 of 1 at the best fit, which absorbs the model's mismatch), so the
     posterior is ``exp(-Delta/2)`` with ``Delta = (cost - min) / (min / dof)``, flat in log h between the
-    bounds.  The h are those the fit evaluated plus up to :data:`H_POSTERIOR_MAX_EXTRA` more, placed in the
-    widest gaps (in log h) where ``Delta`` < :data:`H_POSTERIOR_DCHI2` until no gap is wider than 1 /
-    :data:`H_POSTERIOR_CELLS` of that range (and at the bounds, if the posterior reaches them); the weights
-    are ``exp(-Delta/2)`` times each h's cell width in log h, summing to 1.  A well-measured halo gives a
-    narrow posterior about the best fit; a faint one, whose cost is flat over a factor of several in h,
-    spreads its weight over that range -- the Monte Carlo then carries the geometric uncertainty of the
-    transfer matrix (:func:`decompose_realisations`).
+    bounds.  The h are a function of the best fit ``h_best`` and of the cost alone, not of the points the
+    fit tried on its way (those moved with rounding: a different FFT or BLAS could change the posterior and
+    so every realisation's draw of h): from ``ln h_best`` a walk to each side in steps of
+    :data:`H_POSTERIOR_STEP`, 2x, 4x ... that stops at the first h with ``Delta`` >=
+    :data:`H_POSTERIOR_DCHI2` or at the bound, then up to :data:`H_POSTERIOR_MAX_EXTRA` more h placed in
+    the widest gaps (in log h) where ``Delta`` < :data:`H_POSTERIOR_DCHI2` until no gap is wider than 1 /
+    :data:`H_POSTERIOR_CELLS` of that range; the weights are ``exp(-Delta/2)`` times each h's cell width in
+    log h, summing to 1.  A well-measured halo gives a narrow posterior about the best fit; a faint one,
+    whose cost is flat over a factor of several in h, spreads its weight over that range -- the Monte Carlo
+    then carries the geometric uncertainty of the transfer matrix (:func:`decompose_realisations`).
     """
     lo, hi = np.log(h_bounds[0]), np.log(h_bounds[1])
+    points = {}  # h, as the cost memoises it -> ln h
+
+    def add(log_h):
+        log_h = float(log_h)
+        cost(log_h)
+        points[float(np.exp(log_h))] = log_h
 
     def state():
-        hs = np.array(sorted(cost.evals))
+        hs = np.array(sorted(points))
         c = np.array([cost.evals[h][0] for h in hs])
         scale = c.min() / cost.dof if c.min() > 0 else 1.0
-        return hs, (c - c.min()) / scale
+        return hs, np.array([points[h] for h in hs]), (c - c.min()) / scale
 
+    if h_best in cost.evals:  # the fit's best point
+        points[h_best] = float(np.log(h_best))
+    else:
+        add(np.log(h_best))
+    (best,) = points.values()
+    for side, bound in ((-1.0, lo), (1.0, hi)):
+        step = H_POSTERIOR_STEP
+        while side * (bound - best) > 1e-9:
+            log_h = max(best - step, lo) if side < 0 else min(best + step, hi)
+            add(log_h)
+            hs, lh, d = state()
+            if d[np.argmin(np.abs(lh - log_h))] >= H_POSTERIOR_DCHI2 or log_h in (lo, hi):
+                break
+            step *= 2.0
     for _ in range(H_POSTERIOR_MAX_EXTRA):
-        hs, d = state()
-        lh = np.log(hs)
+        hs, lh, d = state()
         inside = np.flatnonzero(d < H_POSTERIOR_DCHI2)
         i0, i1 = max(inside[0] - 1, 0), min(inside[-1] + 1, hs.size - 1)
-        if d[i0] < H_POSTERIOR_DCHI2 and lh[i0] > lo + 1e-9:  # the posterior reaches the lower bound
-            cost(lo)
-            continue
-        if d[i1] < H_POSTERIOR_DCHI2 and lh[i1] < hi - 1e-9:
-            cost(hi)
-            continue
         gaps = np.diff(lh[i0:i1 + 1])
         useful = np.minimum(d[i0:i1], d[i0 + 1:i1 + 1]) < H_POSTERIOR_DCHI2
         if not useful.any():
@@ -416,12 +438,11 @@ def halo_posterior(cost: _HaloCost, h_bounds) -> tuple[np.ndarray, np.ndarray]:
         k = int(np.argmax(np.where(useful, gaps, -1.0)))
         if gaps[k] <= (lh[i1] - lh[i0]) / H_POSTERIOR_CELLS:
             break
-        cost(0.5 * (lh[i0 + k] + lh[i0 + k + 1]))
-    hs, d = state()
-    lh = np.log(hs)
+        add(0.5 * (lh[i0 + k] + lh[i0 + k + 1]))
+    hs, lh, d = state()
     edges = np.concatenate([[lh[0]], 0.5 * (lh[1:] + lh[:-1]), [lh[-1]]])
     w = np.exp(-0.5 * d) * np.diff(edges)
-    if not w.sum() > 0:  # a single evaluation (cannot happen after a fit): all weight on it
+    if not w.sum() > 0:  # a single h (the best fit at a bound with nothing inside): all weight on it
         w = np.where(d == d.min(), 1.0, 0.0)
     keep = w > 1e-9 * w.sum()
     return hs[keep], w[keep] / w[keep].sum()
@@ -503,7 +524,7 @@ def galaxy_transfer(gid: str, masks: dict, sb, background, sides, positions, lin
     nominal = table(h, cost.evals[h][1] if h in cost.evals else render(h))  # the fit rendered its best h
     if not posterior:
         return nominal
-    hs, weights = halo_posterior(cost, bounds)
+    hs, weights = halo_posterior(cost, bounds, h)
     grid = pd.concat([table(hk, cost.evals[hk][1]).assign(h_index=k, h_weight=wk)
                       for k, (hk, wk) in enumerate(zip(hs, weights))], ignore_index=True)
     return nominal, grid.loc[:, list(POSTERIOR_COLUMNS)]
