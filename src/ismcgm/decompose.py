@@ -431,12 +431,14 @@ def halo_posterior(cost: _HaloCost, h_bounds, h_best: float) -> tuple[np.ndarray
         hs, lh, d = state()
         inside = np.flatnonzero(d < H_POSTERIOR_DCHI2)
         i0, i1 = max(inside[0] - 1, 0), min(inside[-1] + 1, hs.size - 1)
-        gaps = np.diff(lh[i0:i1 + 1])
+        # the walk's steps and their midpoints give gaps of equal width: rounded, so that a tie always goes to
+        # the lowest h, whatever the rounding of ln h
+        gaps = np.round(np.diff(lh[i0:i1 + 1]), 9)
         useful = np.minimum(d[i0:i1], d[i0 + 1:i1 + 1]) < H_POSTERIOR_DCHI2
         if not useful.any():
             break
         k = int(np.argmax(np.where(useful, gaps, -1.0)))
-        if gaps[k] <= (lh[i1] - lh[i0]) / H_POSTERIOR_CELLS:
+        if gaps[k] <= round((lh[i1] - lh[i0]) / H_POSTERIOR_CELLS, 9):
             break
         add(0.5 * (lh[i0 + k] + lh[i0 + k + 1]))
     hs, lh, d = state()
