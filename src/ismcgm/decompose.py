@@ -145,6 +145,11 @@ def _exponential(xc: float, yc: float, h_pix: float):
     :func:`halo_term` divides out (``Sersic2D`` evaluates it ~2x slower, through its ellipse rotation and
     ``z ** (1 / n)``; the two agree to 1e-14 relative; issue 17)."""
     def profile(x, y):
+        # discretize_model passes np.meshgrid grids: the offsets of one row and one column, broadcast, give the
+        # same radii as the full grids with two full-size subtractions fewer
+        if (x.ndim == 2 and x.shape[0] > 1 and x.shape[1] > 1 and np.array_equal(x[0], x[-1])
+                and np.array_equal(y[:, 0], y[:, -1])):
+            x, y = x[:1, :], y[:, :1]
         return np.exp(-np.hypot(x - xc, y - yc) / h_pix)
     return profile
 
@@ -168,9 +173,14 @@ def _render(shape, pad: int, factor: int, psf_sigma_pix: float, model, unit_flux
     ny, nx = shape
     img = discretize_model(model, (0, nx + 2 * pad), (0, ny + 2 * pad), mode="oversample", factor=factor)
     if unit_flux:
-        img = img / img.sum()
-    conv = convolve_fft(img, Gaussian2DKernel(psf_sigma_pix), boundary="fill", fill_value=0.0, normalize_kernel=True)
-    return conv[pad:pad + ny, pad:pad + nx]
+        img = img / img.sum()  # over the whole padded grid
+    kernel = Gaussian2DKernel(psf_sigma_pix)
+    # only the grid and the kernel's half-width about it reach the cropped result: convolve that, not the padding
+    # (up to ~10^6 pixels for a wide halo); outside the padded grid both are zero-filled
+    m = min(max(kernel.shape) // 2, pad)
+    inner = img[pad - m:pad + ny + m, pad - m:pad + nx + m]
+    conv = convolve_fft(inner, kernel, boundary="fill", fill_value=0.0, normalize_kernel=True)
+    return conv[m:m + ny, m:m + nx]
 
 
 def _sersic_image(shape, x0, y0, amplitude, r_eff_pix, n, ellip, theta, psf_sigma_pix, oversample=5):
@@ -371,14 +381,15 @@ def fit_halo_scale(line_map, valid, ism, render, h_bounds, noise=None, nonneg: b
 #: The posterior of h (:func:`halo_posterior`) covers the scale lengths whose scaled Delta chi^2 is below this
 #: (5 sigma), and a grid of at least :data:`H_POSTERIOR_CELLS` cells across that range, with at most
 #: :data:`H_POSTERIOR_MAX_EXTRA` evaluations besides those of the walk out from the best fit, whose first
-#: step is :data:`H_POSTERIOR_STEP` in ln h (doubled at each step).
+#: step is :data:`H_POSTERIOR_STEP` in ln h (times :data:`H_POSTERIOR_GROWTH` at each step).
 H_POSTERIOR_DCHI2 = 25.0
 H_POSTERIOR_CELLS = 12
 H_POSTERIOR_MAX_EXTRA = 10
-H_POSTERIOR_STEP = 0.05
+H_POSTERIOR_STEP = 0.1
+H_POSTERIOR_GROWTH = 3.0
 
-#: Tolerance of the halo fit in ln h: 1e-5 relative in h, far inside any posterior's width; a tighter one
-#: only adds evaluations whose costs differ by less than their rounding.
+#: Tolerance of the halo fit in ln h: 1e-5 relative in h, which a noiseless sky's exact recovery needs (fluxes
+#: to 1e-6, tests/test_decompose.py); the posterior's grid is anchored at the best fit.
 H_FIT_XATOL = 1e-5
 
 
@@ -391,7 +402,7 @@ def halo_posterior(cost: _HaloCost, h_bounds, h_best: float) -> tuple[np.ndarray
     bounds.  The h are a function of the best fit ``h_best`` and of the cost alone, not of the points the
     fit tried on its way (those moved with rounding: a different FFT or BLAS could change the posterior and
     so every realisation's draw of h): from ``ln h_best`` a walk to each side in steps of
-    :data:`H_POSTERIOR_STEP`, 2x, 4x ... that stops at the first h with ``Delta`` >=
+    :data:`H_POSTERIOR_STEP`, 3x, 9x ... (:data:`H_POSTERIOR_GROWTH`) that stops at the first h with ``Delta`` >=
     :data:`H_POSTERIOR_DCHI2` or at the bound, then up to :data:`H_POSTERIOR_MAX_EXTRA` more h placed in
     the widest gaps (in log h) where ``Delta`` < :data:`H_POSTERIOR_DCHI2` until no gap is wider than 1 /
     :data:`H_POSTERIOR_CELLS` of that range; the weights are ``exp(-Delta/2)`` times each h's cell width in
@@ -426,7 +437,7 @@ def halo_posterior(cost: _HaloCost, h_bounds, h_best: float) -> tuple[np.ndarray
             hs, lh, d = state()
             if d[np.argmin(np.abs(lh - log_h))] >= H_POSTERIOR_DCHI2 or log_h in (lo, hi):
                 break
-            step *= 2.0
+            step *= H_POSTERIOR_GROWTH
     for _ in range(H_POSTERIOR_MAX_EXTRA):
         hs, lh, d = state()
         inside = np.flatnonzero(d < H_POSTERIOR_DCHI2)
