@@ -145,8 +145,7 @@ def _exponential(xc: float, yc: float, h_pix: float):
     :func:`halo_term` divides out (``Sersic2D`` evaluates it ~2x slower, through its ellipse rotation and
     ``z ** (1 / n)``; the two agree to 1e-14 relative; issue 17)."""
     def profile(x, y):
-        # discretize_model passes np.meshgrid grids: the offsets of one row and one column, broadcast, give the
-        # same radii as the full grids with two full-size subtractions fewer
+        # discretize_model passes np.meshgrid grids: one row and one column, broadcast, give the same radii
         if (x.ndim == 2 and x.shape[0] > 1 and x.shape[1] > 1 and np.array_equal(x[0], x[-1])
                 and np.array_equal(y[:, 0], y[:, -1])):
             x, y = x[:1, :], y[:, :1]
@@ -175,8 +174,7 @@ def _render(shape, pad: int, factor: int, psf_sigma_pix: float, model, unit_flux
     if unit_flux:
         img = img / img.sum()  # over the whole padded grid
     kernel = Gaussian2DKernel(psf_sigma_pix)
-    # only the grid and the kernel's half-width about it reach the cropped result: convolve that, not the padding
-    # (up to ~10^6 pixels for a wide halo); outside the padded grid both are zero-filled
+    # only the grid and the kernel's half-width reach the crop: convolve that, not the padding (zero-filled both)
     m = min(max(kernel.shape) // 2, pad)
     inner = img[pad - m:pad + ny + m, pad - m:pad + nx + m]
     conv = convolve_fft(inner, kernel, boundary="fill", fill_value=0.0, normalize_kernel=True)
@@ -190,8 +188,6 @@ def _sersic_image(shape, x0, y0, amplitude, r_eff_pix, n, ellip, theta, psf_sigm
     return _render_sersic(shape, x0, y0, pad, oversample, psf_sigma_pix, amplitude=amplitude, r_eff=r_eff_pix, n=n,
                           ellip=ellip, theta=theta)
 
-
-def sersic_ism_models(ism, wcs, positions, psf_fwhm: float) -> list[np.ndarray]:
     """Smooth stand-ins of the ISM terms: a PSF-convolved Sersic profile fitted to each term's map.
 
     Each map of :func:`ism_terms` (non-zero on its source region) is fitted where it is non-zero with
@@ -378,37 +374,29 @@ def fit_halo_scale(line_map, valid, ism, render, h_bounds, noise=None, nonneg: b
     return (h, cost) if return_cost else h
 
 
-#: The posterior of h (:func:`halo_posterior`) covers the scale lengths whose scaled Delta chi^2 is below this
-#: (5 sigma), and a grid of at least :data:`H_POSTERIOR_CELLS` cells across that range, with at most
-#: :data:`H_POSTERIOR_MAX_EXTRA` evaluations besides those of the walk out from the best fit, whose first
-#: step is :data:`H_POSTERIOR_STEP` in ln h (times :data:`H_POSTERIOR_GROWTH` at each step).
+#: The grid of the posterior of h (:func:`halo_posterior`, whose docstring says how they are used).
 H_POSTERIOR_DCHI2 = 25.0
 H_POSTERIOR_CELLS = 12
 H_POSTERIOR_MAX_EXTRA = 10
 H_POSTERIOR_STEP = 0.1
 H_POSTERIOR_GROWTH = 3.0
 
-#: Tolerance of the halo fit in ln h: 1e-5 relative in h, which a noiseless sky's exact recovery needs (fluxes
-#: to 1e-6, tests/test_decompose.py); the posterior's grid is anchored at the best fit.
+#: Halo fit tolerance in ln h (a noiseless sky's exact recovery needs it; tests/test_decompose.py).
 H_FIT_XATOL = 1e-5
 
 
 def halo_posterior(cost: _HaloCost, h_bounds, h_best: float) -> tuple[np.ndarray, np.ndarray]:
     """The scale lengths h and their posterior weights, from the halo fit's cost curve.
 
-    The cost is a chi^2 (``sersic``) or a sum of squares (``image``); both are scaled by their minimum per
-    degree of freedom (a reduced chi^2 of 1 at the best fit, which absorbs the model's mismatch), so the
-    posterior is ``exp(-Delta/2)`` with ``Delta = (cost - min) / (min / dof)``, flat in log h between the
-    bounds.  The h are a function of the best fit ``h_best`` and of the cost alone, not of the points the
-    fit tried on its way (those moved with rounding: a different FFT or BLAS could change the posterior and
-    so every realisation's draw of h): from ``ln h_best`` a walk to each side in steps of
-    :data:`H_POSTERIOR_STEP`, 3x, 9x ... (:data:`H_POSTERIOR_GROWTH`) that stops at the first h with ``Delta`` >=
-    :data:`H_POSTERIOR_DCHI2` or at the bound, then up to :data:`H_POSTERIOR_MAX_EXTRA` more h placed in
-    the widest gaps (in log h) where ``Delta`` < :data:`H_POSTERIOR_DCHI2` until no gap is wider than 1 /
-    :data:`H_POSTERIOR_CELLS` of that range; the weights are ``exp(-Delta/2)`` times each h's cell width in
-    log h, summing to 1.  A well-measured halo gives a narrow posterior about the best fit; a faint one,
-    whose cost is flat over a factor of several in h, spreads its weight over that range -- the Monte Carlo
-    then carries the geometric uncertainty of the transfer matrix (:func:`decompose_realisations`).
+    The cost (chi^2 for ``sersic``, a sum of squares for ``image``) is scaled by its minimum per degree of
+    freedom (a reduced chi^2 of 1 at the best fit absorbs the model's mismatch): the posterior is
+    ``exp(-Delta/2)``, ``Delta = (cost - min) / (min / dof)``, flat in log h between the bounds.  The h
+    depend on ``h_best`` and the cost alone, not on the points the fit tried (those move with rounding): a
+    walk to each side of ``ln h_best`` in steps of :data:`H_POSTERIOR_STEP` x 1, 3, 9 ...
+    (:data:`H_POSTERIOR_GROWTH`) to the first h with ``Delta`` >= :data:`H_POSTERIOR_DCHI2` or the bound,
+    then up to :data:`H_POSTERIOR_MAX_EXTRA` h in the widest gaps (in log h) where ``Delta`` < that, until
+    no gap is wider than 1 / :data:`H_POSTERIOR_CELLS` of the range.  Weights: ``exp(-Delta/2)`` times each
+    h's cell width in log h, summing to 1 (the Monte Carlo draws h from it: :func:`decompose_realisations`).
     """
     lo, hi = np.log(h_bounds[0]), np.log(h_bounds[1])
     points = {}  # h, as the cost memoises it -> ln h
@@ -442,8 +430,7 @@ def halo_posterior(cost: _HaloCost, h_bounds, h_best: float) -> tuple[np.ndarray
         hs, lh, d = state()
         inside = np.flatnonzero(d < H_POSTERIOR_DCHI2)
         i0, i1 = max(inside[0] - 1, 0), min(inside[-1] + 1, hs.size - 1)
-        # the walk's steps and their midpoints give gaps of equal width: rounded, so that a tie always goes to
-        # the lowest h, whatever the rounding of ln h
+        # the walk gives gaps of equal width: rounded, a tie goes to the lowest h whatever the rounding of ln h
         gaps = np.round(np.diff(lh[i0:i1 + 1]), 9)
         useful = np.minimum(d[i0:i1], d[i0 + 1:i1 + 1]) < H_POSTERIOR_DCHI2
         if not useful.any():
