@@ -188,6 +188,8 @@ def _sersic_image(shape, x0, y0, amplitude, r_eff_pix, n, ellip, theta, psf_sigm
     return _render_sersic(shape, x0, y0, pad, oversample, psf_sigma_pix, amplitude=amplitude, r_eff=r_eff_pix, n=n,
                           ellip=ellip, theta=theta)
 
+
+def sersic_ism_models(ism, wcs, positions, psf_fwhm: float) -> list[np.ndarray]:
     """Smooth stand-ins of the ISM terms: a PSF-convolved Sersic profile fitted to each term's map.
 
     Each map of :func:`ism_terms` (non-zero on its source region) is fitted where it is non-zero with
@@ -386,17 +388,15 @@ H_FIT_XATOL = 1e-5
 
 
 def halo_posterior(cost: _HaloCost, h_bounds, h_best: float) -> tuple[np.ndarray, np.ndarray]:
-    """The scale lengths h and their posterior weights, from the halo fit's cost curve.
+    """The scale lengths h and their posterior weights: ``exp(-Delta/2)``, ``Delta = (cost - min) / (min / dof)``.
 
-    The cost (chi^2 for ``sersic``, a sum of squares for ``image``) is scaled by its minimum per degree of
-    freedom (a reduced chi^2 of 1 at the best fit absorbs the model's mismatch): the posterior is
-    ``exp(-Delta/2)``, ``Delta = (cost - min) / (min / dof)``, flat in log h between the bounds.  The h
-    depend on ``h_best`` and the cost alone, not on the points the fit tried (those move with rounding): a
-    walk to each side of ``ln h_best`` in steps of :data:`H_POSTERIOR_STEP` x 1, 3, 9 ...
-    (:data:`H_POSTERIOR_GROWTH`) to the first h with ``Delta`` >= :data:`H_POSTERIOR_DCHI2` or the bound,
-    then up to :data:`H_POSTERIOR_MAX_EXTRA` h in the widest gaps (in log h) where ``Delta`` < that, until
-    no gap is wider than 1 / :data:`H_POSTERIOR_CELLS` of the range.  Weights: ``exp(-Delta/2)`` times each
-    h's cell width in log h, summing to 1 (the Monte Carlo draws h from it: :func:`decompose_realisations`).
+    The cost (chi^2 for ``sersic``, a sum of squares for ``image``) scaled to a reduced chi^2 of 1 at the best fit
+    (absorbing the model's mismatch); flat prior in log h.  The h depend on ``h_best`` and the cost alone, not
+    on the points the fit tried (those move with rounding): a walk to each side of ``ln h_best`` in steps of
+    :data:`H_POSTERIOR_STEP` x 1, 3, 9 ... (:data:`H_POSTERIOR_GROWTH`) to the first h with ``Delta`` >=
+    :data:`H_POSTERIOR_DCHI2` or the bound, then up to :data:`H_POSTERIOR_MAX_EXTRA` h in the widest gaps
+    (log h) where ``Delta`` < that, until none is wider than 1 / :data:`H_POSTERIOR_CELLS` of the range.  The
+    weights (times each h's cell width in log h) sum to 1; the Monte Carlo draws from them.
     """
     lo, hi = np.log(h_bounds[0]), np.log(h_bounds[1])
     points = {}  # h, as the cost memoises it -> ln h
