@@ -255,3 +255,30 @@ def test_sersic_halo_fit_with_a_noisy_template_and_noisy_line_maps():
     h = decompose.galaxy_transfer("g1", masks, template, 0.0, [None], positions, y, np.ones((N, N), bool), PSF, w,
                                   6.5, noise=np.full((N, N), sky_noise))["halo_h_arcsec"].iloc[0]
     assert h == pytest.approx(H_TRUE, rel=0.1)
+
+
+def test_exponential_shortcut_is_the_direct_profile_and_astropy_passes_it_meshgrids():
+    """``_exponential`` evaluates ``exp(-r / h)`` on one row and column of a meshgrid, broadcast: bit-identical
+    to the full evaluation; other points are evaluated in full.  The shortcut's premise -- astropy's
+    ``discretize_model`` hands the profile ``np.meshgrid`` grids -- is checked on astropy itself, so a change
+    of astropy fails here rather than silently mis-rendering the halo."""
+    from astropy.convolution import discretize_model
+
+    xc, yc, h = 20.3, 17.9, 4.2
+    profile = decompose._exponential(xc, yc, h)
+    x, y = np.meshgrid(np.linspace(0.0, 40.0, 81), np.linspace(0.0, 35.0, 71))
+    direct = np.exp(-np.hypot(x - xc, y - yc) / h)
+    np.testing.assert_array_equal(profile(x, y), direct)
+    # points that are not a meshgrid (its first and last rows differ) are evaluated point by point
+    xs, ys = np.random.default_rng(5).uniform(0.0, 40.0, (2, 30, 20))
+    np.testing.assert_array_equal(profile(xs, ys), np.exp(-np.hypot(xs - xc, ys - yc) / h))
+    seen = []
+
+    def recording(xg, yg):
+        seen.append(bool((xg == xg[:1]).all() and (yg == yg[:, :1]).all()))
+        return profile(xg, yg)
+
+    img = discretize_model(recording, (0, 40), (0, 30), mode="oversample", factor=10)
+    assert seen == [True]
+    np.testing.assert_array_equal(img, discretize_model(lambda a, b: np.exp(-np.hypot(a - xc, b - yc) / h),
+                                                        (0, 40), (0, 30), mode="oversample", factor=10))

@@ -26,11 +26,10 @@ Every line's sky is ``sum_c a_c ISM_c + b_c HALO_c``:
     fitted halo scale lengths came out ~2x too small (0.14-0.19" against
     0.29-0.44").
 ``HALO_c`` (:func:`halo_term`)
-    A circular exponential profile (Sérsic n = 1) of scale length ``h``
-    centred on the component position, rendered with
-    ``astropy.modeling.models.Sersic2D`` (10x oversampled) on a grid padded
-    by 12 h, normalised to unit total flux there and convolved with the
-    circular Gaussian IFU PSF (``ifu_psf_fwhm``).  ``h`` (one per galaxy) is
+    A circular exponential ``exp(-r / h)`` (Sérsic n = 1) centred on the
+    component position, 10x oversampled on a grid padded by 12 h, normalised
+    to unit total flux there and convolved with the circular Gaussian IFU
+    PSF (``ifu_psf_fwhm``; :func:`halo_term`).  ``h`` (one per galaxy) is
     fitted over every valid spaxel of the reference cube's field: for each
     ``h`` the term fluxes are a linear least-squares fit, ``h`` minimises the
     residual (``scipy.optimize.minimize_scalar``, bounded, in log h) -- the
@@ -145,7 +144,7 @@ def _exponential(xc: float, yc: float, h_pix: float):
     :func:`halo_term` divides out (``Sersic2D`` evaluates it ~2x slower, through its ellipse rotation and
     ``z ** (1 / n)``; the two agree to 1e-14 relative; issue 17)."""
     def profile(x, y):
-        # discretize_model passes np.meshgrid grids: one row and one column, broadcast, give the same radii
+        # _render's discretize_model passes meshgrids (tests/test_decompose.py checks astropy): broadcast a row
         if (x.ndim == 2 and x.shape[0] > 1 and x.shape[1] > 1 and np.array_equal(x[0], x[-1])
                 and np.array_equal(y[:, 0], y[:, -1])):
             x, y = x[:1, :], y[:, :1]
@@ -401,10 +400,14 @@ def halo_posterior(cost: _HaloCost, h_bounds, h_best: float) -> tuple[np.ndarray
     lo, hi = np.log(h_bounds[0]), np.log(h_bounds[1])
     points = {}  # h, as the cost memoises it -> ln h
 
-    def add(log_h):
-        log_h = float(log_h)
+    def add(log_h) -> float:
         cost(log_h)
-        points[float(np.exp(log_h))] = log_h
+        points[h := float(np.exp(log_h))] = float(log_h)
+        return h
+
+    def delta(h) -> float:  # Delta of one evaluated h, against the points so far (as state() gives it)
+        c_min = min(cost.evals[k][0] for k in points)
+        return (cost.evals[h][0] - c_min) / (c_min / cost.dof if c_min > 0 else 1.0)
 
     def state():
         hs = np.array(sorted(points))
@@ -421,9 +424,7 @@ def halo_posterior(cost: _HaloCost, h_bounds, h_best: float) -> tuple[np.ndarray
         step = H_POSTERIOR_STEP
         while side * (bound - best) > 1e-9:
             log_h = max(best - step, lo) if side < 0 else min(best + step, hi)
-            add(log_h)
-            hs, lh, d = state()
-            if d[np.argmin(np.abs(lh - log_h))] >= H_POSTERIOR_DCHI2 or log_h in (lo, hi):
+            if delta(add(log_h)) >= H_POSTERIOR_DCHI2 or log_h in (lo, hi):
                 break
             step *= H_POSTERIOR_GROWTH
     for _ in range(H_POSTERIOR_MAX_EXTRA):
