@@ -255,3 +255,24 @@ def test_paper_geometry_sizes_and_shared_draws(test_mock_cfg):
         if p["merger"]:
             a, b = p["components"]
             assert geo.PAPER_MERGER_SEP_ARCSEC[0] <= np.hypot(a["dx"] - b["dx"], a["dy"] - b["dy"]) <= 1.3 + 1e-9
+
+
+@pytest.mark.parametrize("geometry", ["paper", "compact"])
+def test_unrealised_plan_is_the_plan_without_cosmology(test_mock_cfg, geometry):
+    """The Snakefile plans without the paper geometry's sizes (``realise=False``): what it reads from the plan
+    (sample rows, product paths) is the full plan's, ``realise_plan`` gives the full plan exactly (key order
+    included: truth.json is written from it), and planning so does not import astropy.cosmology (~0.5 s of
+    every ``snakemake`` invocation, the no-op rerun included)."""
+    import subprocess
+    import sys
+
+    cfg = dict(test_mock_cfg, n_galaxies=8, geometry=geometry, ifu_npix=None)
+    full, bare = mock.plan_survey(cfg), mock.plan_survey(cfg, realise=False)
+    assert json.dumps([mock.realise_plan(p) for p in bare]) == json.dumps(full)
+    assert mock.sample_rows(bare) == mock.sample_rows(full)
+    assert [mock.product_paths(p) for p in bare] == [mock.product_paths(p) for p in full]
+    assert (json.dumps(bare) == json.dumps(full)) == (geometry == "compact")
+    code = (f"import sys, json; from ismcgm import mock; mock.plan_survey(json.loads({json.dumps(json.dumps(cfg))}), "
+            "realise=False); print('astropy.cosmology' in sys.modules)")
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "False"

@@ -30,7 +30,8 @@ VARIANTS = config["variants"]
 # The galaxy list is known at parse time: for the mock it is computed from the
 # config (no data generated), for real data it is the sample table.
 if MOCK:
-    PLANS = {p["id"]: p for p in smock.plan_survey(config["mock"])}
+    # unrealised: the paper geometry's sizes need astropy.cosmology, the mock jobs apply them (realise_plan)
+    PLANS = {p["id"]: p for p in smock.plan_survey(config["mock"], realise=False)}
     MOCK_ROWS = smock.sample_rows(PLANS.values(), f"{RESULTS}/mock")  # the survey's own cube columns only
     SAMPLES = sio.check_sample_table(pd.DataFrame(MOCK_ROWS))
 else:

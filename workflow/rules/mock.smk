@@ -29,8 +29,8 @@ for _gratings, _filt in mock_product_sets():
         group:
             "galaxy"
         params:
-            # each product's own part of the plan: a params change reruns the galaxy's job
-            plans=lambda w: {p: smock.product_plan(PLANS[w.id], p) for p in ("cube", "truth", "image", "alma")},
+            # the galaxy's plan before its paper-geometry sizes (the job applies them): a change reruns the job
+            plan=lambda w: PLANS[w.id],
             lines=config["lines"],
         script:
             "../scripts/mock_galaxy.py"

@@ -5,7 +5,8 @@ from ismcgm.workflow_script import run
 
 
 def main():
-    plans, out = snakemake.params.plans, snakemake.output
+    plan, out = smock.realise_plan(snakemake.params.plan), snakemake.output
+    plans = {p: smock.product_plan(plan, p) for p in ("cube", "truth", "image", "alma")}
     for grating in plans["cube"]["ifu"]["gratings"]:
         smock.write_cube(plans["cube"], grating, out[f"cube_{grating}"])
     smock.write_truth(plans["truth"], out.truth)

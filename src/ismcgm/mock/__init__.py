@@ -79,6 +79,7 @@ from .plan import (  # noqa: F401
     plan_survey,
     product_paths,
     product_plan,
+    realise_plan,
     sample_rows,
     write_truth_json,
 )

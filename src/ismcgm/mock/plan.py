@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -87,13 +88,17 @@ def _survey_roles(mock_cfg: dict) -> dict:
     return roles
 
 
-def plan_survey(mock_cfg: dict) -> list[dict]:
+def plan_survey(mock_cfg: dict, realise: bool = True) -> list[dict]:
     """Deterministic per-galaxy plans of the mock survey.
 
     Parameters
     ----------
     mock_cfg : dict
         The ``mock:`` config section (defaults filled by the schema).
+    realise : bool
+        Apply the ``paper`` geometry's sizes (:func:`realise_plan`).  Their kpc -> arcsec conversion imports
+        ``astropy.cosmology`` (~0.5 s); the Snakefile plans with ``False`` (it needs the galaxy list, the
+        sample rows and the product paths, none of which depend on the sizes), the mock jobs realise.
 
     Returns
     -------
@@ -101,7 +106,24 @@ def plan_survey(mock_cfg: dict) -> list[dict]:
         One JSON-serialisable plan per galaxy, in ID order.
     """
     roles = _survey_roles(mock_cfg)
-    return [_plan_galaxy(mock_cfg, i, gid, roles) for i, gid in enumerate(galaxy_ids(mock_cfg))]
+    plans = [_plan_galaxy(mock_cfg, i, gid, roles) for i, gid in enumerate(galaxy_ids(mock_cfg))]
+    return [realise_plan(p) for p in plans] if realise else plans
+
+
+def realise_plan(plan: dict) -> dict:
+    """The plan with the ``paper`` geometry's sizes applied (a copy; other plans are returned as they are).
+
+    The sizes come from the galaxy's own ``geometry`` random stream, so applying them after the rest of the plan
+    gives the plan :func:`plan_survey` gives; ``tests/test_mock.py`` checks it is the same, key order included.
+    """
+    if plan.get("geometry_pending") != "paper":
+        return plan
+    out = copy.deepcopy(plan)
+    del out["geometry_pending"]
+    sizes = geo.paper_sizes(_rng(out["seed"], out["id"], "geometry"), out["z"], len(out["components"]))
+    geo.apply_paper_geometry(out["components"], sizes)
+    out["image"]["r_ism_arcsec"] = float(np.sqrt(np.mean([sz["r_ism_arcsec"] ** 2 for sz in sizes])))
+    return out
 
 
 def survey(mock_cfg: dict) -> MockSurvey:
@@ -215,10 +237,7 @@ def _plan_galaxy(cfg: dict, index: int, gid: str, roles: dict) -> dict:
     beam = (float(rng.uniform(0.32, 0.40)), float(rng.uniform(0.27, 0.31)), float(rng.uniform(-90, 90)))
     r_ism = float(rng.uniform(0.2, 0.28) * sc)  # image noise set so the 9σ isophote sits near here
     image_field, alma_npix = geo.COMPACT_IMAGE_FIELD_ARCSEC * sc, ALMA_NPIX
-    if paper:  # Sérsic n = 1 ISM and exponential halo (mock.geometry), from their own stream
-        sizes = geo.paper_sizes(_rng(cfg["seed"], gid, "geometry"), z, len(components))
-        geo.apply_paper_geometry(components, sizes)
-        r_ism = float(np.sqrt(np.mean([sz["r_ism_arcsec"] ** 2 for sz in sizes])))
+    if paper:  # Sérsic n = 1 ISM and exponential halo (mock.geometry), from their own stream: realise_plan
         image_field, alma_npix = geo.PAPER_IMAGE_FIELD_ARCSEC, geo.PAPER_ALMA_NPIX
     ifu_npix = int(cfg["ifu_npix"]) if cfg["ifu_npix"] is not None else geo.IFU_NPIX[cfg["geometry"]]
 
@@ -259,6 +278,7 @@ def _plan_galaxy(cfg: dict, index: int, gid: str, roles: dict) -> dict:
             "r_ism_arcsec": r_ism,
         },
         "alma": {"beam_arcsec_deg": beam, "npix": alma_npix, "pixscale": ALMA_PIXSCALE, "noise_mjy": float(rng.uniform(0.12, 0.2))},
+        **({"geometry_pending": "paper"} if paper else {}),
     }
 
 
