@@ -29,12 +29,11 @@ import ast
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 JOBS = ("mock_galaxy", "align", "extract", "mc_fit", "cii_galaxy", "resolved_galaxy")
@@ -57,19 +56,19 @@ def import_time(code: str, repo: Path) -> tuple[float, float, list[tuple[float, 
     proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, env=env,
                           check=True)
     cpu = _children_cpu() - cpu0
-    top = _top_level(proc.stderr)
-    return sum(t for t, _ in top), cpu, sorted(top, reverse=True)[:3]
+    total, slowest = _top_level(proc.stderr)
+    return total, cpu, slowest
 
 
-def _top_level(importtime_log: str) -> list[tuple[float, str]]:
-    """[(cumulative seconds, package)] of the top-level imports in ``-X importtime`` output (an import inside a
-    function is top-level too: nothing was being imported when it started)."""
+def _top_level(importtime_log: str) -> tuple[float, list[tuple[float, str]]]:
+    """Total seconds of the top-level imports in ``-X importtime`` output (an import inside a function is
+    top-level too: nothing was being imported when it started) and [(seconds, package)] of the three slowest."""
     top = []
     for line in importtime_log.splitlines():
         m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", line)
         if m:
             top.append((int(m.group(1)) / 1e6, m.group(2)))
-    return top
+    return sum(t for t, _ in top), sorted(top, reverse=True)[:3]
 
 
 def job_imports(script: Path, run_dir: Path) -> tuple[float, float, list[tuple[float, str]]]:
@@ -77,9 +76,7 @@ def job_imports(script: Path, run_dir: Path) -> tuple[float, float, list[tuple[f
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-X", "importtime", str(script)], capture_output=True, text=True,
                           cwd=run_dir, check=True)
-    wall = time.perf_counter() - t0
-    top = _top_level(proc.stderr)
-    return wall, sum(t for t, _ in top), sorted(top, reverse=True)[:3]
+    return (time.perf_counter() - t0, *_top_level(proc.stderr))
 
 
 def run_dir_report(run_dir: Path, names, repeat: int) -> None:
@@ -91,7 +88,7 @@ def run_dir_report(run_dir: Path, names, repeat: int) -> None:
             print(f"  {name:18s} (no saved job: run snakemake with --skip-script-cleanup)")
             continue
         runs = [job_imports(p, run_dir) for p in jobs]
-        wall, imp = (float(np.median([r[k] for r in runs])) for k in (0, 1))
+        wall, imp = (statistics.median(r[k] for r in runs) for k in (0, 1))
         top = min(runs, key=lambda r: r[1])[2]
         print(f"  {name:18s} job {wall:5.2f} s, imports {imp:4.2f} s ({imp / wall:4.0%}; {len(runs)} jobs)   "
               "slowest: " + ", ".join(f"{p} {t:.2f}" for t, p in top))

@@ -405,15 +405,13 @@ def halo_posterior(cost: _HaloCost, h_bounds, h_best: float) -> tuple[np.ndarray
         points[h := float(np.exp(log_h))] = float(log_h)
         return h
 
-    def delta(h) -> float:  # Delta of one evaluated h, against the points so far (as state() gives it)
-        c_min = min(cost.evals[k][0] for k in points)
+    def delta(h) -> float:  # Delta of one evaluated h, against the points so far
+        c_min = np.min([cost.evals[k][0] for k in points])
         return (cost.evals[h][0] - c_min) / (c_min / cost.dof if c_min > 0 else 1.0)
 
-    def state():
-        hs = np.array(sorted(points))
-        c = np.array([cost.evals[h][0] for h in hs])
-        scale = c.min() / cost.dof if c.min() > 0 else 1.0
-        return hs, np.array([points[h] for h in hs]), (c - c.min()) / scale
+    def state():  # (h, ln h, Delta) of the points so far, in increasing h
+        hs = sorted(points)
+        return np.array(hs), np.array([points[h] for h in hs]), np.array([delta(h) for h in hs])
 
     if h_best in cost.evals:  # the fit's best point
         points[h_best] = float(np.log(h_best))
