@@ -43,7 +43,7 @@ def test_job_imports_pull_in_no_heavy_stack(job):
 #: rerun included (issue 17: no-op <= 3 s), so they must not pull in the modelling/convolution stacks
 #: (``ismcgm.imaging`` imports astropy.convolution where it convolves) nor scipy.optimize.
 PARSE = ("from ismcgm import instrument, instruments, samples, mock, regions, cloudy; "
-         "from ismcgm.linefluxes import n_chunks, chunk_realisations; "
+         "from ismcgm.mcfit import n_chunks, chunk_realisations; "
          "from ismcgm.workflow_config import ConfigError, check_config, check_samples, read_yaml_config")
 PARSE_HEAVY = HEAVY + ("astropy.modeling", "astropy.convolution", "scipy.optimize")
 
@@ -77,3 +77,10 @@ def test_lazy_cosmology_is_the_spec_one():
     ref = FlatLambdaCDM(H0=70.0, Om0=0.3)
     assert constants.COSMO is constants.cosmology()
     assert constants.proper_kpc_per_arcsec(5.0) == ref.kpc_proper_per_arcmin(5.0).value / 60.0
+
+
+def test_the_monte_carlo_job_imports_no_pandas():
+    """``mc_fit`` runs once per galaxy and chunk: its columns go to parquet through pyarrow (pandas is ~0.3 s)."""
+    code = script_imports("mc_fit") + "; import sys; print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ismcgm import fit, linefluxes
+from ismcgm import fit, linefluxes, mcfit
 from ismcgm import instrument as ins
 from ismcgm.errors import InputError
 
@@ -20,7 +20,7 @@ def _spectrum(z=5.0, grating="g395m"):
 
 def test_chunks_cover_every_realisation_once():
     for n, size in [(100, 50), (12, 5), (7, 1), (3, 10)]:
-        reals = [r for c in range(linefluxes.n_chunks(n, size)) for r in linefluxes.chunk_realisations(c, n, size)]
+        reals = [r for c in range(mcfit.n_chunks(n, size)) for r in mcfit.chunk_realisations(c, n, size)]
         assert reals == list(range(n))
 
 
@@ -31,6 +31,22 @@ def test_fit_chunk_rows():
     assert {"id", "component", "region", "grating", "line", "flux", "flux3", "velocity_kms", "sigma_kms"} <= set(df)
     ha = df[df["line"] == "HA"]["flux"].to_numpy()
     assert np.allclose(ha, 2e-18, rtol=0.05)
+
+
+def test_a_written_chunk_reads_back_as_the_chunk_table(tmp_path):
+    """The job writes numpy columns with pyarrow (no pandas); the gather reads the table fit_chunk gives."""
+    import pandas as pd
+
+    from ismcgm.io import read_chunks
+
+    wave, flux, err = _spectrum()
+    args = ("g1", [("g1", "ISM", wave, flux, err), ("g1", "CGM", wave, 0.5 * flux, err)], 5.0, "g395m", [3, 4], 1, FIT)
+    cols = mcfit.chunk_columns(*args)
+    assert tuple(cols) == mcfit.CHUNK_COLUMNS
+    mcfit.write_chunk([cols, mcfit.chunk_columns(*args[:4], [5], *args[5:])], tmp_path / "c.parquet")
+    expected = pd.concat([linefluxes.fit_chunk(*args), linefluxes.fit_chunk(*args[:4], [5], *args[5:])],
+                         ignore_index=True)
+    pd.testing.assert_frame_equal(read_chunks([tmp_path / "c.parquet"]), expected)
 
 
 def test_every_line_outside_coverage_is_a_one_line_error():

@@ -2,10 +2,11 @@
 
 The workflow splits the ``mc.n_realisations`` realisations of every
 (component, region, grating) spectrum into chunks of ``mc.chunk_size``
-(:func:`chunk_realisations`); :func:`fit_chunk` draws and fits one chunk of
-one galaxy and grating (a workflow job, ``mc_fit``, fits one chunk of a galaxy in
-all its gratings), :func:`gather` turns all chunks into the line-flux table
-(SPEC sections 4-6).
+(:func:`ismcgm.mcfit.chunk_realisations`); :func:`ismcgm.mcfit.chunk_columns`
+draws and fits one chunk of one galaxy and grating (a workflow job, ``mc_fit``,
+fits one chunk of a galaxy in all its gratings; :func:`fit_chunk` is the same
+as a table), :func:`gather` turns all chunks into the line-flux table (SPEC
+sections 4-6).
 
 Every realisation is drawn from its own random stream
 (:func:`ismcgm.mc.rng_for`) and fitted on its own (the fitter's results for
@@ -29,8 +30,6 @@ value; otherwise each realisation keeps its own E(B-V), also a negative one
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -38,8 +37,8 @@ from . import instrument as ins
 from . import instruments
 from . import mc
 from .dust import correct, ebv_realisations
-from .errors import InputError
-from .fit import fit_spectra, three_channel_flux
+from .fit import fit_spectra
+from .mcfit import chunk_columns
 from .ratios import preferred_grating
 
 #: Columns of ``line_fluxes.csv`` (issue contract).
@@ -60,72 +59,10 @@ TABLE_COMMENT = (
 )
 
 
-def n_chunks(n_realisations: int, chunk_size: int) -> int:
-    """Number of Monte Carlo chunks."""
-    return math.ceil(n_realisations / chunk_size)
-
-
-def chunk_realisations(chunk: int, n_realisations: int, chunk_size: int) -> list[int]:
-    """Realisation indices of chunk ``chunk``."""
-    return list(range(chunk * chunk_size, min((chunk + 1) * chunk_size, n_realisations)))
-
-
 def fit_chunk(gid, spectra, z, grating, realisations, seed, fit_cfg, cube_draws=None) -> pd.DataFrame:
-    """Draw and fit one chunk of realisations of every region of a galaxy.
-
-    Parameters
-    ----------
-    gid : str
-        Galaxy id.
-    spectra : list of (component, region, wave_um, flux, err)
-        The nominal extracted spectra.
-    z : float
-    grating : str
-    realisations : list of int
-    seed : int
-        Global seed.
-    fit_cfg : dict
-        ``method``, ``continuum_order``, ``n_components``.
-    cube_draws : dict, optional
-        ``{(component, region): (n_real, n_wave) array}`` of cube-level
-        realisations (``mc.level: cube``); default: spectrum-level draws.
-
-    Returns
-    -------
-    DataFrame
-        ``id, component, region, grating, realisation, line, flux, flux3,
-        velocity_kms, sigma_kms``.
-    """
-    if not ins.lines_in_grating(grating, z):
-        raise InputError(gid, f"{grating} spectra", f"no emission line falls inside the {grating} coverage at z={z:g}",
-                         "check the redshift in the sample table (or leave this grating out)")
-    realisations = np.asarray(realisations, dtype=int)
-    n = realisations.size
-    # one block of n rows per (region, line), in that order; the table is built once at the end
-    keys, cols = [], {c: [] for c in ("flux", "flux3", "velocity_kms", "sigma_kms")}
-    for component, region, wave, flux, err in spectra:
-        if cube_draws is not None:
-            draws = cube_draws[(component, region)]
-        else:
-            draws = mc.spectrum_realisations(flux, err, seed, component, region, grating, realisations)
-        try:
-            res = fit_spectra(wave, draws, err, z, grating, method=fit_cfg["method"],
-                              cont_order=fit_cfg["continuum_order"], n_components=fit_cfg["n_components"])
-        except ValueError as exc:
-            raise InputError(gid, f"{component} {region} {grating} spectrum", str(exc),
-                             "check the cube (NaN/ERR) and the mask of this region") from None
-        for line in res.lines:
-            keys.append((component, region, line))
-            cols["flux"].append(np.broadcast_to(res.flux[line], n))
-            cols["flux3"].append(np.broadcast_to(three_channel_flux(wave, draws, z, line, grating), n))
-            cols["velocity_kms"].append(np.broadcast_to(res.velocity_kms, n))
-            cols["sigma_kms"].append(np.broadcast_to(res.sigma_kms, n))
-    component, region, line = (np.repeat([k[i] for k in keys], n) for i in range(3))
-    return pd.DataFrame({
-        "id": np.repeat(gid, n * len(keys)), "component": component, "region": region,
-        "grating": np.repeat(grating, n * len(keys)), "realisation": np.tile(realisations, len(keys)),
-        "line": line, **{c: np.concatenate(v).astype(float) for c, v in cols.items()},
-    })
+    """:func:`ismcgm.mcfit.chunk_columns` as a table: ``id, component, region, grating, realisation, line, flux,
+    flux3, velocity_kms, sigma_kms``, one row per region, line and realisation."""
+    return pd.DataFrame(chunk_columns(gid, spectra, z, grating, realisations, seed, fit_cfg, cube_draws))
 
 
 def nominal_model(spectrum, z: float, fit_cfg) -> np.ndarray:

@@ -9,7 +9,7 @@ from snakemake.utils import min_version
 from ismcgm import instrument, instruments
 from ismcgm import samples as sio
 from ismcgm import mock as smock
-from ismcgm.linefluxes import n_chunks
+from ismcgm.mcfit import n_chunks
 from ismcgm import regions as ismcgm_regions
 from ismcgm.workflow_config import ConfigError, check_config, check_samples
 

@@ -1,6 +1,6 @@
 """Monte Carlo realisations, tied-kinematics line fits and dust correction (SPEC 4-6, Fig. 2)."""
 
-from ismcgm.linefluxes import chunk_realisations
+from ismcgm.mcfit import chunk_realisations
 
 
 wildcard_constraints:

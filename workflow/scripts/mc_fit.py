@@ -1,11 +1,9 @@
 """Draw and fit one chunk of Monte Carlo realisations of a galaxy, every region in every grating (SPEC 4-5)."""
 
-import pandas as pd
-
 from ismcgm import extract, mc
-from ismcgm.io import atomic_path, read_cube, read_table
-from ismcgm.linefluxes import fit_chunk
+from ismcgm.io import read_cube, read_table
 from ismcgm.maskio import masks_on_cube, read_masks
+from ismcgm.mcfit import chunk_columns, write_chunk
 from ismcgm.workflow_script import run
 
 
@@ -23,17 +21,16 @@ def main():
     n = len(par.regions)
     if par.level == "cube":  # read once for every grating
         masks, alignment = read_masks(inp.masks), read_table(inp.alignment)
-    tables = []
+    parts = []
     for i, grating in enumerate(par.gratings):
         spectra = []
         for (component, region, _), path in zip(par.regions, inp.spectra[i * n:(i + 1) * n]):
             s = extract.read_spectrum(path)
             spectra.append((component, region, s.wave_um, s.flux, s.err))
         draws = cube_level_draws(par, grating, inp.cubes[i], masks, alignment) if par.level == "cube" else None
-        tables.append(fit_chunk(par.row["id"], spectra, par.row["z"], grating, par.realisations, par.seed, par.fit,
-                                draws))
-    with atomic_path(snakemake.output[0]) as tmp:
-        pd.concat(tables, ignore_index=True).to_parquet(tmp, index=False)
+        parts.append(chunk_columns(par.row["id"], spectra, par.row["z"], grating, par.realisations, par.seed,
+                                   par.fit, draws))
+    write_chunk(parts, snakemake.output[0])
 
 
 run(snakemake, main)
