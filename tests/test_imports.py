@@ -80,7 +80,7 @@ def test_lazy_cosmology_is_the_spec_one():
 
 
 def test_the_monte_carlo_job_imports_no_pandas():
-    """``mc_fit`` runs once per galaxy and chunk: its columns go to parquet through pyarrow (pandas is ~0.3 s)."""
+    """``mc_fit``'s imports (``ismcgm.mcfit``) carry no pandas (pyarrow still loads it when the chunk is written)."""
     code = script_imports("mc_fit") + "; import sys; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False"]

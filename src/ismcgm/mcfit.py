@@ -4,10 +4,12 @@ The workflow splits the ``mc.n_realisations`` realisations of every
 (component, region, grating) spectrum into chunks of ``mc.chunk_size``
 (:func:`chunk_realisations`); :func:`chunk_columns` draws and fits one chunk
 of one galaxy and grating, and :func:`write_chunk` writes a job's columns as
-parquet.  The ``mc_fit`` job runs once per galaxy and chunk, so this module
-keeps off pandas (~0.3 s of imports per job, issue 17): the columns are plain
-numpy arrays written with pyarrow, and the gather reads them with pandas
-(:func:`ismcgm.io.read_chunks`, :func:`ismcgm.linefluxes.gather`).
+parquet.  The columns are plain numpy arrays and this module does not import
+pandas (the gather reads the chunks with pandas: :func:`ismcgm.io.read_chunks`,
+:func:`ismcgm.linefluxes.gather`).  Measured (stop 36): pyarrow imports pandas
+itself on its first array conversion, so an ``mc_fit`` job still loads pandas
+(~0.25 s) when it writes its chunk; dropping it from the job needs a chunk
+format written without pyarrow (e.g. a FITS table through astropy.io.fits).
 """
 
 from __future__ import annotations
